@@ -1,0 +1,1 @@
+"""Real MNIST test digits shipped for the quickstart and offline demos."""

@@ -1,0 +1,31 @@
+"""predlearn: spatiotemporal predictive learning (PredRNN and its baselines) on PyTorch Lightning.
+
+The model zoo installs as ``predlearn.zoo`` and the data modules as ``predlearn.datamodules``.
+"""
+
+from predlearn.registry import (
+    create_cell,
+    create_model,
+    failed_plugins,
+    list_cells,
+    list_datamodules,
+    list_models,
+    register_cell,
+    register_datamodule,
+    register_model,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "__version__",
+    "create_cell",
+    "create_model",
+    "failed_plugins",
+    "list_cells",
+    "list_datamodules",
+    "list_models",
+    "register_cell",
+    "register_datamodule",
+    "register_model",
+]

@@ -1,0 +1,1 @@
+"""Predictors and recurrent cells, installed as ``predlearn.zoo``."""
