@@ -1,1 +1,19 @@
-"""Predictors and recurrent cells, installed as ``predlearn.zoo``."""
+"""Predictors and recurrent cells, installed as ``predlearn.zoo``. Importing registers them."""
+
+from predlearn.zoo.cells.base import RecurrentCell
+from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
+from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
+from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell
+from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM
+from predlearn.zoo.recurrent_stack import RecurrentStack
+
+__all__ = [
+    "ConvLSTM",
+    "ConvLSTMCell",
+    "PredRNN",
+    "PredRNNM",
+    "RecurrentCell",
+    "RecurrentStack",
+    "SpatiotemporalLSTMCell",
+    "SpatiotemporalMemoryCell",
+]

@@ -1,0 +1,103 @@
+"""Callbacks that write the pictures and per-step curves of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from predlearn.visualize import save_curves_figure, save_prediction_figure, write_curves_csv
+
+
+def run_directory(trainer: L.Trainer) -> Path:
+    """Where a run's files go: the W&B run's files folder (synced with it) or the logger's dir."""
+    logger = trainer.logger
+    if isinstance(logger, WandbLogger):
+        return Path(logger.experiment.dir)
+    if logger is not None and getattr(logger, "log_dir", None):
+        return Path(logger.log_dir)
+    return Path(trainer.default_root_dir)
+
+
+class PredictionFigures(L.Callback):
+    """Writes ``<stage>_predictions.png`` (input | truth | prediction), ``<stage>_curves.png`` and
+    ``<stage>_curves.csv`` at the end of fitting (validation set) and of testing (test set), and
+    sends them to W&B when it is the logger, with the per-step curves on a shared x-axis
+    ("predicted step") so runs compare on one chart.
+
+    Args:
+        enabled: write the files at all.
+        num_sequences: how many sequences of the first batch to draw.
+        output_dir: folder for the files; default: the run's folder.
+    """
+
+    def __init__(self, enabled: bool = True, num_sequences: int = 4,
+                 output_dir: str | None = None) -> None:
+        self.enabled = enabled
+        self.num_sequences = num_sequences
+        self.output_dir = output_dir
+        self._examples: dict[str, Tensor] = {}
+
+    def _keep(self, stage: str, batch: Tensor, batch_idx: int, dataloader_idx: int) -> None:
+        if self.enabled and batch_idx == 0 and dataloader_idx == 0:
+            batch = batch[0] if isinstance(batch, (list, tuple)) else batch
+            self._examples[stage] = batch[: self.num_sequences].detach()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._keep("val", batch, batch_idx, dataloader_idx)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                          dataloader_idx=0) -> None:
+        self._keep("test", batch, batch_idx, dataloader_idx)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module, "val", pl_module.horizon)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer, pl_module, "test", pl_module.test_horizon)
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str,
+               horizon: int) -> None:
+        example = self._examples.pop(stage, None)
+        curves = getattr(pl_module, "curves", {}).get(stage)
+        if not self.enabled or not trainer.is_global_zero or example is None or not curves:
+            return
+        folder = Path(self.output_dir) if self.output_dir else run_directory(trainer)
+        frames, targets = pl_module.split(example, horizon)
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            predictions = pl_module(frames.to(pl_module.device), horizon).cpu()
+        pl_module.train(was_training)
+        step = trainer.global_step
+        picture = save_prediction_figure(frames, targets, predictions,
+                                         folder / f"{stage}_predictions.png",
+                                         title=f"{stage} set, step {step}")
+        curve_plot = save_curves_figure(curves, folder / f"{stage}_curves.png",
+                                        title=f"{stage} set, per predicted step")
+        table = write_curves_csv(curves, folder / f"{stage}_curves.csv")
+        rank_zero_info(f"predlearn: wrote {picture}, {curve_plot} and {table}")
+        if isinstance(trainer.logger, WandbLogger):
+            log_curves_to_wandb(trainer.logger, stage, curves, [picture, curve_plot])
+
+
+def log_curves_to_wandb(logger: WandbLogger, stage: str, curves: dict[str, Tensor],
+                        images: list[Path]) -> None:
+    """Per-step curves against a "predicted step" axis (one line per run), a table, pictures."""
+    experiment = logger.experiment
+    axis = f"{stage}_curve/step"
+    experiment.define_metric(axis)
+    experiment.define_metric(f"{stage}_curve/*", step_metric=axis)
+    length = len(next(iter(curves.values())))
+    for step in range(length):
+        experiment.log({axis: step + 1,
+                        **{f"{stage}_curve/{key}": float(c[step]) for key, c in curves.items()}})
+    logger.log_table(key=f"{stage}/per_step", columns=["step", *curves],
+                     data=[[s + 1, *(float(c[s]) for c in curves.values())] for s in range(length)])
+    logger.log_image(key=f"{stage}/figures", images=[str(p) for p in images])

@@ -1,0 +1,184 @@
+"""The ``predlearn`` command: ``fit | validate | test | predict`` through LightningCLI, plus ``list``.
+
+``--model`` and ``--data`` take registry names (``--model=predrnn --data=mmnist``) or class paths.
+Names are rewritten to class paths before LightningCLI parses the arguments (DESIGN 2.3): a model
+name selects the predictor that the one ``PredictiveModule`` wraps.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from predlearn.callbacks import PredictionFigures
+from predlearn.module import PredictiveModule
+from predlearn.registry import CELLS, DATAMODULES, MODELS, failed_plugins
+
+RUN_ROOT = "runs"
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "default_root_dir": RUN_ROOT,
+    "max_steps": 80_000,  # paper §4: 80,000 iterations
+    "logger": {
+        "class_path": "predlearn.loggers.AutoWandbLogger",
+        "init_args": {"project": "predlearn", "save_dir": RUN_ROOT},
+    },
+}
+
+
+def class_path(obj: type) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def resolve_registry_names(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``--model NAME`` to ``--model.predictor CLASS_PATH`` and ``--data NAME`` likewise.
+
+    Dotted values (class paths) and config files pass through unchanged; an unknown plain name
+    fails with the list of registered names.
+    """
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        for flag, registry, target in (("--model", MODELS, "--model.predictor"),
+                                       ("--data", DATAMODULES, "--data")):
+            if arg == flag and i + 1 < len(args):
+                value, consumed = args[i + 1], 2
+            elif arg.startswith(flag + "="):
+                value, consumed = arg[len(flag) + 1:], 1
+            else:
+                continue
+            if _looks_like_name(value):
+                value = class_path(registry.get(value))
+            elif flag == "--model" and value.endswith((".yaml", ".yml", ".json")):
+                target = flag  # a config file for the whole PredictiveModule
+            out.append(f"{target}={value}")
+            i += consumed
+            break
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
+def _looks_like_name(value: str) -> bool:
+    """Registry names are lowercase identifiers; class names and paths are not."""
+    return value.replace("_", "").isalnum() and value.islower()
+
+
+class PredlearnCLI(LightningCLI):
+    """LightningCLI with the paper's checkpointing, figures and an optional test after fit."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            # The best checkpoint is chosen on the validation split, never on the test set.
+            "checkpoint.monitor": "val/loss",
+            "checkpoint.mode": "min",
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "best-step{step:06d}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+        parser.add_lightning_class_args(PredictionFigures, "figures")
+        # The data decides how many frames are observed and predicted; the model follows.
+        for attribute in ("context_frames", "horizon", "test_horizon"):
+            parser.link_arguments("data", f"model.{attribute}", apply_on="instantiate",
+                                  compute_fn=_frames_of(attribute))
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=False,
+            help="fit only: after training, test the best (validation-chosen) checkpoint",
+        )
+
+    def after_fit(self) -> None:
+        if self.config.fit.get("test_after_fit"):
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+
+
+_HELP_FLAGS = {"-h", "--help"}
+
+
+def _build(argv: list[str] | None) -> PredlearnCLI:
+    return PredlearnCLI(
+        PredictiveModule,
+        LightningDataModule,
+        subclass_mode_data=True,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_kwargs={"overwrite": True},
+        args=argv,
+    )
+
+
+def _print_help(argv: list[str]) -> None:
+    """The subcommand's help, then the options of the chosen predictor and data module.
+
+    LightningCLI shows a subclass's own options only through ``--model.predictor.help CLASS``;
+    with ``--model=NAME --help`` we print those too, so every option shows with its default.
+    """
+    rest = [a for a in argv if a not in _HELP_FLAGS]
+    chosen = {key: a.split("=", 1)[1] for a in rest for key in ("--model.predictor", "--data")
+              if a.startswith(key + "=")}
+    subcommand = [a for a in rest if not a.startswith("-")][:1]
+    for help_args in ([*rest, "--help"], *(
+        [*subcommand, f"{key}.help", value] for key, value in chosen.items()
+    )):
+        try:
+            _build(help_args)
+        except SystemExit:
+            pass
+        print()
+
+
+def _frames_of(attribute: str):
+    defaults = {"context_frames": 10, "horizon": 10, "test_horizon": None}  # paper §4.1
+
+    def compute(datamodule: LightningDataModule) -> int | None:
+        return getattr(datamodule, attribute, defaults[attribute])
+
+    return compute
+
+
+def print_registry() -> None:
+    """``predlearn list``: registered models, cells and data modules, and broken plugins."""
+    for title, registry in (("models", MODELS), ("cells", CELLS), ("datamodules", DATAMODULES)):
+        print(f"{title}:")
+        for name in registry.names():
+            print(f"  {name:24s} {class_path(registry.get(name))}")
+    failed = failed_plugins()
+    if failed:
+        print("plugins that failed to load:")
+        for name, reason in sorted(failed.items()):
+            print(f"  {name}: {reason}")
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of the ``predlearn`` console script."""
+    run_cli(args)
+
+
+def run_cli(args: Sequence[str] | None = None) -> PredlearnCLI | None:
+    """Run a ``predlearn`` command (``args`` as on the command line); returns the CLI object."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["list"]:
+        print_registry()
+        return None
+    try:
+        argv = resolve_registry_names(argv)
+    except KeyError as err:
+        print(f"predlearn: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if _HELP_FLAGS & set(argv):
+        _print_help(argv)
+        raise SystemExit(0)
+    if args is None:  # LightningCLI reads sys.argv; give it the rewritten arguments
+        sys.argv = [sys.argv[0], *argv]
+        return _build(None)
+    return _build(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Per-frame metrics with per-step curves (DESIGN 1.9).
+
+Conventions, named in every logged key:
+
+- ``mse_per_frame``: squared error summed over the pixels (and channels) of one frame, on the
+  [0, 1] scale, then averaged over frames and sequences (Tables 1-2; 56.8 on 64x64 frames is a
+  per-pixel MSE of about 0.0139). ``FrameMSE(per="pixel")`` gives the per-pixel mean instead.
+- ``bce_per_frame``: binary cross-entropy summed over the pixels of a frame, the targets and the
+  predictions in [0, 1] read as Bernoulli means (predictions clamped to [1e-7, 1 - 1e-7]).
+- ``psnr``: per frame, 10 log10(1 / per-pixel MSE), data range 1.0 (the same as 255 on 8-bit
+  frames), averaged over frames (not PSNR of the averaged MSE).
+- ``ssim``: Wang et al. 2004, Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1.0.
+
+Predictions are clipped to [0, 1] before scoring, as the authors' evaluation does. Each metric
+keeps a sum per predicted step and a count of sequences in torchmetrics state, so the result is
+the same on one device or summed across DDP ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
+
+DATA_RANGE = 1.0  # frames are floats in [0, 1]
+BCE_EPS = 1e-7
+SSIM_WINDOW = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5, "k1": 0.01, "k2": 0.03}
+
+
+class PerStepMetric(Metric):
+    """Mean over sequences of a per-frame score, for each of ``horizon`` predicted steps.
+
+    ``update(preds, target)`` takes (B, K, C, H, W) tensors; ``compute()`` returns a (K,) curve.
+    """
+
+    full_state_update = False
+    higher_is_better: bool | None = False
+    #: the convention, used as the key in logs (e.g. ``mse_per_frame``)
+    key: str = ""
+
+    def __init__(self, horizon: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.horizon = horizon
+        # float64 sums: 5,000 sequences of per-frame sums stay exact enough to compare runs.
+        self.add_state("total", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
+        """(B, K, C, H, W) -> (B, K) scores."""
+        raise NotImplementedError
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        if preds.shape != target.shape or preds.ndim != 5:
+            raise ValueError(
+                f"{type(self).__name__} needs predictions and targets of the same (B, K, C, H, W) "
+                f"shape; got {tuple(preds.shape)} and {tuple(target.shape)}"
+            )
+        if preds.shape[1] != self.horizon:
+            raise ValueError(
+                f"{type(self).__name__} was built for {self.horizon} predicted steps; "
+                f"got {preds.shape[1]}"
+            )
+        scores = self.per_frame(preds.detach().float().clamp(0, 1), target.detach().float())
+        self.total += scores.sum(dim=0).to(torch.float64)
+        self.count += scores.shape[0]
+
+    def compute(self) -> Tensor:
+        if self.count == 0:
+            raise RuntimeError(f"{type(self).__name__}.compute() before any update")
+        return self.total / self.count
+
+
+class FrameMSE(PerStepMetric):
+    """Per-frame MSE: squared error summed over a frame's pixels ([0, 1] scale)."""
+
+    key = "mse_per_frame"
+
+    def __init__(self, horizon: int, per: str = "frame", **kwargs) -> None:
+        super().__init__(horizon, **kwargs)
+        if per not in ("frame", "pixel"):
+            raise ValueError(f"per must be 'frame' or 'pixel'; got {per!r}")
+        self.per = per
+        self.key = f"mse_per_{per}"
+
+    def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
+        squared = (preds - target).square().flatten(2)
+        return squared.sum(-1) if self.per == "frame" else squared.mean(-1)
+
+
+class FrameBCE(PerStepMetric):
+    """Per-frame binary cross-entropy, summed over a frame's pixels."""
+
+    key = "bce_per_frame"
+
+    def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
+        p = preds.clamp(BCE_EPS, 1 - BCE_EPS)
+        bce = -(target * p.log() + (1 - target) * (1 - p).log())
+        return bce.flatten(2).sum(-1)
+
+
+class FramePSNR(PerStepMetric):
+    """PSNR of each frame (data range 1.0), averaged per step."""
+
+    key = "psnr"
+    higher_is_better = True
+
+    def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
+        b, k = preds.shape[:2]
+        psnr = peak_signal_noise_ratio(
+            preds.flatten(0, 1), target.flatten(0, 1), data_range=DATA_RANGE,
+            reduction="none", dim=(1, 2, 3),
+        )
+        return psnr.view(b, k)
+
+
+class FrameSSIM(PerStepMetric):
+    """SSIM of each frame (Gaussian window 11, sigma 1.5, data range 1.0), averaged per step."""
+
+    key = "ssim"
+    higher_is_better = True
+
+    def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
+        b, k = preds.shape[:2]
+        ssim = structural_similarity_index_measure(
+            preds.flatten(0, 1), target.flatten(0, 1), data_range=DATA_RANGE,
+            reduction="none", **SSIM_WINDOW,
+        )
+        return ssim.view(b, k)
+
+
+METRICS: dict[str, type[PerStepMetric]] = {
+    "mse": FrameMSE,
+    "bce": FrameBCE,
+    "psnr": FramePSNR,
+    "ssim": FrameSSIM,
+}
+
+
+class SequenceMetrics(nn.Module):
+    """A set of per-step metrics for one stage, with the logged key names.
+
+    ``compute()`` returns ``{"<prefix>/<key>": mean, "<prefix>/<key>/step_01": ..., ...}``;
+    ``curves()`` returns ``{key: (K,) tensor}``.
+    """
+
+    def __init__(self, horizon: int, names: Iterable[str] = ("mse", "bce", "psnr", "ssim"),
+                 prefix: str = "test") -> None:
+        super().__init__()
+        unknown = sorted(set(names) - set(METRICS))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
+        self.prefix = prefix
+        self.horizon = horizon
+        self.metrics = nn.ModuleDict({name: METRICS[name](horizon) for name in names})
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        for metric in self.metrics.values():
+            metric.update(preds, target)
+
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
+
+    def curves(self) -> dict[str, Tensor]:
+        return {metric.key: metric.compute() for metric in self.metrics.values()}
+
+    def compute(self) -> dict[str, Tensor]:
+        return flatten_curves(self.curves(), self.prefix)
+
+
+def step_key(prefix: str, key: str, step: int) -> str:
+    """The logged key of one step of a curve, 1-based: ``test/mse_per_frame/step_03``."""
+    return f"{prefix}/{key}/step_{step:02d}"
+
+
+def flatten_curves(curves: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """Curves as scalar log entries: the mean of each curve and one entry per step."""
+    values: dict[str, Tensor] = {}
+    for key, curve in curves.items():
+        values[f"{prefix}/{key}"] = curve.mean()
+        for step, value in enumerate(curve, start=1):
+            values[step_key(prefix, key, step)] = value
+    return values

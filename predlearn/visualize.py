@@ -1,0 +1,93 @@
+"""Pictures people would rather look at: predictions next to the truth, and per-step curves."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+CURVE_LABELS = {
+    "mse_per_frame": "MSE per frame (sum over pixels, [0, 1])",
+    "mse_per_pixel": "MSE per pixel ([0, 1])",
+    "bce_per_frame": "cross-entropy per frame (sum over pixels)",
+    "psnr": "PSNR (dB, data range 1.0)",
+    "ssim": "SSIM (Gaussian 11, sigma 1.5)",
+}
+
+
+def _strip(frames: Tensor, width: int) -> np.ndarray:
+    """(T, C, H, W) -> one (H, width * W) image, frames side by side, blank after T."""
+    frames = frames.detach().float().clamp(0, 1).cpu()
+    if frames.shape[1] not in (1, 3):
+        frames = frames[:, :1]
+    t, c, h, w = frames.shape
+    strip = np.ones((h, width * w, c), dtype=np.float32)
+    for i in range(t):
+        strip[:, i * w:(i + 1) * w] = frames[i].permute(1, 2, 0).numpy()
+    return strip[..., 0] if c == 1 else strip
+
+
+def save_prediction_figure(inputs: Tensor, targets: Tensor, predictions: Tensor,
+                           path: str | Path, title: str = "") -> Path:
+    """Rows per sequence: input frames | ground truth | prediction (tensors (B, T, C, H, W))."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = inputs.shape[0]
+    width = max(inputs.shape[1], targets.shape[1])
+    h, w = inputs.shape[-2:]
+    fig, axes = plt.subplots(3 * count, 1, figsize=(width * 0.9, 3 * count * 0.9 * h / w + 0.6),
+                             squeeze=False)
+    rows = (("input", inputs), ("truth", targets), ("prediction", predictions))
+    for s in range(count):
+        for r, (label, frames) in enumerate(rows):
+            ax = axes[3 * s + r, 0]
+            ax.imshow(_strip(frames[s], width), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(f"{label}" if s == 0 else label, rotation=0, ha="right", va="center",
+                          fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str = "") -> Path:
+    """One panel per metric, the value at each predicted step (1-based)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False)
+    for ax, (key, curve) in zip(axes[0], curves.items()):
+        values = curve.detach().cpu().numpy()
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3)
+        ax.set_xlabel("predicted step")
+        ax.set_title(CURVE_LABELS.get(key, key), fontsize=9)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_curves_csv(curves: dict[str, Tensor], path: str | Path) -> Path:
+    """A table of the curves: one row per predicted step, one column per metric."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(curves)
+    length = len(next(iter(curves.values()))) if curves else 0
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", *keys])
+        for step in range(length):
+            writer.writerow([step + 1, *(f"{float(curves[k][step]):.6g}" for k in keys)])
+    return path

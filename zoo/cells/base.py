@@ -1,0 +1,58 @@
+"""What a recurrent cell is: one step of one layer, and which memories it uses."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class RecurrentCell(nn.Module):
+    """One step of one layer: ``forward(x, h, c, m) -> (h, c, m)``.
+
+    The class flags tell the shared stacking loop (``predlearn.zoo.RecurrentStack``) how to route
+    states, so that ConvLSTM, PredRNN-M and PredRNN differ only in their cell:
+
+    - ``uses_temporal_memory``: keeps a cell state C per layer, passed from t-1 to t (horizontal).
+    - ``uses_zigzag_memory``: takes M from the layer below at the same step (for the bottom layer:
+      the top layer at t-1, paper §3.1) and returns the updated M for the layer above.
+    - ``hidden_from_below``: the recurrent hidden input is the layer below at the same step
+      (H^{l-1}_t, with H^0_t = H^L_{t-1}; paper eq. 3) instead of the same layer at t-1, and the
+      frame enters only the bottom layer.
+
+    Constructor arguments shared by all cells: ``input_channels`` (channels of x; 0 when the
+    layer takes no x), ``hidden_channels``, ``kernel_size``, ``spatial_size`` (height, width of
+    the state grid), ``recurrent_channels`` (channels of the h input; defaults to
+    ``hidden_channels``).
+    """
+
+    uses_temporal_memory: bool = False
+    uses_zigzag_memory: bool = False
+    hidden_from_below: bool = False
+
+    def __init__(
+        self,
+        input_channels: int,
+        hidden_channels: int,
+        kernel_size: int = 5,
+        spatial_size: tuple[int, int] = (64, 64),
+        recurrent_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        if hidden_channels < 1:
+            raise ValueError(f"hidden_channels must be positive; got {hidden_channels}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and positive ('same' padding); got {kernel_size}")
+        self.input_channels = input_channels
+        self.hidden_channels = hidden_channels
+        self.kernel_size = kernel_size
+        self.spatial_size = tuple(spatial_size)
+        self.recurrent_channels = recurrent_channels or hidden_channels
+
+    def conv(self, in_channels: int, out_channels: int, bias: bool, kernel_size: int | None = None):
+        """A 'same'-padded convolution, the W * of the equations."""
+        k = kernel_size or self.kernel_size
+        return nn.Conv2d(in_channels, out_channels, k, padding=k // 2, bias=bias)
+
+    def forward(
+        self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        raise NotImplementedError

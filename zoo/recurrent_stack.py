@@ -1,0 +1,155 @@
+"""One stacking and rollout loop for every recurrent-cell predictor (DESIGN 2.1).
+
+ConvLSTM, PredRNN-M and PredRNN differ only in the cell; the cell's flags decide how states are
+routed: C stays in its layer (horizontal), M zigzags up the layers and from the top layer at t-1
+to the bottom layer at t (M^0_t = M^L_{t-1}, paper §3.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from predlearn.predictor import Predictor, check_predictor_inputs, select_next_input
+from predlearn.registry import CELLS
+
+
+class RecurrentStack(Predictor):
+    """Layers of one registered cell, unrolled over time, with a 1x1 convolution to pixels.
+
+    Subclasses name their cell in the class attribute ``cell``.
+
+    Args:
+        frame_channels: channels of a frame (1 for Moving MNIST).
+        frame_size: (height, width) of a frame.
+        hidden_channels: width of each layer, bottom first (paper §4.1: 128 x 4).
+        kernel_size: filter size of every convolution in the cells. The paper does not state it
+            for Moving MNIST (radar, §4.3: 3); the authors' released code uses 5.
+        patch_size: extension, off (1) in the paper configs. Space-to-depth reshaping: each
+            p x p patch becomes p*p channels, so the recurrent grid is p times smaller per side
+            (the authors' code uses 4).
+        cell_options: extra keyword arguments for the cell (e.g. ``{"forget_bias": 1.0}``).
+    """
+
+    cell: str = ""
+
+    def __init__(
+        self,
+        frame_channels: int = 1,
+        frame_size: tuple[int, int] = (64, 64),
+        hidden_channels: Sequence[int] = (128, 128, 128, 128),  # paper §4.1: 128 x 4
+        kernel_size: int = 5,
+        patch_size: int = 1,
+        cell_options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        height, width = frame_size
+        if patch_size < 1 or height % patch_size or width % patch_size:
+            raise ValueError(
+                f"patch_size {patch_size} must divide the frame size {height}x{width}"
+            )
+        hidden_channels = list(hidden_channels)
+        if not hidden_channels or min(hidden_channels) < 1:
+            raise ValueError(f"hidden_channels needs at least one positive width; got {hidden_channels}")
+        cell_class = CELLS.get(self.cell)
+        self.frame_channels = frame_channels
+        self.frame_size = (height, width)
+        self.patch_size = patch_size
+        self.hidden_channels = hidden_channels
+        self.cell_class = cell_class
+        self.grid = (height // patch_size, width // patch_size)
+        patched_channels = frame_channels * patch_size**2
+
+        cells = []
+        for layer, width_l in enumerate(hidden_channels):
+            below = hidden_channels[layer - 1]  # for layer 0: the top layer (H^0_t = H^L_{t-1})
+            if cell_class.hidden_from_below:
+                input_channels = patched_channels if layer == 0 else 0
+                recurrent_channels = below
+            else:
+                input_channels = patched_channels if layer == 0 else below
+                recurrent_channels = width_l
+            cells.append(
+                cell_class(
+                    input_channels=input_channels,
+                    hidden_channels=width_l,
+                    kernel_size=kernel_size,
+                    spatial_size=self.grid,
+                    recurrent_channels=recurrent_channels,
+                    **(cell_options or {}),
+                )
+            )
+        self.cells = nn.ModuleList(cells)
+        # Extension: where widths differ, a 1x1 convolution carries M to the next layer's width.
+        self.memory_adapters = nn.ModuleList(
+            nn.Conv2d(hidden_channels[layer - 1], width_l, 1, bias=False)
+            if cell_class.uses_zigzag_memory and hidden_channels[layer - 1] != width_l
+            else nn.Identity()
+            for layer, width_l in enumerate(hidden_channels)
+        )
+        # H^L_t back to pixels; a 1x1 convolution as in the authors' released code (DESIGN 1.4).
+        self.head = nn.Conv2d(hidden_channels[-1], patched_channels, 1)
+
+    def to_grid(self, frame: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C*p*p, H/p, W/p)."""
+        return F.pixel_unshuffle(frame, self.patch_size) if self.patch_size > 1 else frame
+
+    def from_grid(self, grid: Tensor) -> Tensor:
+        return F.pixel_shuffle(grid, self.patch_size) if self.patch_size > 1 else grid
+
+    def init_states(self, batch: int, reference: Tensor) -> dict[str, Any]:
+        def zeros(channels: int) -> Tensor:
+            return reference.new_zeros(batch, channels, *self.grid)
+
+        return {
+            "h": [zeros(w) for w in self.hidden_channels],
+            "c": [zeros(w) if self.cell_class.uses_temporal_memory else None
+                  for w in self.hidden_channels],
+            "m": zeros(self.hidden_channels[-1]) if self.cell_class.uses_zigzag_memory else None,
+        }
+
+    def step(self, frame: Tensor, states: dict[str, Any]) -> Tensor:
+        """Advance every layer by one time step on ``frame``; returns the next frame."""
+        h, c = states["h"], states["c"]
+        m = states["m"]  # M^L_{t-1}: the zigzag memory enters the bottom layer
+        x = self.to_grid(frame)
+        for layer, cell in enumerate(self.cells):
+            if cell.hidden_from_below:
+                # H^0_t = H^L_{t-1}: before the update, h[-1] still holds the previous step.
+                x_in, h_in = (x if layer == 0 else None), h[layer - 1]
+            else:
+                x_in, h_in = (x if layer == 0 else h[layer - 1]), h[layer]
+            if m is not None:
+                m = self.memory_adapters[layer](m)
+            h[layer], c[layer], m = cell(x_in, h_in, c[layer], m)
+        states["m"] = m
+        return self.from_grid(self.head(h[-1]))
+
+    def forward(
+        self,
+        frames: Tensor,
+        horizon: int,
+        targets: Tensor | None = None,
+        teacher_mask: Tensor | None = None,
+    ) -> Tensor:
+        check_predictor_inputs(frames, horizon, targets, teacher_mask)
+        batch, context = frames.shape[:2]
+        expected = (self.frame_channels, *self.frame_size)
+        if tuple(frames.shape[2:]) != expected:
+            raise ValueError(
+                f"{type(self).__name__} was built for frames (C, H, W) = {expected}; "
+                f"got {tuple(frames.shape[2:])}. Set frame_channels and frame_size."
+            )
+        states = self.init_states(batch, frames)
+        for t in range(context - 1):  # read the observed frames; outputs before X_J are unused
+            self.step(frames[:, t], states)
+        predictions = [self.step(frames[:, context - 1], states)]
+        for k in range(horizon - 1):
+            # Closed loop (paper §1.2): feed back the prediction, unless teacher-forced here.
+            next_input = select_next_input(predictions[-1], k, targets, teacher_mask)
+            predictions.append(self.step(next_input, states))
+        return torch.stack(predictions, dim=1)
