@@ -127,6 +127,12 @@ class FrameSSIM(PerStepMetric):
 
     def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
         b, k = preds.shape[:2]
+        window = SSIM_WINDOW["kernel_size"]
+        if min(preds.shape[-2:]) < window:
+            raise ValueError(
+                f"SSIM needs frames of at least {window}x{window} (its Gaussian window); got "
+                f"{preds.shape[-2]}x{preds.shape[-1]}. Leave 'ssim' out of the metrics."
+            )
         ssim = structural_similarity_index_measure(
             preds.flatten(0, 1), target.flatten(0, 1), data_range=DATA_RANGE,
             reduction="none", **SSIM_WINDOW,
