@@ -112,7 +112,7 @@ class Registry:
             # An entry point may name a module (registering through decorators) or a class.
             if not isinstance(obj, type(importlib)) and entry_point.name.lower() not in self._entries:
                 self.add(entry_point.name.lower(), obj)
-        except Exception as err:  # a broken plugin must not break the others
+        except Exception as err:  # noqa: BLE001 -- a broken plugin must not break the others
             reason = f"{type(err).__name__}: {err}"
             self.failed[entry_point.name] = reason
             warnings.warn(f"predlearn plugin {label} failed to load: {reason}", PluginWarning,
