@@ -103,14 +103,21 @@ _HELP_FLAGS = {"-h", "--help"}
 
 
 def _build(argv: list[str] | None) -> PredlearnCLI:
-    return PredlearnCLI(
-        PredictiveModule,
-        LightningDataModule,
-        subclass_mode_data=True,
-        trainer_defaults=TRAINER_DEFAULTS,
-        save_config_kwargs={"overwrite": True},
-        args=argv,
-    )
+    """Run LightningCLI on ``argv`` (None: on ``sys.argv``)."""
+    saved = sys.argv
+    if argv is not None:  # arguments given in Python: hide the caller's own (e.g. pytest's)
+        sys.argv = sys.argv[:1]
+    try:
+        return PredlearnCLI(
+            PredictiveModule,
+            LightningDataModule,
+            subclass_mode_data=True,
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": True},
+            args=argv,
+        )
+    finally:
+        sys.argv = saved
 
 
 def _print_help(argv: list[str]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
 
 def wandb_credentials_available() -> bool:
@@ -26,8 +26,8 @@ def wandb_credentials_available() -> bool:
 class AutoWandbLogger(WandbLogger):
     """``WandbLogger`` that runs offline when there are no credentials (or WANDB_MODE=offline).
 
-    Offline runs are kept under ``save_dir/wandb/`` and a one-line hint says how to upload them
-    (``wandb sync DIR``). Pass ``offline=False`` to insist on logging online.
+    Offline runs are kept under ``save_dir/wandb/``; a one-line hint at the start says why and how
+    to upload them later (``wandb sync DIR``; W&B repeats the exact command at the end). Pass ``offline=False`` to insist on logging online.
 
     Args:
         project: W&B project name.
@@ -46,10 +46,9 @@ class AutoWandbLogger(WandbLogger):
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(project=project, save_dir=save_dir, offline=offline, **kwargs)
         self.offline = offline
-
-    @rank_zero_only
-    def finalize(self, status: str) -> None:
-        super().finalize(status)
-        if self.offline and self._experiment is not None:
-            run_dir = Path(self._experiment.dir).parent
-            rank_zero_info(f"W&B ran offline; to upload this run: wandb sync {run_dir}")
+        if offline:
+            rank_zero_info(
+                f"W&B logs offline under {Path(save_dir) / 'wandb'} (no credentials: set "
+                "WANDB_API_KEY or run `wandb login` to log online); upload a run later with "
+                "`wandb sync <its offline-run-... folder>`"
+            )

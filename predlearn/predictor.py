@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import torch
 from torch import Tensor, nn
 
 
@@ -60,8 +61,8 @@ def select_next_input(
     """The frame fed after predicted step ``step``: the prediction, or the truth where masked."""
     if teacher_mask is None:
         return prediction
-    use_truth = teacher_mask[:, step].to(prediction.dtype).view(-1, *([1] * (prediction.ndim - 1)))
-    return use_truth * targets[:, step] + (1 - use_truth) * prediction
+    use_truth = teacher_mask[:, step].view(-1, *([1] * (prediction.ndim - 1)))
+    return torch.where(use_truth, targets[:, step], prediction)
 
 
 __all__ = ["Predictor", "check_predictor_inputs", "select_next_input"]

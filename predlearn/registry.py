@@ -109,9 +109,10 @@ class Registry:
         label = f"{entry_point.name!r} ({entry_point.value}, group {self.group})"
         try:
             obj = entry_point.load()
-            # An entry point may name a module (registering through decorators) or a class.
-            if not isinstance(obj, type(importlib)) and entry_point.name.lower() not in self._entries:
-                self.add(entry_point.name.lower(), obj)
+            # An entry point may name a module (registering through decorators) or a class; a
+            # class that registered itself through its decorator is already there.
+            if not isinstance(obj, type(importlib)):
+                self.add(entry_point.name.lower(), obj)  # raises on a clash with another object
         except Exception as err:  # noqa: BLE001 -- a broken plugin must not break the others
             reason = f"{type(err).__name__}: {err}"
             self.failed[entry_point.name] = reason

@@ -1,0 +1,165 @@
+"""The ``predlearn`` command end to end, offline: fit, test from a checkpoint, resume, help."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from mnist_fixtures import write_fake_mnist
+
+from predlearn.cli import main, run_cli
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory) -> Path:
+    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), n_train=60, n_test=30)
+
+
+def tiny_run(mnist_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """Arguments of a tiny PredRNN on fake MNIST files, logged to CSV in ``run_dir``."""
+    return [
+        "--model=predrnn",
+        "--model.predictor.hidden_channels=[4,4]",
+        "--model.predictor.kernel_size=3",
+        "--model.predictor.patch_size=4",
+        "--data=mmnist",
+        f"--data.root={mnist_root}",
+        "--data.download=false",
+        "--data.num_val=6",
+        "--data.num_test=7",  # not a multiple of the batch size
+        "--data.batch_size=4",
+        "--data.train_sequences_per_epoch=20",  # 5 batches per epoch
+        "--seed_everything=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.logger=CSVLogger",
+        f"--trainer.logger.save_dir={run_dir}",
+        "--trainer.logger.name=run",
+        f"--trainer.default_root_dir={run_dir}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.log_every_n_steps=1",
+        *extra,
+    ]
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    """train/loss by global step (1-based) from the CSV logger's metrics files."""
+    losses: dict[int, float] = {}
+    for path in sorted(run_dir.glob("run/version_*/metrics.csv")):
+        with path.open() as handle:
+            for row in csv.DictReader(handle):
+                if row.get("train/loss"):
+                    losses[int(row["step"]) + 1] = float(row["train/loss"])
+    return losses
+
+
+def test_fit_then_test_from_the_best_checkpoint(mnist_root, tmp_path):
+    cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=4",
+                                    "--trainer.val_check_interval=2")])
+    checkpoint = cli.trainer.checkpoint_callback
+    assert checkpoint.monitor == "val/loss"  # chosen on the validation split
+    best, last = Path(checkpoint.best_model_path), Path(checkpoint.last_model_path)
+    assert best.is_file() and last.is_file() and best != last
+    assert (Path(cli.trainer.logger.log_dir) / "val_predictions.png").stat().st_size > 1000
+
+    tested = run_cli(["test", *tiny_run(mnist_root, tmp_path), f"--ckpt_path={best}"])
+    scores = tested.trainer.callback_metrics
+    for key in ("test/mse_per_frame", "test/mse_per_frame/step_01", "test/mse_per_frame/step_10",
+                "test/bce_per_frame", "test/psnr", "test/ssim/step_03"):
+        assert key in scores, key
+    # every one of the 7 test sequences was scored (batches of 4 and 3)
+    assert tested.model.test_metrics.metrics["mse"].count.item() == 0  # reset after logging
+    run_dir = Path(tested.trainer.logger.log_dir)
+    assert (run_dir / "test_predictions.png").is_file()
+    with (run_dir / "test_curves.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 10 and float(rows[0]["mse_per_frame"]) == pytest.approx(
+        scores["test/mse_per_frame/step_01"].item(), rel=1e-4)
+
+
+def test_resume_gives_the_same_next_losses_as_an_uninterrupted_run(mnist_root, tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    no_val = ["--trainer.limit_val_batches=0", "--figures.enabled=false"]
+    run_cli(["fit", *tiny_run(mnist_root, straight, "--trainer.max_steps=7", *no_val)])
+    # stop at step 3, in the middle of the first epoch (5 batches), with a checkpoint there
+    first = run_cli(["fit", *tiny_run(mnist_root, interrupted, "--trainer.max_steps=3",
+                                      "--checkpoint.every_n_train_steps=1",
+                                      "--checkpoint.monitor=null", *no_val)])
+    last = first.trainer.checkpoint_callback.last_model_path
+    run_cli(["fit", *tiny_run(mnist_root, interrupted, "--trainer.max_steps=7", *no_val),
+             f"--ckpt_path={last}"])
+
+    expected, resumed = train_losses(straight), train_losses(interrupted)
+    assert sorted(expected) == list(range(1, 8))
+    for step in range(1, 8):  # steps 4-7 come from the resumed run, across an epoch boundary
+        assert resumed[step] == pytest.approx(expected[step], rel=1e-6), step
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model=predrnn", "--data=mmnist", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option, default in (("--model.learning_rate", "0.001"), ("--model.loss", "l1+l2"),
+                            ("--model.predictor.hidden_channels", "(128, 128, 128, 128)"),
+                            ("--model.predictor.patch_size", "1"), ("--data.num_test", "5000"),
+                            ("--data.batch_size", "8"), ("--trainer.max_steps", "80000")):
+        assert option in out, option
+        described = " ".join(out[out.rindex(option):].split())  # the description, unwrapped
+        assert f"default: {default}" in described[:500], option
+
+
+def test_unknown_model_name_lists_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model=predrn"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'predrn'" in err and "predrnn_m" in err and "convlstm" in err
+
+
+def test_list_prints_the_registries(capsys):
+    main(["list"])
+    out = capsys.readouterr().out
+    assert "predrnn" in out and "st_lstm" in out and "mmnist" in out
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (CONFIGS / "mmnist").glob("*.yaml")))
+def test_paper_configs_parse(config, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", f"--config={CONFIGS / 'mmnist' / config}", "--print_config"])
+    printed = capsys.readouterr().out
+    assert "hidden_channels:\n      - 128\n      - 128\n      - 128\n      - 128" in printed
+    assert "learning_rate: 0.001" in printed and "max_steps: 80000" in printed
+
+
+def test_quickstart_runs_on_the_bundled_digits_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)  # runs/ and the data cache go here
+    cli = run_cli(["fit", f"--config={CONFIGS / 'quickstart.yaml'}", "--trainer.max_steps=2",
+                   "--trainer.val_check_interval=2", "--data.num_val=8", "--data.num_test=8",
+                   "--trainer.enable_progress_bar=false", "--data.root=data/mnist"])
+    assert cli.datamodule.digits == "bundled"
+    files = Path(cli.trainer.logger.experiment.dir).resolve()  # the offline run's files folder
+    assert files.is_relative_to((tmp_path / "runs" / "wandb").resolve())
+    assert files.parent.name.startswith("offline-run-")
+    for name in ("val_predictions.png", "test_predictions.png", "test_curves.png",
+                 "test_curves.csv"):
+        assert (files / name).is_file(), name
+    assert not (tmp_path / "data" / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
+
+
+def test_checkpoint_rebuilds_the_model_outside_the_cli(mnist_root, tmp_path):
+    from predlearn.module import PredictiveModule
+
+    cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=1",
+                                    "--trainer.limit_val_batches=0", "--figures.enabled=false")])
+    path = cli.trainer.checkpoint_callback.last_model_path
+    module = PredictiveModule.load_from_checkpoint(path)
+    assert type(module.predictor).__name__ == "PredRNN"
+    for name, value in cli.model.state_dict().items():
+        torch.testing.assert_close(module.state_dict()[name], value)
