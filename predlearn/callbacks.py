@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
@@ -101,3 +103,33 @@ def log_curves_to_wandb(logger: WandbLogger, stage: str, curves: dict[str, Tenso
     logger.log_table(key=f"{stage}/per_step", columns=["step", *curves],
                      data=[[s + 1, *(float(c[s]) for c in curves.values())] for s in range(length)])
     logger.log_image(key=f"{stage}/figures", images=[str(p) for p in images])
+
+
+class PredictionWriter(BasePredictionWriter):
+    """``predlearn predict`` writes its predictions to an HDF5 file.
+
+    The file holds ``predictions``, float32 (N, K, C, H, W) in [0, 1], in the order of the
+    predict loader (for Moving MNIST: the cached test set), gzip-compressed.
+
+    Args:
+        output_path: the file; default ``predictions.h5`` in the run's folder.
+    """
+
+    def __init__(self, output_path: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.output_path = output_path
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        if not predictions:
+            return
+        batches = predictions[0] if isinstance(predictions[0], list) else predictions
+        stacked = torch.cat([torch.as_tensor(b).float().cpu() for b in batches]).numpy()
+        path = Path(self.output_path) if self.output_path else (
+            run_directory(trainer) / "predictions.h5")
+        if trainer.world_size > 1:  # each rank writes the sequences it predicted
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(path, "w") as handle:
+            handle.create_dataset("predictions", data=stacked, compression="gzip",
+                                  chunks=(1, *stacked.shape[1:]))
+        rank_zero_info(f"predlearn: wrote {len(stacked)} predicted sequences to {path}")

@@ -15,7 +15,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from predlearn.callbacks import PredictionFigures
+from predlearn.callbacks import PredictionFigures, PredictionWriter
 from predlearn.module import PredictiveModule
 from predlearn.registry import CELLS, DATAMODULES, MODELS, failed_plugins
 
@@ -85,6 +85,7 @@ class PredlearnCLI(LightningCLI):
             "checkpoint.auto_insert_metric_name": False,
         })
         parser.add_lightning_class_args(PredictionFigures, "figures")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         # The data decides how many frames are observed and predicted; the model follows.
         for attribute in ("context_frames", "horizon", "test_horizon"):
             parser.link_arguments("data", f"model.{attribute}", apply_on="instantiate",

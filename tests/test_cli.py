@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
@@ -80,6 +81,14 @@ def test_fit_then_test_from_the_best_checkpoint(mnist_root, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 10 and float(rows[0]["mse_per_frame"]) == pytest.approx(
         scores["test/mse_per_frame/step_01"].item(), rel=1e-4)
+
+    output = tmp_path / "predictions.h5"
+    run_cli(["predict", *tiny_run(mnist_root, tmp_path), f"--ckpt_path={best}",
+             f"--predictions.output_path={output}"])
+    with h5py.File(output) as handle:
+        predictions = handle["predictions"][:]
+    assert predictions.shape == (7, 10, 1, 64, 64)  # every test sequence, 10 predicted frames
+    assert predictions.min() >= 0.0 and predictions.max() <= 1.0
 
 
 def test_resume_gives_the_same_next_losses_as_an_uninterrupted_run(mnist_root, tmp_path):
