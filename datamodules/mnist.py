@@ -170,7 +170,8 @@ def _offline_message(root: Path, source: DigitSource, missing: list[str], reason
         "Each may be gzipped (the name above) or already extracted (the name without .gz).",
         reason,
         f"Get them from {' or '.join(MIRRORS)} and put them in that folder.",
-        "Or run with download=True (--data.download=true) on a machine with internet access.",
+        "Or let predlearn download them (--data.download=true, the default) on a machine with "
+        + "internet access.",
         "For an offline demo without any files, use --data.digits=bundled (1,000 MNIST test "
         + "digits shipped with predlearn; not the paper's protocol).",
     ]

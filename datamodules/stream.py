@@ -11,12 +11,18 @@ batch an uninterrupted run would have drawn next.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+# Lightning warns that a len() on an IterableDataset may be wrong with several workers; ours is
+# in batches and the batches are split over the workers by __iter__, so it is exact.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined",
+                        category=UserWarning)
 
 
 def distributed_rank() -> tuple[int, int]:

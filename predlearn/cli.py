@@ -7,6 +7,7 @@ name selects the predictor that the one ``PredictiveModule`` wraps.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from predlearn.callbacks import PredictionFigures, PredictionWriter
+from predlearn.datamodules.idx import IDXFormatError
+from predlearn.datamodules.mnist import ChecksumError
 from predlearn.module import PredictiveModule
 from predlearn.registry import CELLS, DATAMODULES, MODELS, failed_plugins
 
@@ -164,8 +167,18 @@ def print_registry() -> None:
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Entry point of the ``predlearn`` console script."""
-    run_cli(args)
+    """Entry point of the ``predlearn`` console script.
+
+    Missing or broken data files end with their message alone (it names the file and what to do),
+    not a traceback through Lightning; ``PREDLEARN_DEBUG=1`` shows the traceback.
+    """
+    try:
+        run_cli(args)
+    except (FileNotFoundError, IDXFormatError, ChecksumError) as err:
+        if os.environ.get("PREDLEARN_DEBUG"):
+            raise
+        print(f"predlearn: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def run_cli(args: Sequence[str] | None = None) -> PredlearnCLI | None:

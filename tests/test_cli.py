@@ -172,3 +172,14 @@ def test_checkpoint_rebuilds_the_model_outside_the_cli(mnist_root, tmp_path):
     assert type(module.predictor).__name__ == "PredRNN"
     for name, value in cli.model.state_dict().items():
         torch.testing.assert_close(module.state_dict()[name], value)
+
+
+def test_missing_data_files_end_with_the_message_not_a_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model=predrnn", "--data=mmnist", f"--data.root={tmp_path}",
+              "--data.download=false", "--trainer.logger=false"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("predlearn: error:") and "Traceback" not in err
+    assert str(tmp_path) in err and "t10k-images-idx3-ubyte.gz" in err
+    assert "--data.digits=bundled" in err
