@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 
@@ -43,10 +45,20 @@ class SequenceDataModule(L.LightningDataModule):
         return self.context_frames + self.horizon
 
     def _loader(self, dataset: Dataset, shuffle: bool = False, **kwargs) -> DataLoader:
+        """A loader in batches of ``batch_size`` that keeps the last, partial batch.
+
+        Evaluation loaders (``shuffle=False``) in a distributed run give each rank every
+        world-size-th sequence without padding: Lightning's default sampler would repeat
+        sequences to even out the ranks, and they would be scored twice.
+        """
+        sampler = None
+        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=False,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
+from support import quiet_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -23,11 +23,6 @@ class RepeatLastFrame(Predictor):
     def forward(self, frames, horizon, targets=None, teacher_mask=None):
         last = frames[:, -1:] * self.scale
         return last.expand(-1, horizon, -1, -1, -1)
-
-
-def quiet_trainer(**kwargs) -> L.Trainer:
-    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, accelerator="cpu", devices=1, **kwargs)
 
 
 def test_paper_defaults():
