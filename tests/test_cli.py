@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import h5py
@@ -159,6 +160,11 @@ def test_quickstart_runs_on_the_bundled_digits_offline(tmp_path, monkeypatch):
     for name in ("val_predictions.png", "test_predictions.png", "test_curves.png",
                  "test_curves.csv"):
         assert (files / name).is_file(), name
+    # the per-step table went to W&B too (offline: as a media file of the run)
+    (table,) = (files / "media" / "table" / "test").glob("per_step_*.table.json")
+    logged = json.loads(table.read_text())
+    assert logged["columns"] == ["step", "mse_per_frame", "bce_per_frame", "psnr", "ssim"]
+    assert [row[0] for row in logged["data"]] == list(range(1, 11))
     assert not (tmp_path / "data" / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
 
 
