@@ -21,6 +21,15 @@ CURVE_LABELS = {
 }
 
 
+def _save(fig: plt.Figure, path: Path, title: str) -> Path:
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _strip(frames: Tensor, width: int) -> np.ndarray:
     """(T, C, H, W) -> one (H, width * W) image, frames side by side, blank after T."""
     frames = frames.detach().float().clamp(0, 1).cpu()
@@ -50,14 +59,9 @@ def save_prediction_figure(inputs: Tensor, targets: Tensor, predictions: Tensor,
             ax.imshow(_strip(frames[s], width), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_ylabel(f"{label}" if s == 0 else label, rotation=0, ha="right", va="center",
+            ax.set_ylabel(label, rotation=0, ha="right", va="center",
                           fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str = "") -> Path:
@@ -71,12 +75,7 @@ def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str =
         ax.set_xlabel("predicted step")
         ax.set_title(CURVE_LABELS.get(key, key), fontsize=9)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def write_curves_csv(curves: dict[str, Tensor], path: str | Path) -> Path:
