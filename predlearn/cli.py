@@ -1,4 +1,5 @@
-"""The ``predlearn`` command: ``fit | validate | test | predict`` through LightningCLI, plus ``list``.
+"""The ``predlearn`` command: ``fit | validate | test | predict`` through LightningCLI, plus
+``list`` (the registries) and ``sweep`` (Table 1 as one command, ``predlearn.sweep``).
 
 ``--model`` and ``--data`` take registry names (``--model=predrnn --data=mmnist``) or class paths.
 Names are rewritten to class paths before LightningCLI parses the arguments (DESIGN 2.3): a model
@@ -186,6 +187,11 @@ def run_cli(args: Sequence[str] | None = None) -> PredlearnCLI | None:
     argv = list(sys.argv[1:] if args is None else args)
     if argv[:1] == ["list"]:
         print_registry()
+        return None
+    if argv[:1] == ["sweep"]:
+        from predlearn.sweep import run_sweep
+
+        run_sweep(argv[1:])
         return None
     try:
         argv = resolve_registry_names(argv)

@@ -1,0 +1,183 @@
+"""``predlearn sweep CONFIG_DIR``: Table 1 as one command.
+
+Every config in the folder is trained (``fit``), its best checkpoint (chosen on the validation
+split) tested on its own test set and, for the MNIST-3 column, on 3-digit sequences (the paper's
+transfer test: the MNIST-2 model tested on MNIST-3). The sweep writes:
+
+- ``table.md`` and ``table.csv``: per-frame CE and MSE on MNIST-2 and MSE on MNIST-3 per model,
+  next to the paper's numbers;
+- ``per_step_mse.png``: MSE per frame at each predicted step, one line per model (Figure 3);
+- ``curves/<config>_<test set>.csv``: every per-step curve.
+
+Configs that already set ``test_num_digits`` (transfer-only configs) are skipped: the sweep runs
+the transfer test itself. Extra arguments are passed to every run (``--trainer.max_steps=100``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from torch import Tensor
+
+from predlearn.paper import TABLE1
+from predlearn.registry import MODELS
+from predlearn.visualize import plt, write_curves_csv
+
+
+@dataclass
+class SweepResult:
+    """The test curves of one config: test set name -> metric key -> (K,) curve."""
+
+    config: Path
+    model: str
+    curves: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    best_checkpoint: str = ""
+
+    def mean(self, test_set: str, key: str) -> float | None:
+        curve = self.curves.get(test_set, {}).get(key)
+        return None if curve is None else float(curve.mean())
+
+
+def sweep_configs(paths: Sequence[str | Path]) -> list[Path]:
+    """The YAML files named, or found in the folders named, minus transfer-only configs."""
+    configs: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            configs.extend(sorted(path.glob("*.yaml")))
+        elif path.is_file():
+            configs.append(path)
+        else:
+            raise FileNotFoundError(f"sweep: no config file or folder {path}")
+    selected = [c for c in configs if not _is_transfer_only(c)]
+    if not selected:
+        raise FileNotFoundError(f"sweep: no training configs (*.yaml) in {', '.join(map(str, paths))}")
+    return selected
+
+
+def _is_transfer_only(config: Path) -> bool:
+    data = OmegaConf.to_container(OmegaConf.load(config)).get("data") or {}
+    init_args = data.get("init_args", data) if isinstance(data, dict) else {}
+    return init_args.get("test_num_digits") is not None
+
+
+def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None) -> SweepResult:
+    """fit + test of one config, then the transfer test of its best checkpoint."""
+    from predlearn.cli import run_cli  # the CLI imports this module
+
+    fitted = run_cli(["fit", f"--config={config}", "--test_after_fit=true", *overrides])
+    predictor = type(fitted.model.predictor)
+    result = SweepResult(config, MODELS.name_of(predictor) or predictor.__name__.lower())
+    result.curves["test"] = fitted.model.curves["test"]
+    result.best_checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+    _finish_wandb()
+    if transfer_digits:
+        tested = run_cli(["test", f"--config={config}", *overrides,
+                          f"--data.init_args.test_num_digits={transfer_digits}",
+                          f"--ckpt_path={result.best_checkpoint}"])
+        result.curves[f"test_{transfer_digits}digits"] = tested.model.curves["test"]
+        _finish_wandb()
+    return result
+
+
+def _finish_wandb() -> None:
+    """End the W&B run of a finished config, so the next config starts its own."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def write_table(results: Sequence[SweepResult], out: Path, transfer_digits: int | None) -> None:
+    """``table.md`` and ``table.csv`` in Table 1's layout, with the paper's numbers beside."""
+    transfer = f"test_{transfer_digits}digits"
+    header = ["model", "config", "ce_per_frame", "mse_per_frame",
+              f"mse_per_frame_{transfer_digits or 'transfer'}digits",
+              "paper_ce_per_frame", "paper_mse_per_frame", "paper_mse_per_frame_3digits"]
+    rows = []
+    for result in results:
+        paper = TABLE1.get(result.model)
+        rows.append([
+            result.model, result.config.name,
+            result.mean("test", "bce_per_frame"), result.mean("test", "mse_per_frame"),
+            result.mean(transfer, "mse_per_frame"),
+            *(paper[1:] if paper else (None, None, None)),
+        ])
+    with (out / "table.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    lines = [
+        "Per-frame metrics (sum over a frame's pixels, [0, 1]; lower is better): "
+        + "measured \\| paper Table 1.",
+        "",
+        f"| Model | Config | CE/frame | MSE/frame | MSE/frame, {transfer_digits or '-'} digits |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(f"| {row[0]} | {row[1]} | {cell(row[2])} \\| {cell(row[5])} | "
+                     f"{cell(row[3])} \\| {cell(row[6])} | {cell(row[4])} \\| {cell(row[7])} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
+def plot_per_step_mse(results: Sequence[SweepResult], out: Path,
+                      transfer_digits: int | None) -> Path:
+    """Figure 3: MSE per frame against the predicted step, one line per model."""
+    panels = [("test", "test set")]
+    if transfer_digits:
+        panels.append((f"test_{transfer_digits}digits", f"transfer, {transfer_digits} digits"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (test_set, title) in zip(axes[0], panels):
+        for result in results:
+            curve = result.curves.get(test_set, {}).get("mse_per_frame")
+            if curve is not None:
+                steps = range(1, len(curve) + 1)
+                ax.plot(steps, curve.numpy(), marker="o", markersize=3, label=result.model)
+        ax.set_title(f"MSE per frame, {title}", fontsize=10)
+        ax.set_xlabel("predicted step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "per_step_mse.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
+    """Entry point of ``predlearn sweep``."""
+    parser = argparse.ArgumentParser(
+        prog="predlearn sweep",
+        description="Train and test every config in a folder and write a Table-1-style table "
+                    "and the per-step MSE plot. Other arguments go to every run.",
+    )
+    parser.add_argument("configs", nargs="+", help="config files or folders of them")
+    parser.add_argument("--out", default=None,
+                        help="folder for the table and plot (default: runs/sweep-<time>)")
+    parser.add_argument("--transfer-digits", type=int, default=3,
+                        help="digits of the transfer test set (0: no transfer test)")
+    args, overrides = parser.parse_known_args(list(argv))
+    out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    (out / "curves").mkdir(parents=True, exist_ok=True)
+    transfer = args.transfer_digits or None
+    configs = sweep_configs(args.configs)
+    results = []
+    for index, config in enumerate(configs, start=1):
+        print(f"predlearn sweep: [{index}/{len(configs)}] {config}", flush=True)
+        result = run_one(config, overrides, transfer)
+        for test_set, curves in result.curves.items():
+            write_curves_csv(curves, out / "curves" / f"{config.stem}_{test_set}.csv")
+        results.append(result)
+    write_table(results, out, transfer)
+    plot = plot_per_step_mse(results, out, transfer)
+    print(f"predlearn sweep: wrote {out / 'table.md'}, {out / 'table.csv'} and {plot}")
+    return results

@@ -1,0 +1,75 @@
+"""``predlearn sweep``: every config trained and tested, a Table-1-style table and Figure 3 plot."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from mnist_fixtures import write_fake_mnist
+from omegaconf import OmegaConf
+
+import predlearn
+from predlearn.cli import main
+from predlearn.paper import TABLE1
+from predlearn.sweep import sweep_configs
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+# Tiny sizes per model, so that the whole of Table 1 runs in seconds.
+TINY = {
+    "convlstm": {"hidden_channels": [4, 4], "kernel_size": 3, "patch_size": 4},
+    "predrnn_m": {"hidden_channels": [4, 4], "kernel_size": 3, "patch_size": 4},
+    "predrnn": {"hidden_channels": [4, 4], "kernel_size": 3, "patch_size": 4},
+}
+
+
+def write_tiny_configs(folder: Path) -> list[str]:
+    """One config per model (the model part only; data and trainer come as overrides)."""
+    folder.mkdir()
+    for name, init_args in TINY.items():
+        cls = predlearn.registry.MODELS.get(name)
+        config = {"model": {"predictor": {"class_path": f"{cls.__module__}.{cls.__qualname__}",
+                                          "init_args": init_args}}}
+        OmegaConf.save(config, folder / f"{name}.yaml")
+    # a transfer-only config is skipped: the sweep runs the transfer test itself
+    OmegaConf.save({"data": {"init_args": {"test_num_digits": 3}}}, folder / "zz_transfer.yaml")
+    return list(TINY)
+
+
+def test_sweep_writes_table_plot_and_curves(tmp_path):
+    root = write_fake_mnist(tmp_path / "mnist", n_train=40, n_test=20)
+    names = write_tiny_configs(tmp_path / "configs")
+    out = tmp_path / "sweep"
+    main(["sweep", str(tmp_path / "configs"), "--out", str(out),
+          "--data=mmnist", f"--data.root={root}", "--data.download=false",
+          "--data.num_val=4", "--data.num_test=5", "--data.batch_size=4",
+          "--data.train_sequences_per_epoch=8", "--trainer.max_steps=2",
+          "--trainer.accelerator=cpu", "--trainer.devices=1",
+          "--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={tmp_path / 'runs'}",
+          "--trainer.enable_progress_bar=false", "--figures.enabled=false",
+          "--seed_everything=0"])
+
+    with (out / "table.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["model"] for row in rows] == sorted(names)  # configs in file order
+    for row in rows:
+        ce, mse, mse3 = (float(row[k]) for k in ("ce_per_frame", "mse_per_frame",
+                                                 "mse_per_frame_3digits"))
+        assert ce > 0 and mse > 0 and mse3 > 0
+        assert mse3 != mse  # a different test set: 3 digits
+        assert float(row["paper_mse_per_frame"]) == TABLE1[row["model"]].mnist2_mse
+    table = (out / "table.md").read_text()
+    assert "| predrnn | predrnn.yaml |" in table and "\\| 56.8 |" in table
+    assert (out / "per_step_mse.png").stat().st_size > 5000
+    with (out / "curves" / "predrnn_test_3digits.csv").open() as handle:
+        curve = list(csv.DictReader(handle))
+    assert len(curve) == 10
+    assert float(curve[-1]["mse_per_frame"]) > 0
+
+
+def test_sweep_skips_transfer_only_configs_and_names_missing_paths(tmp_path):
+    selected = {p.name for p in sweep_configs([CONFIGS / "mmnist"])}
+    assert "predrnn.yaml" in selected and "predrnn_mnist3.yaml" not in selected
+    with pytest.raises(FileNotFoundError, match="no config file or folder"):
+        sweep_configs([tmp_path / "nowhere"])
