@@ -4,16 +4,26 @@ from predlearn.zoo.cells.base import RecurrentCell
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
 from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell
+from predlearn.zoo.fc_lstm import FCLSTM
 from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM
 from predlearn.zoo.recurrent_stack import RecurrentStack
+from predlearn.zoo.vpn_baseline import (
+    MultiplicativeUnit,
+    ResidualMultiplicativeBlock,
+    VPNBaseline,
+)
 
 __all__ = [
+    "FCLSTM",
     "ConvLSTM",
     "ConvLSTMCell",
+    "MultiplicativeUnit",
     "PredRNN",
     "PredRNNM",
     "RecurrentCell",
     "RecurrentStack",
+    "ResidualMultiplicativeBlock",
     "SpatiotemporalLSTMCell",
     "SpatiotemporalMemoryCell",
+    "VPNBaseline",
 ]

@@ -1,0 +1,157 @@
+"""FC-LSTM: the fully connected LSTM encoder-predictor of Srivastava et al. 2015 (DESIGN 1.10).
+
+The Table 1 baseline of the PredRNN paper: frames are flattened to vectors, so the model has no
+convolution and no notion of locality; every output pixel depends on every input pixel.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from predlearn.predictor import Predictor, check_predictor_inputs, select_next_input
+from predlearn.registry import register_model
+
+
+@register_model("fc_lstm")
+class FCLSTM(Predictor):
+    """Encoder LSTM over the J observed frames, future-predictor LSTM emitting the K next frames.
+
+    Frames (C, H, W) are flattened to vectors of C*H*W values. The encoder (stacked
+    ``nn.LSTMCell`` s) reads X_1..X_J; its final (h, c) of each layer initialise the same layer of
+    the decoder, which has its own weights (Srivastava et al.'s "future predictor"). A linear layer
+    maps the decoder's top hidden state to the next frame. The conditional decoder takes its own
+    previous prediction as input (or the ground truth where ``teacher_mask`` says so); the
+    unconditioned one takes no input at all (so ``teacher_mask`` has no effect on it).
+
+    Choices where the original is not specific (each an option):
+
+    - Size: 2048 LSTM units per layer, as Srivastava et al. report for Moving MNIST, and one layer
+      (they also report two-layer models); the PredRNN paper does not state the size of its
+      FC-LSTM row.
+    - First decoder input: the original's conditional decoder gets no generated frame at its first
+      step, so it is fed zeros there (``first_decoder_input="zeros"``); ``"last_frame"`` feeds X_J.
+    - The unconditioned decoder's bottom layer is built with input size 0 (its input weights would
+      only ever multiply zeros), so it has no input weights at all.
+    - Output: linear, like the PredRNN family (the metrics clip to [0, 1]); ``"sigmoid"`` bounds it.
+      The original trained with cross-entropy on sigmoid outputs on Moving MNIST; the framework's
+      loss here is the paper's L1 + L2 (§4), for which a linear output is the natural fit.
+
+    Parameters at the default size on 64 x 64 x 1 frames: 109,088,768 (encoder and decoder
+    50,348,032 each, output layer 8,392,704); unconditioned: 75,534,336.
+
+    Args:
+        frame_channels: channels of a frame (1 for Moving MNIST).
+        frame_size: (height, width) of a frame.
+        hidden_size: LSTM units per layer, encoder and decoder alike.
+        num_layers: stacked LSTM layers in the encoder and in the decoder.
+        conditional: feed the decoder its previous output (True) or nothing (False).
+        first_decoder_input: what the conditional decoder gets at its first step.
+        output_activation: ``"none"`` (linear) or ``"sigmoid"``.
+    """
+
+    def __init__(
+        self,
+        frame_channels: int = 1,
+        frame_size: tuple[int, int] = (64, 64),
+        hidden_size: int = 2048,  # Srivastava et al. 2015, Moving MNIST: 2048 LSTM units
+        num_layers: int = 1,  # choice (class docstring); Srivastava et al. also tried 2
+        conditional: bool = True,  # Srivastava et al. 2015: the conditional future predictor
+        first_decoder_input: Literal["zeros", "last_frame"] = "zeros",
+        output_activation: Literal["none", "sigmoid"] = "none",
+    ) -> None:
+        super().__init__()
+        height, width = frame_size
+        if min(frame_channels, height, width) < 1:
+            raise ValueError(
+                f"frame_channels and frame_size must be positive; got {frame_channels}, "
+                f"{tuple(frame_size)}"
+            )
+        if hidden_size < 1 or num_layers < 1:
+            raise ValueError(
+                f"hidden_size and num_layers must be positive; got {hidden_size}, {num_layers}"
+            )
+        if first_decoder_input not in ("zeros", "last_frame"):
+            raise ValueError(
+                f"first_decoder_input must be 'zeros' or 'last_frame'; got {first_decoder_input!r}"
+            )
+        if output_activation not in ("none", "sigmoid"):
+            raise ValueError(
+                f"output_activation must be 'none' or 'sigmoid'; got {output_activation!r}"
+            )
+        self.frame_channels = frame_channels
+        self.frame_size = (height, width)
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.conditional = conditional
+        self.first_decoder_input = first_decoder_input
+        self.output_activation = output_activation
+        self.input_size = frame_channels * height * width
+
+        def stack(bottom_input: int) -> nn.ModuleList:
+            return nn.ModuleList(
+                nn.LSTMCell(bottom_input if layer == 0 else hidden_size, hidden_size)
+                for layer in range(num_layers)
+            )
+
+        self.encoder = stack(self.input_size)
+        self.decoder = stack(self.input_size if conditional else 0)
+        self.head = nn.Linear(hidden_size, self.input_size)
+
+    @staticmethod
+    def _step(
+        cells: nn.ModuleList, x: Tensor, h: list[Tensor], c: list[Tensor]
+    ) -> Tensor:
+        """Advance every layer of ``cells`` by one step on ``x``; returns the top hidden state."""
+        for layer, cell in enumerate(cells):
+            h[layer], c[layer] = cell(x, (h[layer], c[layer]))
+            x = h[layer]
+        return x
+
+    def _emit(self, top: Tensor, batch: int) -> Tensor:
+        frame = self.head(top)
+        if self.output_activation == "sigmoid":
+            frame = torch.sigmoid(frame)
+        return frame.view(batch, self.frame_channels, *self.frame_size)
+
+    def forward(
+        self,
+        frames: Tensor,
+        horizon: int,
+        targets: Tensor | None = None,
+        teacher_mask: Tensor | None = None,
+    ) -> Tensor:
+        check_predictor_inputs(frames, horizon, targets, teacher_mask)
+        expected = (self.frame_channels, *self.frame_size)
+        if tuple(frames.shape[2:]) != expected:
+            raise ValueError(
+                f"{type(self).__name__} was built for frames (C, H, W) = {expected}; "
+                f"got {tuple(frames.shape[2:])}. Set frame_channels and frame_size."
+            )
+        batch, context = frames.shape[:2]
+        zeros = frames.new_zeros(batch, self.hidden_size)
+        h = [zeros] * self.num_layers
+        c = [zeros] * self.num_layers
+        for t in range(context):  # the encoder reads X_1..X_J
+            self._step(self.encoder, frames[:, t].reshape(batch, -1), h, c)
+
+        # The decoder starts from the encoder's final (h, c), layer by layer (lists are reused).
+        if not self.conditional:
+            decoder_input = frames.new_zeros(batch, 0)
+        elif self.first_decoder_input == "last_frame":
+            decoder_input = frames[:, -1].reshape(batch, -1)
+        else:
+            decoder_input = frames.new_zeros(batch, self.input_size)
+        predictions = []
+        for k in range(horizon):
+            predictions.append(self._emit(self._step(self.decoder, decoder_input, h, c), batch))
+            if self.conditional and k < horizon - 1:
+                # Closed loop (paper §1.2): its own prediction, or the truth where teacher-forced.
+                fed = select_next_input(predictions[-1], k, targets, teacher_mask)
+                decoder_input = fed.reshape(batch, -1)
+        return torch.stack(predictions, dim=1)
+
+
+__all__ = ["FCLSTM"]
