@@ -18,6 +18,22 @@ class Predictor(nn.Module, ABC):
     instead of its own k-th prediction (scheduled sampling, an extension; shape (B, K - 1)).
     """
 
+    def check_inputs(
+        self, frames: Tensor, horizon: int, targets: Tensor | None, teacher_mask: Tensor | None
+    ) -> None:
+        """``check_predictor_inputs``, plus the frame shape the predictor was built for (its
+        ``frame_channels`` and ``frame_size`` attributes, where it has them)."""
+        check_predictor_inputs(frames, horizon, targets, teacher_mask)
+        channels, size = getattr(self, "frame_channels", None), getattr(self, "frame_size", None)
+        if channels is None or size is None:
+            return
+        expected = (channels, *size)
+        if tuple(frames.shape[2:]) != expected:
+            raise ValueError(
+                f"{type(self).__name__} was built for frames (C, H, W) = {expected}; "
+                f"got {tuple(frames.shape[2:])}. Set frame_channels and frame_size."
+            )
+
     @abstractmethod
     def forward(
         self,

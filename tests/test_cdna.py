@@ -7,20 +7,10 @@ import pytest
 import torch
 from torch import Tensor
 
-import predlearn.zoo.cdna  # noqa: F401 -- registers "cdna" until the zoo imports it
 from predlearn import create_model
 from predlearn.zoo.cdna import CDNA, apply_cdna
 
 TINY = {"widths": (2, 3, 2, 3, 4, 2, 3)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-sync stalls on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(frame=(1, 16, 16), seed: int = 0, **kwargs) -> CDNA:

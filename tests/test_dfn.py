@@ -8,21 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import predlearn.zoo.dfn  # noqa: F401 -- registers "dfn" until the zoo imports it
 from predlearn import create_model
 from predlearn.zoo.dfn import DFN, apply_dynamic_filters
 
 TINY = {"encoder_channels": (3, 4, 3, 4), "hidden_channels": 5,
         "decoder_channels": (4, 3, 4, 3), "head_channels": 4}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-sync stalls on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(frame=(1, 16, 16), seed: int = 0, **kwargs) -> DFN:

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import predlearn.zoo.fc_lstm  # noqa: F401  (registers "fc_lstm" until zoo/__init__ imports it)
 from predlearn import create_model
 from predlearn.zoo.fc_lstm import FCLSTM
 

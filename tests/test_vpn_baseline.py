@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import predlearn.zoo.vpn_baseline  # noqa: F401  (registers "vpn_baseline" until zoo/__init__ does)
 from predlearn import create_model
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 from predlearn.zoo.vpn_baseline import (

@@ -1,9 +1,11 @@
 """Predictors and recurrent cells, installed as ``predlearn.zoo``. Importing registers them."""
 
+from predlearn.zoo.cdna import CDNA, apply_cdna
 from predlearn.zoo.cells.base import RecurrentCell
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
 from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell
+from predlearn.zoo.dfn import DFN, apply_dynamic_filters
 from predlearn.zoo.fc_lstm import FCLSTM
 from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM
 from predlearn.zoo.recurrent_stack import RecurrentStack
@@ -14,6 +16,8 @@ from predlearn.zoo.vpn_baseline import (
 )
 
 __all__ = [
+    "CDNA",
+    "DFN",
     "FCLSTM",
     "ConvLSTM",
     "ConvLSTMCell",
@@ -26,4 +30,6 @@ __all__ = [
     "SpatiotemporalLSTMCell",
     "SpatiotemporalMemoryCell",
     "VPNBaseline",
+    "apply_cdna",
+    "apply_dynamic_filters",
 ]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor, check_predictor_inputs, select_next_input
+from predlearn.predictor import Predictor, select_next_input
 from predlearn.registry import register_model
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 
@@ -242,13 +242,7 @@ class CDNA(Predictor):
         targets: Tensor | None = None,
         teacher_mask: Tensor | None = None,
     ) -> Tensor:
-        check_predictor_inputs(frames, horizon, targets, teacher_mask)
-        expected = (self.frame_channels, *self.frame_size)
-        if tuple(frames.shape[2:]) != expected:
-            raise ValueError(
-                f"{type(self).__name__} was built for frames (C, H, W) = {expected}; "
-                f"got {tuple(frames.shape[2:])}. Set frame_channels and frame_size."
-            )
+        self.check_inputs(frames, horizon, targets, teacher_mask)
         batch, context = frames.shape[:2]
         first = frames[:, 0]
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor, check_predictor_inputs, select_next_input
+from predlearn.predictor import Predictor, select_next_input
 from predlearn.registry import CELLS
 
 
@@ -136,14 +136,8 @@ class RecurrentStack(Predictor):
         targets: Tensor | None = None,
         teacher_mask: Tensor | None = None,
     ) -> Tensor:
-        check_predictor_inputs(frames, horizon, targets, teacher_mask)
+        self.check_inputs(frames, horizon, targets, teacher_mask)
         batch, context = frames.shape[:2]
-        expected = (self.frame_channels, *self.frame_size)
-        if tuple(frames.shape[2:]) != expected:
-            raise ValueError(
-                f"{type(self).__name__} was built for frames (C, H, W) = {expected}; "
-                f"got {tuple(frames.shape[2:])}. Set frame_channels and frame_size."
-            )
         states = self.init_states(batch, frames)
         for t in range(context - 1):  # read the observed frames; outputs before X_J are unused
             self.step(frames[:, t], states)
