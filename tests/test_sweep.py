@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mnist_fixtures import write_fake_mnist
 from omegaconf import OmegaConf
+from support import TINY_MODELS
 
 import predlearn
 from predlearn.cli import main
@@ -16,25 +17,17 @@ from predlearn.sweep import sweep_configs
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
-# Tiny sizes per model, so that the whole of Table 1 runs in seconds.
-TINY = {
-    "convlstm": {"hidden_channels": [4, 4], "kernel_size": 3, "patch_size": 4},
-    "predrnn_m": {"hidden_channels": [4, 4], "kernel_size": 3, "patch_size": 4},
-    "predrnn": {"hidden_channels": [4, 4], "kernel_size": 3, "patch_size": 4},
-}
-
-
 def write_tiny_configs(folder: Path) -> list[str]:
     """One config per model (the model part only; data and trainer come as overrides)."""
     folder.mkdir()
-    for name, init_args in TINY.items():
+    for name, init_args in TINY_MODELS.items():
         cls = predlearn.registry.MODELS.get(name)
         config = {"model": {"predictor": {"class_path": f"{cls.__module__}.{cls.__qualname__}",
                                           "init_args": init_args}}}
         OmegaConf.save(config, folder / f"{name}.yaml")
     # a transfer-only config is skipped: the sweep runs the transfer test itself
     OmegaConf.save({"data": {"init_args": {"test_num_digits": 3}}}, folder / "zz_transfer.yaml")
-    return list(TINY)
+    return list(TINY_MODELS)
 
 
 def test_sweep_writes_table_plot_and_curves(tmp_path):
