@@ -37,6 +37,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -76,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frame-size", type=int, nargs=2, default=[64, 64],
                         metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--frame-channels", type=int, default=1)
+    parser.add_argument("--config-dir", default=None,
+                        help="build each model from <dir>/<model>.yaml (e.g. configs/mmnist, "
+                             "the paper sizes) instead of --hidden/--kernel-size")
     parser.add_argument("--hidden", type=int, nargs="+", default=[128] * 4,
                         help="hidden channels per layer, bottom first")
     parser.add_argument("--kernel-size", type=int, default=5)
@@ -107,6 +111,28 @@ def _max_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
+def model_arguments(config: Config, args: argparse.Namespace) -> dict:
+    """Constructor arguments: from ``--config-dir`` (``<dir>/<model>.yaml``) or the flags."""
+    if args.config_dir:
+        from omegaconf import OmegaConf
+
+        path = Path(args.config_dir) / f"{config.model}.yaml"
+        predictor = OmegaConf.to_container(OmegaConf.load(path))["model"]["predictor"]
+        kwargs = dict(predictor.get("init_args", {}))
+        if config.patch_size != 1:
+            kwargs["patch_size"] = config.patch_size
+        args.frame_channels = kwargs.get("frame_channels", args.frame_channels)
+        args.frame_size = list(kwargs.get("frame_size", args.frame_size))
+        return kwargs
+    return {
+        "frame_channels": args.frame_channels,
+        "frame_size": tuple(args.frame_size),
+        "hidden_channels": list(args.hidden),
+        "kernel_size": args.kernel_size,
+        "patch_size": config.patch_size,
+    }
+
+
 def worker(config: Config, args: argparse.Namespace, conn) -> None:
     """Build one configuration and run one training iteration per "step" message."""
     try:
@@ -119,14 +145,7 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
             torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
         device = torch.device(args.device)
-        model = predlearn.create_model(
-            config.model,
-            frame_channels=args.frame_channels,
-            frame_size=tuple(args.frame_size),
-            hidden_channels=list(args.hidden),
-            kernel_size=args.kernel_size,
-            patch_size=config.patch_size,
-        ).to(device)
+        model = predlearn.create_model(config.model, **model_arguments(config, args)).to(device)
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         shape = (args.batch_size, args.context, args.frame_channels, *args.frame_size)
