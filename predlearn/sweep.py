@@ -159,6 +159,8 @@ def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
         prog="predlearn sweep",
         description="Train and test every config in a folder and write a Table-1-style table "
                     "and the per-step MSE plot. Other arguments go to every run.",
+        epilog="Give the arguments for the runs as --key=value (e.g. --trainer.max_steps=1000); "
+               "a separate value would be read as a config path.",
     )
     parser.add_argument("configs", nargs="+", help="config files or folders of them")
     parser.add_argument("--out", default=None,
