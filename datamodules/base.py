@@ -19,7 +19,9 @@ class SequenceDataModule(L.LightningDataModule):
         batch_size: sequences per batch (paper §4: 8).
         num_workers: loader worker processes.
         context_frames: observed frames J (paper §4.1: 10).
-        horizon: predicted frames K (paper §4.1: 10).
+        horizon: predicted frames K in training and validation (paper §4.1: 10).
+        test_horizon: predicted frames in test and predict batches; None means ``horizon``
+            (KTH, paper §4.2: 20). The CLI passes it on to the model.
     """
 
     def __init__(
@@ -28,21 +30,29 @@ class SequenceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         context_frames: int = 10,  # paper §4.1: 10 input frames
         horizon: int = 10,  # paper §4.1: 10 predicted frames
+        test_horizon: int | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or context_frames < 1 or horizon < 1:
+        if batch_size < 1 or context_frames < 1 or horizon < 1 or (test_horizon or 1) < 1:
             raise ValueError(
-                f"batch_size, context_frames and horizon must be positive; got {batch_size}, "
-                f"{context_frames}, {horizon}"
+                f"batch_size, context_frames, horizon and test_horizon must be positive; got "
+                f"{batch_size}, {context_frames}, {horizon}, {test_horizon}"
             )
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.context_frames = context_frames
         self.horizon = horizon
+        self.test_horizon = test_horizon
 
     @property
     def sequence_length(self) -> int:
+        """Frames per training and validation sequence."""
         return self.context_frames + self.horizon
+
+    @property
+    def test_sequence_length(self) -> int:
+        """Frames per test and predict sequence."""
+        return self.context_frames + (self.test_horizon or self.horizon)
 
     def _loader(self, dataset: Dataset, shuffle: bool = False, **kwargs) -> DataLoader:
         """A loader in batches of ``batch_size`` that keeps the last, partial batch.

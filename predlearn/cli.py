@@ -1,5 +1,6 @@
 """The ``predlearn`` command: ``fit | validate | test | predict`` through LightningCLI, plus
-``list`` (the registries) and ``sweep`` (Table 1 as one command, ``predlearn.sweep``).
+``list`` (the registries), ``sweep`` (Table 1 as one command, ``predlearn.sweep``) and
+``prepare`` (data files from original products, e.g. ``predlearn prepare radar``).
 
 ``--model`` and ``--data`` take registry names (``--model=predrnn --data=mmnist``) or class paths.
 Names are rewritten to class paths before LightningCLI parses the arguments (DESIGN 2.3): a model
@@ -145,6 +146,21 @@ def _print_help(argv: list[str]) -> None:
         print()
 
 
+PREPARERS = {"radar": "predlearn.datamodules.radar_prepare"}
+
+
+def _prepare(argv: list[str]) -> None:
+    """``predlearn prepare DATASET ...``: build a data set's file from its original products."""
+    if not argv or argv[0] not in PREPARERS:
+        known = ", ".join(sorted(PREPARERS))
+        print(f"predlearn prepare: name a data set to prepare ({known}), e.g. "
+              "`predlearn prepare radar SOURCE... --out radar.h5`", file=sys.stderr)
+        raise SystemExit(2)
+    import importlib
+
+    importlib.import_module(PREPARERS[argv[0]]).main(argv[1:])
+
+
 def _frames_of(attribute: str):
     defaults = {"context_frames": 10, "horizon": 10, "test_horizon": None}  # paper §4.1
 
@@ -187,6 +203,9 @@ def run_cli(args: Sequence[str] | None = None) -> PredlearnCLI | None:
     argv = list(sys.argv[1:] if args is None else args)
     if argv[:1] == ["list"]:
         print_registry()
+        return None
+    if argv[:1] == ["prepare"]:
+        _prepare(argv[1:])
         return None
     if argv[:1] == ["sweep"]:
         from predlearn.sweep import run_sweep
