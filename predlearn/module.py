@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
-from predlearn.metrics import SequenceMetrics
+from predlearn.metrics import SequenceMetrics, flatten_curves
 from predlearn.predictor import Predictor
 from predlearn.sampling import ScheduledSampling
 
@@ -146,8 +146,9 @@ class PredictiveModule(L.LightningModule):
         if self.trainer.world_size == 1 and all(m.count == 0 for m in metrics.metrics.values()):
             return  # no batch ran
         # compute() syncs the torchmetrics state across ranks: every rank logs the same values.
-        self.curves[metrics.prefix] = {k: v.cpu() for k, v in metrics.curves().items()}
-        self.log_dict({k: v.float() for k, v in metrics.compute().items()})
+        curves = metrics.curves()
+        self.curves[metrics.prefix] = {k: v.cpu() for k, v in curves.items()}
+        self.log_dict({k: v.float() for k, v in flatten_curves(curves, metrics.prefix).items()})
         metrics.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
