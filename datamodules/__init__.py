@@ -1,6 +1,13 @@
 """Data modules, installed as ``predlearn.datamodules``. Importing registers them by name."""
 
 from predlearn.datamodules.base import SequenceDataModule
+from predlearn.datamodules.kth import KTHDataModule
 from predlearn.datamodules.moving_mnist import MovingMNISTDataModule
+from predlearn.datamodules.radar import RadarDataModule
 
-__all__ = ["MovingMNISTDataModule", "SequenceDataModule"]
+__all__ = [
+    "KTHDataModule",
+    "MovingMNISTDataModule",
+    "RadarDataModule",
+    "SequenceDataModule",
+]

@@ -17,6 +17,7 @@ from typing import Any
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_warn
 
 from predlearn.callbacks import PredictionFigures, PredictionWriter
 from predlearn.datamodules.idx import IDXFormatError
@@ -101,8 +102,14 @@ class PredlearnCLI(LightningCLI):
         )
 
     def after_fit(self) -> None:
-        if self.config.fit.get("test_after_fit"):
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+        if not self.config.fit.get("test_after_fit"):
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        ckpt_path = "best" if checkpoint is not None and checkpoint.best_model_path else None
+        if ckpt_path is None:
+            rank_zero_warn("test_after_fit: no validation ran, so there is no best checkpoint; "
+                           "testing the final weights")
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path)
 
 
 _HELP_FLAGS = {"-h", "--help"}

@@ -210,3 +210,16 @@ def test_radar_configs_build_their_models_for_100x100_frames(config):
     assert model.frame_size == (100, 100)
     if config == "predrnn.yaml":  # paper §4.3: 2 x 128, 3 x 3
         assert model.hidden_channels == [128, 128] and model.cells[0].kernel_size == 3
+
+
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(CONFIGS)) for folder in ("kth", "radar")
+                                          for p in (CONFIGS / folder).glob("*.yaml")))
+def test_kth_and_radar_configs_parse_with_the_paper_settings(config, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", f"--config={CONFIGS / config}", "--print_config"])
+    printed = capsys.readouterr().out
+    for setting in ("learning_rate: 0.001", "loss: l1+l2", "batch_size: 8", "context_frames: 10",
+                    "horizon: 10"):
+        assert setting in printed, setting
+    if config.startswith("kth"):  # paper §4.2: 128 x 128 frames, tested 10 -> 20
+        assert "test_horizon: 20" in printed and "- 128\n      - 128" in printed

@@ -1,0 +1,258 @@
+"""Radar echo (paper §4.3): 20-frame sliding windows over a time series of 100 x 100 radar frames.
+
+The file comes from ``predlearn prepare radar`` (``predlearn.datamodules.radar_prepare``): dataset
+``frames`` uint8 (N, H, W) = round(255 x) and ``timestamps`` int64 seconds, strictly increasing.
+The series is split in time: train, then validation (the end of the training period, for
+checkpoint selection), then test (the last ``1 - train_fraction`` of the frames). A window is
+``context_frames + horizon`` consecutive frames that lie inside one split and never span a gap
+in time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from predlearn.datamodules.base import SequenceDataModule
+from predlearn.registry import register_datamodule
+
+__all__ = [
+    "RadarDataModule",
+    "RadarSplits",
+    "RadarWindows",
+    "gap_free_runs",
+    "load_radar_file",
+    "split_windows",
+    "window_starts",
+]
+
+GAP_FACTOR = 1.5  # a step longer than 1.5 x the nominal interval is a gap
+
+
+def load_radar_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``frames`` (N, H, W) uint8 and ``timestamps`` (N,) int64 of a prepared radar file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"radar file {path} not found; make it with "
+            f"`predlearn prepare radar SOURCE... --out {path}` (see docs/data.md, radar)"
+        )
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path}: cannot open as HDF5 ({error})") from error
+    with h5:
+        for name in ("frames", "timestamps"):
+            if name not in h5:
+                raise KeyError(
+                    f"{path}: no dataset {name!r}; is it a file from `predlearn prepare radar`?"
+                )
+        frames, stamps = h5["frames"][()], h5["timestamps"][()].astype(np.int64)
+    if frames.ndim != 3 or len(frames) != len(stamps):
+        raise ValueError(
+            f"{path}: 'frames' {frames.shape} must be (N, H, W) with N = len('timestamps') "
+            f"= {len(stamps)}"
+        )
+    if len(stamps) > 1 and np.any(np.diff(stamps) <= 0):
+        raise ValueError(f"{path}: 'timestamps' must be strictly increasing")
+    return frames, stamps
+
+
+def gap_free_runs(
+    timestamps: np.ndarray, max_gap_minutes: float | None = None
+) -> list[tuple[int, int]]:
+    """(start, stop) index ranges of the runs of frames with no gap in time between them.
+
+    A gap is a step longer than ``max_gap_minutes``, or with None longer than 1.5 x the median
+    step (the nominal interval).
+    """
+    count = len(timestamps)
+    if count < 2:
+        return [(0, count)] if count else []
+    steps = np.diff(np.asarray(timestamps, dtype=np.int64))
+    limit = GAP_FACTOR * float(np.median(steps)) if max_gap_minutes is None else (
+        60.0 * max_gap_minutes
+    )
+    breaks = np.flatnonzero(steps > limit) + 1
+    edges = [0, *breaks.tolist(), count]
+    return list(pairwise(edges))
+
+
+def window_starts(runs: list[tuple[int, int]], length: int, stride: int = 1) -> np.ndarray:
+    """First frames of the windows of ``length`` frames inside the runs, every ``stride``."""
+    starts = [np.arange(a, b - length + 1, stride) for a, b in runs if b - a >= length]
+    return np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class RadarSplits:
+    """Window starts of each split and the boundaries (frame index, timestamp) between them."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    val_start: int
+    test_start: int
+    longest_run: int
+
+
+def split_windows(
+    timestamps: np.ndarray,
+    train_fraction: float,
+    val_fraction: float,
+    length: int,
+    test_length: int | None = None,
+    stride: int = 1,
+    max_gap_minutes: float | None = None,
+) -> RadarSplits:
+    """Split frames in time (train | val | test) and place windows inside each part's runs.
+
+    ``test_start = round(train_fraction * N)`` and ``val_start = round((train_fraction -
+    val_fraction) * N)`` (frame indices): train frames are [0, val_start), validation
+    [val_start, test_start), test [test_start, N).
+    """
+    if not 0.0 < train_fraction <= 1.0 or not 0.0 <= val_fraction < train_fraction:
+        raise ValueError(
+            f"need 0 < train_fraction <= 1 and 0 <= val_fraction < train_fraction; got "
+            f"{train_fraction}, {val_fraction}"
+        )
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
+    count = len(timestamps)
+    test_start = round(train_fraction * count)
+    val_start = round((train_fraction - val_fraction) * count)
+    runs = gap_free_runs(timestamps, max_gap_minutes)
+
+    def clip(lo: int, hi: int) -> list[tuple[int, int]]:
+        return [(max(a, lo), min(b, hi)) for a, b in runs if min(b, hi) > max(a, lo)]
+
+    return RadarSplits(
+        train=window_starts(clip(0, val_start), length, stride),
+        val=window_starts(clip(val_start, test_start), length, stride),
+        test=window_starts(clip(test_start, count), test_length or length, stride),
+        val_start=val_start,
+        test_start=test_start,
+        longest_run=max((b - a for a, b in runs), default=0),
+    )
+
+
+class RadarWindows(Dataset):
+    """Windows of a radar series; items are float32 (length, 1, H, W) in [0, 1]."""
+
+    def __init__(self, frames: np.ndarray, starts: np.ndarray, length: int) -> None:
+        self.frames = frames
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.length = length
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        start = int(self.starts[index])
+        window = self.frames[start : start + self.length, None]
+        return torch.from_numpy(np.divide(window, np.float32(255.0), dtype=np.float32))
+
+
+@register_datamodule("radar")
+class RadarDataModule(SequenceDataModule):
+    """Radar echo, paper §4.3: sliding 20-frame windows (10 -> 10) of 100 x 100 radar frames.
+
+    Batches are float32 (B, context_frames + horizon, 1, H, W) in [0, 1]. The predict loader is
+    the test set.
+
+    Args:
+        path: HDF5 file from ``predlearn prepare radar``.
+        train_fraction: frames before the test period (paper §4.3: 7,800 of 9,600 windows).
+        val_fraction: frames, as a fraction of all frames, at the end of the training period held
+            out for validation (checkpoint selection); the paper reports no validation split.
+        stride: frames between the starts of consecutive windows (1: every window).
+        max_gap_minutes: a longer step between frames is a gap no window spans; None: 1.5 x the
+            median step.
+        batch_size, num_workers, context_frames, horizon, test_horizon: see
+            ``SequenceDataModule``.
+    """
+
+    def __init__(
+        self,
+        path: str = "data/radar/radar.h5",
+        train_fraction: float = 7800 / 9600,  # paper §4.3: 7,800 train / 1,800 test
+        val_fraction: float = 0.05,
+        stride: int = 1,
+        max_gap_minutes: float | None = None,
+        batch_size: int = 8,  # paper §4: batch size 8
+        num_workers: int = 0,
+        context_frames: int = 10,  # paper §4.3: 10 -> 10
+        horizon: int = 10,
+        test_horizon: int | None = None,
+    ) -> None:
+        super().__init__(batch_size, num_workers, context_frames, horizon, test_horizon)
+        if max_gap_minutes is not None and max_gap_minutes <= 0:
+            raise ValueError(f"max_gap_minutes must be positive, got {max_gap_minutes}")
+        self.save_hyperparameters()
+        self.path = Path(path)
+        self.train_fraction = train_fraction
+        self.val_fraction = val_fraction
+        self.stride = stride
+        self.max_gap_minutes = max_gap_minutes
+        split_windows(np.arange(2), train_fraction, val_fraction, 1, stride=stride)  # validates
+        self.splits: RadarSplits | None = None
+        self.timestamps: np.ndarray | None = None
+        self._frames: np.ndarray | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the file, place the windows and print their counts."""
+        if self.splits is not None:
+            return
+        frames, stamps = load_radar_file(self.path)
+        length = max(self.sequence_length, self.test_sequence_length)
+        splits = split_windows(
+            stamps, self.train_fraction, self.val_fraction, self.sequence_length,
+            self.test_sequence_length, self.stride, self.max_gap_minutes,
+        )
+        if splits.longest_run < length:
+            raise ValueError(
+                f"radar windows need at least {length} consecutive frames; the longest gap-free "
+                f"run in {self.path} has {splits.longest_run}"
+            )
+        for name, starts in (("train", splits.train), ("val", splits.val),
+                             ("test", splits.test)):
+            if len(starts) == 0:
+                raise ValueError(
+                    f"{self.path}: no {name} window of {length} frames (train frames "
+                    f"[0, {splits.val_start}), val [{splits.val_start}, {splits.test_start}), "
+                    f"test [{splits.test_start}, {len(stamps)}) after gaps); adjust "
+                    "train_fraction / val_fraction"
+                )
+        print(
+            f"radar {self.path}: {len(stamps)} frames; windows train {len(splits.train)}, "
+            f"val {len(splits.val)}, test {len(splits.test)} (stride {self.stride})",
+            flush=True,
+        )
+        self._frames, self.timestamps, self.splits = frames, stamps, splits
+
+    def _windows(self, split: str) -> RadarWindows:
+        if self.splits is None:
+            self.setup()
+        assert self.splits is not None and self._frames is not None
+        length = self.test_sequence_length if split == "test" else self.sequence_length
+        return RadarWindows(self._frames, getattr(self.splits, split), length)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._windows("train"), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._windows("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._windows("test"))
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test windows, in time order."""
+        return self._loader(self._windows("test"))
