@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import h5py
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
@@ -74,3 +78,32 @@ class SequenceDataModule(L.LightningDataModule):
             drop_last=False,
             **kwargs,
         )
+
+
+class HDF5Backed(Dataset):
+    """A dataset reading from one HDF5 file, opened lazily once per process.
+
+    Loader workers each open their own handle: an open handle must not cross a process
+    boundary, so it is dropped when the dataset is pickled.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._h5: h5py.File | None = None
+
+    @property
+    def h5(self) -> h5py.File:
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        return state
+
+    def close(self) -> None:
+        """Close this process's handle, if open."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None

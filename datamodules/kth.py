@@ -40,9 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from predlearn.datamodules.base import SequenceDataModule
+from predlearn.datamodules.base import HDF5Backed, SequenceDataModule
 from predlearn.registry import register_datamodule
 
 __all__ = [
@@ -516,40 +516,25 @@ def download_kth(
 # Dataset and data module
 
 
-class KTHWindows(Dataset):
+class KTHWindows(HDF5Backed):
     """Windows of a KTH cache; items are float32 (T, 1, S, S) in [0, 1].
 
-    ``starts`` are frame indices into the cache's ``frames``; nothing is copied. The HDF5 file
-    is opened lazily in each process, so every loader worker has its own handle.
+    ``starts`` are frame indices into the cache's ``frames``; nothing is copied.
     """
 
     def __init__(self, path: str | os.PathLike, starts: Sequence[int] | np.ndarray,
                  length: int) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.starts = np.asarray(starts, dtype=np.int64)
         self.length = length
-        self._h5: h5py.File | None = None
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         start = int(self.starts[index])
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
-        frames = self._h5["frames"][start:start + self.length]
+        frames = self.h5["frames"][start:start + self.length]
         return torch.from_numpy(np.divide(frames[:, None], np.float32(255.0), dtype=np.float32))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_h5"] = None  # an open HDF5 handle must not cross a process boundary
-        return state
-
-    def close(self) -> None:
-        """Close this process's file handle, if open."""
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
 
 
 @rank_zero_only

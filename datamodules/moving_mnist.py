@@ -28,7 +28,7 @@ import torch
 from numpy.lib.stride_tricks import as_strided
 from torch.utils.data import Dataset
 
-from predlearn.datamodules.base import SequenceDataModule
+from predlearn.datamodules.base import HDF5Backed, SequenceDataModule
 from predlearn.datamodules.mnist import DigitPools, DigitSource, load_digits, required_files
 from predlearn.datamodules.stream import BatchStream, ResumableStreamLoader
 from predlearn.registry import register_datamodule
@@ -362,18 +362,14 @@ def _cache_is_valid(path: Path, attrs: dict[str, Any], shape: tuple[int, ...]) -
     return all(key in stored and _same_value(stored[key]) == value for key, value in attrs.items())
 
 
-class CachedSequences(Dataset):
-    """A fixed set of sequences read from an HDF5 cache; items are float32 (T, 1, 64, 64).
-
-    The file is opened lazily in each process (so DataLoader workers each get their own handle).
-    """
+class CachedSequences(HDF5Backed):
+    """A fixed set of sequences read from an HDF5 cache; items are float32 (T, 1, 64, 64)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         with h5py.File(self.path, "r") as h5:
             self._length = int(h5["frames"].shape[0])
             self.attrs = {key: _same_value(value) for key, value in h5.attrs.items()}
-        self._h5: h5py.File | None = None
 
     def __len__(self) -> int:
         return self._length
@@ -381,20 +377,7 @@ class CachedSequences(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         if not -self._length <= index < self._length:
             raise IndexError(f"index {index} out of range for {self._length} sequences")
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
-        return _to_tensor(self._h5["frames"][index])
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_h5"] = None  # an open HDF5 handle must not cross a process boundary
-        return state
-
-    def close(self) -> None:
-        """Close the file handle of this process, if open."""
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+        return _to_tensor(self.h5["frames"][index])
 
 
 def _same_value(value: Any) -> Any:
