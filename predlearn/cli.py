@@ -9,6 +9,7 @@ name selects the predictor that the one ``PredictiveModule`` wraps.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -101,6 +102,21 @@ class PredlearnCLI(LightningCLI):
             help="fit only: after training, test the best (validation-chosen) checkpoint",
         )
 
+    def before_instantiate_classes(self) -> None:
+        """Group W&B runs by data set and tag them by model, so that runs compare in one view."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        logger = config.get("trainer", {}).get("logger")
+        if not hasattr(logger, "get") or not str(logger.get("class_path")).endswith(
+                "AutoWandbLogger"):
+            return
+        init_args = logger.get("init_args")
+        model = _registry_name(MODELS, config.get("model", {}).get("predictor", {}))
+        data = _registry_name(DATAMODULES, config.get("data", {}))
+        if init_args.get("group") is None and data:
+            init_args["group"] = data
+        if not init_args.get("tags") and model:
+            init_args["tags"] = [model]
+
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):
             return
@@ -163,8 +179,6 @@ def _prepare(argv: list[str]) -> None:
         print(f"predlearn prepare: name a data set to prepare ({known}), e.g. "
               "`predlearn prepare radar SOURCE... --out radar.h5`", file=sys.stderr)
         raise SystemExit(2)
-    import importlib
-
     importlib.import_module(PREPARERS[argv[0]]).main(argv[1:])
 
 
@@ -175,6 +189,19 @@ def _frames_of(attribute: str):
         return getattr(datamodule, attribute, defaults[attribute])
 
     return compute
+
+
+def _registry_name(registry, component) -> str | None:
+    """The registry name of a parsed ``class_path`` component, if it is registered."""
+    path = component.get("class_path") if hasattr(component, "get") else None
+    if not path:
+        return None
+    module, _, name = str(path).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return registry.name_of(cls)
 
 
 def print_registry() -> None:
@@ -213,6 +240,11 @@ def run_cli(args: Sequence[str] | None = None) -> PredlearnCLI | None:
         return None
     if argv[:1] == ["prepare"]:
         _prepare(argv[1:])
+        return None
+    if argv[:1] == ["compare"]:
+        from predlearn.compare import main as compare_main
+
+        compare_main(argv[1:])
         return None
     if argv[:1] == ["sweep"]:
         from predlearn.sweep import run_sweep

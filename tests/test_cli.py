@@ -158,6 +158,8 @@ def test_quickstart_runs_on_the_bundled_digits_offline(tmp_path, monkeypatch):
                    "--trainer.val_check_interval=2", "--data.num_val=8", "--data.num_test=8",
                    "--trainer.enable_progress_bar=false", "--data.root=data/mnist"])
     assert cli.datamodule.digits == "bundled"
+    run = cli.trainer.logger.experiment  # grouped by data set, tagged by model
+    assert run.group == "mmnist" and run.tags == ("predrnn",)
     files = Path(cli.trainer.logger.experiment.dir).resolve()  # the offline run's files folder
     assert files.is_relative_to((tmp_path / "runs" / "wandb").resolve())
     assert files.parent.name.startswith("offline-run-")
