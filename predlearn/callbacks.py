@@ -12,7 +12,12 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from predlearn.visualize import save_curves_figure, save_prediction_figure, write_curves_csv
+from predlearn.visualize import (
+    save_curves_figure,
+    save_prediction_figure,
+    save_prediction_gif,
+    write_curves_csv,
+)
 
 
 def run_directory(trainer: L.Trainer) -> Path:
@@ -26,7 +31,8 @@ def run_directory(trainer: L.Trainer) -> Path:
 
 
 class PredictionFigures(L.Callback):
-    """Writes ``<stage>_predictions.png`` (input | truth | prediction), ``<stage>_curves.png`` and
+    """Writes ``<stage>_predictions.png`` (input | truth | prediction), ``<stage>_predictions.gif``
+    (truth | prediction | absolute error, animated), ``<stage>_curves.png`` and
     ``<stage>_curves.csv`` at the end of fitting (validation set) and of testing (test set), and
     sends them to W&B when it is the logger, with the per-step curves on a shared x-axis
     ("predicted step") so runs compare on one chart.
@@ -84,9 +90,15 @@ class PredictionFigures(L.Callback):
         curve_plot = save_curves_figure(curves, folder / f"{stage}_curves.png",
                                         title=f"{stage} set, per predicted step")
         table = write_curves_csv(curves, folder / f"{stage}_curves.csv")
-        rank_zero_info(f"predlearn: wrote {picture}, {curve_plot} and {table}")
+        animation = save_prediction_gif(frames, targets, predictions,
+                                        folder / f"{stage}_predictions.gif")
+        rank_zero_info(f"predlearn: wrote {picture}, {animation}, {curve_plot} and {table}")
         if isinstance(trainer.logger, WandbLogger):
             log_curves_to_wandb(trainer.logger, stage, curves, [picture, curve_plot])
+            import wandb
+
+            trainer.logger.experiment.log(
+                {f"{stage}/predictions_video": wandb.Video(str(animation), format="gif")})
 
 
 def log_curves_to_wandb(logger: WandbLogger, stage: str, curves: dict[str, Tensor],

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no screen needed
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from torch import Tensor
 
 CURVE_LABELS = {
@@ -62,6 +63,35 @@ def save_prediction_figure(inputs: Tensor, targets: Tensor, predictions: Tensor,
             ax.set_ylabel(label, rotation=0, ha="right", va="center",
                           fontsize=8)
     return _save(fig, path, title)
+
+
+def save_prediction_gif(inputs: Tensor, targets: Tensor, predictions: Tensor,
+                        path: str | Path, frame_ms: int = 250) -> Path:
+    """An animated GIF: per sequence (rows), truth | prediction | absolute error (columns).
+
+    The observed frames show in the truth column first; the prediction and error columns stay
+    black until the first predicted step. Gray frames only use their first channel.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    truth = torch.cat([inputs, targets], dim=1).detach().float().clamp(0, 1).cpu()[:, :, 0]
+    predicted = predictions.detach().float().clamp(0, 1).cpu()[:, :, 0]
+    context = inputs.shape[1]
+    images = []
+    for t in range(truth.shape[1]):
+        rows = []
+        for s in range(truth.shape[0]):
+            guess = predicted[s, t - context] if t >= context else torch.zeros_like(truth[s, t])
+            error = (guess - truth[s, t]).abs() if t >= context else torch.zeros_like(guess)
+            gap = torch.ones(truth.shape[2], 2)
+            rows.append(torch.cat([truth[s, t], gap, guess, gap, error], dim=1))
+            rows.append(torch.ones(2, rows[-1].shape[1]))
+        frame = (torch.cat(rows[:-1], dim=0) * 255).round().to(torch.uint8).numpy()
+        images.append(Image.fromarray(frame, mode="L"))
+    images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+    return path
 
 
 def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str = "") -> Path:

@@ -78,6 +78,12 @@ def test_fit_then_test_from_the_best_checkpoint(mnist_root, tmp_path):
     assert tested.model.test_metrics.metrics["mse"].count.item() == 0  # reset after logging
     run_dir = Path(tested.trainer.logger.log_dir)
     assert (run_dir / "test_predictions.png").is_file()
+    from PIL import Image
+
+    with Image.open(run_dir / "test_predictions.gif") as animation:
+        assert animation.n_frames == 20  # 10 observed + 10 predicted
+        # 4 sequences of 64 rows (2-pixel gaps), truth | prediction | error of 64 columns
+        assert animation.size == (3 * 64 + 4, 4 * 64 + 6)
     with (run_dir / "test_curves.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 10 and float(rows[0]["mse_per_frame"]) == pytest.approx(
