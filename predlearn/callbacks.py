@@ -118,18 +118,22 @@ def log_curves_to_wandb(logger: WandbLogger, stage: str, curves: dict[str, Tenso
 
 
 class PredictionWriter(BasePredictionWriter):
-    """``predlearn predict`` writes its predictions to an HDF5 file.
+    """``predlearn predict`` writes its predictions: an HDF5 array, PNG frames and GIFs.
 
-    The file holds ``predictions``, float32 (N, K, C, H, W) in [0, 1], in the order of the
-    predict loader (for Moving MNIST: the cached test set), gzip-compressed.
+    ``predictions.h5`` holds ``predictions``, float32 (N, K, C, H, W) in [0, 1], in the order of
+    the predict loader (gzip-compressed). For the first ``image_sequences`` sequences it also
+    writes ``predictions/seq_NNNN/step_KK.png`` and an animated ``predictions/seq_NNNN.gif``.
 
     Args:
-        output_path: the file; default ``predictions.h5`` in the run's folder.
+        output_path: the HDF5 file; default ``predictions.h5`` in the run's folder. The images go
+            to a ``predictions/`` folder beside it.
+        image_sequences: how many sequences to write as PNG frames and GIFs (0: none).
     """
 
-    def __init__(self, output_path: str | None = None) -> None:
+    def __init__(self, output_path: str | None = None, image_sequences: int = 16) -> None:
         super().__init__(write_interval="epoch")
         self.output_path = output_path
+        self.image_sequences = image_sequences
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         if not predictions:
@@ -144,4 +148,25 @@ class PredictionWriter(BasePredictionWriter):
         with h5py.File(path, "w") as handle:
             handle.create_dataset("predictions", data=stacked, compression="gzip",
                                   chunks=(1, *stacked.shape[1:]))
-        rank_zero_info(f"predlearn: wrote {len(stacked)} predicted sequences to {path}")
+        images = write_prediction_images(stacked[: self.image_sequences],
+                                         path.parent / "predictions")
+        where = f" and {images} sequences as PNG frames and GIFs in {path.parent / 'predictions'}"
+        rank_zero_info(f"predlearn: wrote {len(stacked)} predicted sequences to {path}"
+                       + (where if images else ""))
+
+
+def write_prediction_images(sequences, folder: Path) -> int:
+    """PNG frames and a GIF per sequence of an (N, K, C, H, W) array in [0, 1]."""
+    from PIL import Image
+
+    for index, sequence in enumerate(sequences):
+        pixels = (sequence.clip(0, 1) * 255).round().astype("uint8")  # (K, C, H, W)
+        frames = [Image.fromarray(f[0] if f.shape[0] == 1 else f[:3].transpose(1, 2, 0))
+                  for f in pixels]
+        target = folder / f"seq_{index:04d}"
+        target.mkdir(parents=True, exist_ok=True)
+        for step, frame in enumerate(frames, start=1):
+            frame.save(target / f"step_{step:02d}.png")
+        frames[0].save(folder / f"seq_{index:04d}.gif", save_all=True, append_images=frames[1:],
+                       duration=250, loop=0)
+    return len(sequences)

@@ -26,7 +26,7 @@ class PredictiveModule(L.LightningModule):
 
     Args:
         predictor: any ``Predictor`` (``predlearn.create_model(name)``; on the command line
-            ``--model=predrnn``).
+            ``--model=predrnn``). Required; with ``--ckpt_path`` it comes from the checkpoint.
         context_frames: observed frames J (paper §4.1: 10).
         horizon: predicted frames K in training and validation (paper §4.1: 10).
         test_horizon: predicted frames at test and predict time; None means ``horizon`` (KTH:
@@ -44,7 +44,7 @@ class PredictiveModule(L.LightningModule):
 
     def __init__(
         self,
-        predictor: Predictor,
+        predictor: Predictor | None = None,
         context_frames: int = 10,  # paper §4.1: 10 input frames
         horizon: int = 10,  # paper §4.1: 10 predicted frames
         test_horizon: int | None = None,
@@ -57,6 +57,11 @@ class PredictiveModule(L.LightningModule):
         metrics: Sequence[str] = ("mse", "bce", "psnr", "ssim"),
     ) -> None:
         super().__init__()
+        if predictor is None:
+            raise ValueError(
+                "no predictor: name one (--model=predrnn, `predlearn list` shows them), give a "
+                "--config that has one, or a --ckpt_path whose checkpoint was made by predlearn"
+            )
         if not isinstance(predictor, torch.nn.Module):
             raise TypeError(
                 f"predictor must be a Predictor module (e.g. predlearn.create_model('predrnn')); "
@@ -133,7 +138,13 @@ class PredictiveModule(L.LightningModule):
         self.test_metrics.update(self(frames, self.test_horizon), targets)
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        frames, _ = self.split(batch, self.test_horizon)
+        """Predictions in [0, 1]; batches hold the observed frames alone or whole sequences."""
+        if isinstance(batch, (list, tuple)):
+            batch = batch[0]
+        if batch.ndim == 5 and batch.shape[1] == self.context_frames:
+            frames = batch
+        else:
+            frames, _ = self.split(batch, self.test_horizon)
         return self(frames, self.test_horizon).clamp(0, 1)
 
     def on_validation_epoch_end(self) -> None:

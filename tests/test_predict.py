@@ -1,0 +1,81 @@
+"""``predlearn predict`` on your own frames: PNG folders and arrays in, HDF5, PNG and GIF out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from mnist_fixtures import write_fake_mnist
+from PIL import Image
+
+from predlearn.cli import run_cli
+from predlearn.datamodules.frames import read_frames
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("run")
+    root = write_fake_mnist(folder / "mnist", n_train=20, n_test=10)
+    cli = run_cli(["fit", "--model=predrnn", "--model.predictor.hidden_channels=[4]",
+                   "--model.predictor.kernel_size=3", "--model.predictor.patch_size=4",
+                   "--data=mmnist", f"--data.root={root}", "--data.download=false",
+                   "--data.num_val=2", "--data.num_test=2", "--data.batch_size=2",
+                   "--trainer.max_steps=1", "--trainer.limit_val_batches=0",
+                   "--trainer.logger=false", f"--trainer.default_root_dir={folder}",
+                   "--trainer.enable_progress_bar=false", "--figures.enabled=false"])
+    return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+def predict(checkpoint: Path, data: str, out: Path) -> np.ndarray:
+    run_cli(["predict", "--data=frames", f"--data.path={data}", f"--ckpt_path={checkpoint}",
+             f"--predictions.output_path={out}", "--trainer.logger=false",
+             "--trainer.enable_progress_bar=false"])
+    with h5py.File(out) as handle:
+        return handle["predictions"][:]
+
+
+def test_predict_from_a_folder_of_png_frames(checkpoint, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for t in range(12):  # more frames than the model observes: the last 10 are used
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(
+            frames / f"frame_{t:03d}.png")
+    predictions = predict(checkpoint, str(frames), tmp_path / "out" / "predictions.h5")
+    assert predictions.shape == (1, 10, 1, 64, 64)
+    assert predictions.min() >= 0 and predictions.max() <= 1
+    pngs = sorted((tmp_path / "out" / "predictions" / "seq_0000").glob("step_*.png"))
+    assert len(pngs) == 10
+    first = np.asarray(Image.open(pngs[0]), dtype=np.float32) / 255
+    np.testing.assert_allclose(first, predictions[0, 0, 0], atol=1 / 255)
+    with Image.open(tmp_path / "out" / "predictions" / "seq_0000.gif") as gif:
+        assert gif.n_frames == 10
+
+
+def test_predict_from_an_array_of_sequences(checkpoint, tmp_path):
+    array = np.random.default_rng(1).integers(0, 256, (3, 10, 64, 64), dtype=np.uint8)
+    np.save(tmp_path / "seqs.npy", array[:, :, None])  # (N, T, C, H, W)
+    predictions = predict(checkpoint, str(tmp_path / "seqs.npy"), tmp_path / "p.h5")
+    assert predictions.shape == (3, 10, 1, 64, 64)
+
+
+def test_wrong_frame_size_is_refused_clearly(checkpoint, tmp_path):
+    np.save(tmp_path / "small.npy", np.zeros((10, 32, 32), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"built for frames \(C, H, W\) = \(1, 64, 64\); "
+                                         r"got \(1, 32, 32\)"):
+        predict(checkpoint, str(tmp_path / "small.npy"), tmp_path / "p.h5")
+
+
+def test_frame_reader_errors_name_the_file(tmp_path):
+    np.save(tmp_path / "bad.npy", np.full((10, 8, 8), 3.0, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"bad.npy: float frames must lie in \[0, 1\]"):
+        read_frames(tmp_path / "bad.npy")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no PNG frames"):
+        read_frames(tmp_path / "empty")
+    with h5py.File(tmp_path / "x.h5", "w") as handle:
+        handle["other"] = np.zeros((10, 8, 8), dtype=np.uint8)
+    with pytest.raises(KeyError, match="no dataset 'frames'"):
+        read_frames(tmp_path / "x.h5")
