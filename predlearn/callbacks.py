@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -12,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from predlearn.registry import DATAMODULES, MODELS
 from predlearn.visualize import (
     save_curves_figure,
     save_prediction_figure,
@@ -90,6 +92,7 @@ class PredictionFigures(L.Callback):
         curve_plot = save_curves_figure(curves, folder / f"{stage}_curves.png",
                                         title=f"{stage} set, per predicted step")
         table = write_curves_csv(curves, folder / f"{stage}_curves.csv")
+        write_run_info(trainer, pl_module, folder)
         animation = save_prediction_gif(frames, targets, predictions,
                                         folder / f"{stage}_predictions.gif")
         rank_zero_info(f"predlearn: wrote {picture}, {animation}, {curve_plot} and {table}")
@@ -99,6 +102,25 @@ class PredictionFigures(L.Callback):
 
             trainer.logger.experiment.log(
                 {f"{stage}/predictions_video": wandb.Video(str(animation), format="gif")})
+
+
+RUN_INFO = "predlearn_run.json"
+
+
+def write_run_info(trainer: L.Trainer, pl_module: L.LightningModule, folder: Path) -> Path:
+    """``predlearn_run.json``: which model and data made the run's files (read by ``compare``)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    info = {
+        "model": MODELS.name_of(type(getattr(pl_module, "predictor", None))),
+        "data": DATAMODULES.name_of(type(datamodule)) if datamodule is not None else None,
+        "context_frames": getattr(pl_module, "context_frames", None),
+        "horizon": getattr(pl_module, "horizon", None),
+        "test_horizon": getattr(pl_module, "test_horizon", None),
+        "global_step": trainer.global_step,
+    }
+    path = folder / RUN_INFO
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    return path
 
 
 def log_curves_to_wandb(logger: WandbLogger, stage: str, curves: dict[str, Tensor],

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from predlearn.callbacks import RUN_INFO
 from predlearn.paper import TABLE1
 from predlearn.visualize import CURVE_LABELS, plt
 
@@ -211,10 +212,15 @@ def model_name(class_path: str) -> str:
 
 
 def find_model(folder: Path) -> str:
-    """The model of a run: from its ``config.yaml``/``hparams.yaml`` (for a W&B run: its
+    """The model of a run: from its ``predlearn_run.json``, ``config.yaml``/``hparams.yaml`` (for a W&B run: its
     ``files/`` or run folder, or the command line in ``wandb-metadata.json``), else ``?``."""
     places = [folder, folder.parent] if folder.name == "files" else [folder]
     for place in places:
+        info = place / RUN_INFO  # written next to the curves by the figures callback
+        if info.is_file():
+            model = json.loads(info.read_text()).get("model")
+            if model:
+                return model
         for name in _CONFIG_FILES:
             path = place / name
             if not path.is_file():

@@ -1,0 +1,136 @@
+"""``predlearn compare`` on two real tiny runs (PredRNN and ConvLSTM on fake MNIST files)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from mnist_fixtures import write_fake_mnist
+from test_cli import tiny_run
+
+from predlearn.cli import run_cli
+from predlearn.compare import CompareError, load_runs, main
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Two fitted-and-tested CSV-logger runs: model name -> its version folder."""
+    root = tmp_path_factory.mktemp("compare")
+    mnist = write_fake_mnist(root / "mnist", n_train=60, n_test=30)
+    folders = {}
+    for model in ("predrnn", "convlstm"):
+        args = [f"--model={model}" if a.startswith("--model=") else a
+                for a in tiny_run(mnist, root / model, "--trainer.max_steps=2",
+                                  "--trainer.val_check_interval=2", "--test_after_fit=true",
+                                  "--data.num_test=4")
+                if model == "predrnn" or "patch_size" not in a]
+        cli = run_cli(["fit", *args])
+        folders[model] = Path(cli.trainer.logger.log_dir)
+    return folders
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def curve_means(curves_csv: Path) -> dict[str, float]:
+    rows = read_rows(curves_csv)
+    return {key: sum(float(r[key]) for r in rows) / len(rows) for key in rows[0] if key != "step"}
+
+
+def logged(metrics_csv: Path, key: str) -> float:
+    return float([r[key] for r in read_rows(metrics_csv) if r.get(key)][-1])
+
+
+def test_compare_two_runs_writes_plots_and_tables(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    # one run by its version folder, the other by the folder that holds its version folders
+    main([str(runs["predrnn"]), str(runs["convlstm"].parent.parent), f"--out={out}", "--paper"])
+    printed = capsys.readouterr().out
+    for metric in ("mse_per_frame", "bce_per_frame", "psnr", "ssim"):
+        plot = out / f"compare_{metric}.png"
+        assert plot.stat().st_size > 1000 and str(plot) in printed
+    assert str(out / "table.md") in printed and str(out / "table.csv") in printed
+
+    rows = read_rows(out / "table.csv")
+    assert [r["model"] for r in rows] == ["predrnn", "convlstm"]
+    assert [r["label"] for r in rows] == ["predrnn (run/version_0)", "convlstm (run/version_0)"]
+    for row, folder in zip(rows, (runs["predrnn"], runs["convlstm"])):
+        means = curve_means(folder / "test_curves.csv")
+        last = read_rows(folder / "test_curves.csv")[-1]
+        for metric in ("mse_per_frame", "bce_per_frame", "psnr", "ssim"):
+            assert float(row[f"{metric}_mean"]) == pytest.approx(means[metric], rel=1e-9)
+            assert float(row[f"{metric}_step_10"]) == float(last[metric])
+        # the curves CSV keeps 6 significant digits of what the logger wrote
+        assert float(row["mse_per_frame_mean"]) == pytest.approx(
+            logged(folder / "metrics.csv", "test/mse_per_frame"), rel=1e-5)
+    table = (out / "table.md").read_text()
+    assert "| predrnn (run/version_0) | predrnn |" in table and "mse_per_frame mean" in table
+
+
+def test_labels_and_the_validation_stage(runs, tmp_path):
+    out = tmp_path / "out"
+    main([str(runs["predrnn"]), str(runs["convlstm"]), "--stage=val", f"--out={out}",
+          "--labels=mine,theirs"])
+    rows = read_rows(out / "table.csv")
+    assert [r["label"] for r in rows] == ["mine", "theirs"]
+    means = curve_means(runs["predrnn"] / "val_curves.csv")
+    assert float(rows[0]["mse_per_frame_mean"]) == pytest.approx(means["mse_per_frame"])
+    with pytest.raises(SystemExit):
+        main([str(runs["predrnn"]), f"--out={out}", "--labels=a,b"])
+
+
+def test_curves_from_metrics_csv_alone_give_the_same_numbers(runs, tmp_path):
+    copy = tmp_path / "copy" / "version_0"
+    shutil.copytree(runs["predrnn"], copy, ignore=shutil.ignore_patterns("*.ckpt"))
+    (copy / "test_curves.csv").unlink()
+    from_curves, from_metrics = load_runs([runs["predrnn"], copy])
+    assert from_metrics.source.endswith("metrics.csv")
+    assert from_metrics.model == "predrnn" and from_metrics.label == "predrnn (copy/version_0)"
+    assert sorted(from_metrics.curves) == sorted(from_curves.curves)
+    for metric, curve in from_curves.curves.items():
+        assert from_metrics.curves[metric] == pytest.approx(curve, rel=1e-5)
+    assert from_metrics.mean("mse_per_frame") == pytest.approx(
+        logged(copy / "metrics.csv", "test/mse_per_frame"), rel=1e-6)
+
+
+def test_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing here")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(runs["predrnn"]), str(empty), f"--out={tmp_path / 'out'}"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"predlearn compare: error: no test_curves.csv or test/<metric>/step_NN "
+                   f"columns in metrics.csv in {empty}")
+    with pytest.raises(CompareError, match="no such run folder"):
+        load_runs([tmp_path / "missing"])
+
+
+def test_runs_with_different_horizons(runs, tmp_path, capsys):
+    long = tmp_path / "long"
+    long.mkdir()
+    with (long / "test_curves.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "mse_per_frame"])
+        writer.writerows([step, 100.0 + step] for step in range(1, 21))
+    with pytest.raises(SystemExit):
+        main([str(runs["predrnn"]), str(long), f"--out={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert ("runs have different numbers of predicted steps: predrnn (run/version_0) has 10, "
+            "? (long) has 20") in err
+
+
+def test_a_wandb_offline_run_folder(runs, tmp_path):
+    files = tmp_path / "wandb" / "offline-run-20260101_000000-abc" / "files"
+    files.mkdir(parents=True)
+    shutil.copy(runs["convlstm"] / "test_curves.csv", files)
+    (files / "config.yaml").write_text(
+        "predictor:\n  desc: null\n  value:\n    class_path: predlearn.zoo.predrnn.ConvLSTM\n")
+    (run,) = load_runs([files.parent])
+    assert run.folder == files and run.model == "convlstm"
+    assert run.label == "convlstm (offline-run-20260101_000000-abc)"
