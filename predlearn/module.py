@@ -40,6 +40,10 @@ class PredictiveModule(L.LightningModule):
         sampling_decay: decrease of that probability per training step (authors' code: 2e-5).
         sampling_stop: training step from which the probability is 0 (authors' code: 50,000).
         metrics: per-step metrics at validation and test: "mse", "bce", "psnr", "ssim".
+        compile: extension. Run the predictor through ``torch.compile`` (the weights and the
+            checkpoints stay those of the plain module).
+        compile_backend: the ``torch.compile`` backend ("inductor"; "aot_eager" compiles faster
+            and generates no code).
     """
 
     def __init__(
@@ -55,6 +59,8 @@ class PredictiveModule(L.LightningModule):
         sampling_decay: float = 2e-5,
         sampling_stop: int = 50_000,
         metrics: Sequence[str] = ("mse", "bce", "psnr", "ssim"),
+        compile: bool = False,
+        compile_backend: str = "inductor",
     ) -> None:
         super().__init__()
         if predictor is None:
@@ -84,15 +90,23 @@ class PredictiveModule(L.LightningModule):
             ScheduledSampling(sampling_start, sampling_decay, sampling_stop)
             if scheduled_sampling else None
         )
+        # Kept out of the module tree (not a submodule), so state dicts do not change.
+        self.__dict__["_compiled_predictor"] = (
+            torch.compile(predictor, backend=compile_backend) if compile else None)
         metrics = list(metrics)
         self.val_metrics = SequenceMetrics(horizon, metrics, prefix="val")
         self.test_metrics = SequenceMetrics(self.test_horizon, metrics, prefix="test")
         #: the last computed per-step curves, by stage ("val", "test") and metric key
         self.curves: dict[str, dict[str, Tensor]] = {}
 
+    def run_predictor(self, *args, **kwargs) -> Tensor:
+        """The predictor, compiled when ``compile`` is set."""
+        compiled = self._compiled_predictor
+        return (self.predictor if compiled is None else compiled)(*args, **kwargs)
+
     def forward(self, frames: Tensor, horizon: int | None = None) -> Tensor:
         """Closed-loop prediction of ``horizon`` frames after the observed ``frames``."""
-        return self.predictor(frames, horizon or self.horizon)
+        return self.run_predictor(frames, horizon or self.horizon)
 
     def split(self, batch: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
         """(B, J + K, ...) -> observed (B, J, ...) and targets (B, K, ...), with a shape check."""
@@ -121,8 +135,8 @@ class PredictiveModule(L.LightningModule):
             teacher_mask = self.sampling.mask(self.global_step, frames.shape[0], self.horizon,
                                               device=frames.device)
             self.log("train/teacher_forcing_prob", self.sampling.probability(self.global_step))
-        predictions = self.predictor(frames, self.horizon, targets, teacher_mask)
-        loss = self.compute_loss(predictions, targets)
+        predictions = self.run_predictor(frames, self.horizon, targets, teacher_mask)
+        loss = self.compute_loss(predictions.float(), targets)  # float32 under bf16 autocast
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

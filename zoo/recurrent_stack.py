@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from predlearn.predictor import Predictor, select_next_input
 from predlearn.registry import CELLS
@@ -33,6 +34,9 @@ class RecurrentStack(Predictor):
             p x p patch becomes p*p channels, so the recurrent grid is p times smaller per side
             (the authors' code uses 4).
         cell_options: extra keyword arguments for the cell (e.g. ``{"forget_bias": 1.0}``).
+        checkpoint_steps: extension. Activation checkpointing per time step in training: the
+            activations of each step are recomputed during the backward pass instead of being
+            kept, trading about one extra forward pass for memory (long horizons, large frames).
     """
 
     cell: str = ""
@@ -45,6 +49,7 @@ class RecurrentStack(Predictor):
         kernel_size: int = 5,
         patch_size: int = 1,
         cell_options: dict[str, Any] | None = None,
+        checkpoint_steps: bool = False,
     ) -> None:
         super().__init__()
         height, width = frame_size
@@ -60,6 +65,7 @@ class RecurrentStack(Predictor):
         self.frame_size = (height, width)
         self.patch_size = patch_size
         self.hidden_channels = hidden_channels
+        self.checkpoint_steps = checkpoint_steps
         self.cell_class = cell_class
         self.grid = (height // patch_size, width // patch_size)
         patched_channels = frame_channels * patch_size**2
@@ -113,10 +119,24 @@ class RecurrentStack(Predictor):
         }
 
     def step(self, frame: Tensor, states: dict[str, Any]) -> Tensor:
-        """Advance every layer by one time step on ``frame``; returns the next frame."""
-        h, c = states["h"], states["c"]
-        m = states["m"]  # M^L_{t-1}: the zigzag memory enters the bottom layer
-        x = self.to_grid(frame)
+        """Advance every layer by one time step on ``frame``; returns the next frame.
+
+        ``states`` is updated in place. With ``checkpoint_steps`` (in training), the step's
+        activations are recomputed in the backward pass instead of being kept.
+        """
+        # Copies: the lists in ``states`` change below, the checkpoint must see this step's inputs.
+        inputs = (frame, list(states["h"]), list(states["c"]), states["m"])
+        if self.checkpoint_steps and self.training and torch.is_grad_enabled():
+            output, h, c, m = checkpoint(self._advance, *inputs, use_reentrant=False)
+        else:
+            output, h, c, m = self._advance(*inputs)
+        states["h"][:], states["c"][:], states["m"] = h, c, m
+        return output
+
+    def _advance(self, frame: Tensor, h: list, c: list, m: Tensor | None):
+        """One step as a pure function of the states (so that it can be checkpointed)."""
+        h, c = list(h), list(c)  # the caller's lists stay as they were (recomputation reads them)
+        x = self.to_grid(frame)  # m enters as M^L_{t-1}: the zigzag memory goes to the bottom
         for layer, cell in enumerate(self.cells):
             if cell.hidden_from_below:
                 # H^0_t = H^L_{t-1}: before the update, h[-1] still holds the previous step.
@@ -126,8 +146,7 @@ class RecurrentStack(Predictor):
             if m is not None:
                 m = self.memory_adapters[layer](m)
             h[layer], c[layer], m = cell(x_in, h_in, c[layer], m)
-        states["m"] = m
-        return self.from_grid(self.head(h[-1]))
+        return self.from_grid(self.head(h[-1])), h, c, m
 
     def forward(
         self,

@@ -1,0 +1,64 @@
+"""bf16 mixed precision for every model on CPU, torch.compile, and activation checkpointing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from support import TINY_MODELS, quiet_trainer
+from torch.utils.data import DataLoader, TensorDataset
+
+import predlearn
+from predlearn.module import PredictiveModule
+
+
+def tiny_module(name: str, **kwargs) -> PredictiveModule:
+    torch.manual_seed(0)
+    predictor = predlearn.create_model(name, frame_size=(16, 16), **TINY_MODELS[name])
+    return PredictiveModule(predictor, context_frames=3, horizon=2, **kwargs)
+
+
+def sequences(count: int = 4) -> DataLoader:
+    data = torch.rand(count, 5, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    return DataLoader(TensorDataset(data), batch_size=2)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_bf16_mixed_training_step_and_float32_metrics(name):
+    module = tiny_module(name)
+    trainer = quiet_trainer(max_steps=1, precision="bf16-mixed", limit_val_batches=0)
+    trainer.fit(module, sequences())
+    loss = trainer.callback_metrics["train/loss"]
+    assert loss.dtype == torch.float32 and math.isfinite(loss.item())
+    (scores,) = quiet_trainer(precision="bf16-mixed").test(module, sequences())
+    assert all(math.isfinite(v) for v in scores.values())
+    assert module.test_metrics.metrics["mse"].total.dtype == torch.float64  # sums stay exact
+
+
+def test_compiled_predictor_gives_the_eager_outputs():
+    eager = tiny_module("predrnn")
+    compiled = tiny_module("predrnn", compile=True, compile_backend="aot_eager")
+    compiled.load_state_dict(eager.state_dict())  # same keys: compiling adds no submodule
+    frames = torch.rand(2, 3, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(frames, 2), eager(frames, 2))
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(compiled, sequences())  # trains through the compiled predictor
+    assert math.isfinite(trainer.callback_metrics["train/loss"].item())
+
+
+@pytest.mark.parametrize("name", ["convlstm", "predrnn_m", "predrnn"])
+def test_activation_checkpointing_gives_the_same_gradients(name):
+    frames, targets = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)
+    gradients = []
+    for checkpoint_steps in (False, True):
+        torch.manual_seed(0)
+        model = predlearn.create_model(name, frame_size=(16, 16), checkpoint_steps=checkpoint_steps,
+                                       **TINY_MODELS[name])
+        model.train()
+        (model(frames, 4) - targets).square().mean().backward()
+        gradients.append({n: p.grad for n, p in model.named_parameters()})
+    assert gradients[0].keys() == gradients[1].keys()
+    for key in gradients[0]:
+        torch.testing.assert_close(gradients[1][key], gradients[0][key])
