@@ -7,6 +7,7 @@ from typing import Any
 
 import h5py
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
@@ -107,3 +108,25 @@ class HDF5Backed(Dataset):
         if self._h5 is not None:
             self._h5.close()
             self._h5 = None
+
+
+class FrameWindows(Dataset):
+    """Windows of ``length`` consecutive frames of a uint8 (N, H, W) array, at ``starts``.
+
+    Items are float32 (length, 1, H, W) in [0, 1]; nothing is copied until an item is read.
+    Subclasses provide ``frames`` (an in-memory array or an HDF5 dataset).
+    """
+
+    frames: Any
+
+    def __init__(self, starts: Any, length: int) -> None:
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.length = length
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        start = int(self.starts[index])
+        window = self.frames[start:start + self.length]
+        return torch.from_numpy(np.divide(window[:, None], np.float32(255.0), dtype=np.float32))

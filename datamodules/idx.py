@@ -11,11 +11,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import uuid
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from predlearn.datamodules.files import written_atomically
 
 __all__ = ["IDXFormatError", "read_idx", "write_idx"]
 
@@ -132,14 +133,7 @@ def write_idx(
         compress = path.name.endswith(".gz")
     if compress:
         data = gzip.compress(data, compresslevel=9, mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # open(..., "xb") rather than mkstemp so that the file gets the usual umask permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with written_atomically(path) as tmp, open(tmp, "xb") as handle:
+        handle.write(data)
     return path

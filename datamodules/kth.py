@@ -26,7 +26,6 @@ import re
 import shutil
 import urllib.error
 import urllib.request
-import uuid
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,7 +41,8 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
-from predlearn.datamodules.base import HDF5Backed, SequenceDataModule
+from predlearn.datamodules.base import FrameWindows, HDF5Backed, SequenceDataModule
+from predlearn.datamodules.files import progress, written_atomically
 from predlearn.registry import register_datamodule
 
 __all__ = [
@@ -359,12 +359,6 @@ def cache_file_name(frame_size: int, sources: Mapping[str, ClipSource]) -> str:
     return f"kth-v{CACHE_FORMAT_VERSION}-{frame_size}px-{digest}.h5"
 
 
-def _progress(total: int, description: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="clip")
-
-
 def build_cache(path: str | os.PathLike, sources: Mapping[str, ClipSource], frame_size: int) -> Path:
     """Decode every clip once into one HDF5 file (written to a temporary name, then renamed).
 
@@ -372,12 +366,11 @@ def build_cache(path: str | os.PathLike, sources: Mapping[str, ClipSource], fram
     the other; ``clip_names``, ``clip_offsets`` and ``clip_lengths`` say where each one is.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-    bar = _progress(len(sources), f"KTH: decoding {len(sources)} clips into {path.name}")
+    bar = progress(len(sources), f"KTH: decoding {len(sources)} clips into {path.name}",
+                   unit="clip")
     names, offsets, lengths = [], [], []
     try:
-        with h5py.File(tmp, "w") as h5:
+        with written_atomically(path) as tmp, h5py.File(tmp, "w") as h5:
             frames = h5.create_dataset(
                 "frames", (0, frame_size, frame_size), maxshape=(None, frame_size, frame_size),
                 dtype="u1", chunks=(_CHUNK_FRAMES, frame_size, frame_size), compression="gzip",
@@ -401,10 +394,6 @@ def build_cache(path: str | os.PathLike, sources: Mapping[str, ClipSource], fram
                 "resize": RESIZE_METHOD,
                 "complete": True,
             })
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         bar.close()
     return path
@@ -430,8 +419,7 @@ def _read_index(path: Path) -> dict[str, tuple[int, int]] | None:
 
 
 def _fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
-    try:
+    with written_atomically(target) as tmp:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
             shutil.copyfileobj(response, out, length=1 << 20)
         if target.suffix == ".zip":
@@ -446,9 +434,6 @@ def _fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
             actual = hashlib.md5(tmp.read_bytes()).hexdigest()
             if actual != ANNOTATION_MD5:
                 raise ValueError(f"{url}: md5 {actual}, expected {ANNOTATION_MD5}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -516,7 +501,7 @@ def download_kth(
 # Dataset and data module
 
 
-class KTHWindows(HDF5Backed):
+class KTHWindows(HDF5Backed, FrameWindows):
     """Windows of a KTH cache; items are float32 (T, 1, S, S) in [0, 1].
 
     ``starts`` are frame indices into the cache's ``frames``; nothing is copied.
@@ -524,17 +509,12 @@ class KTHWindows(HDF5Backed):
 
     def __init__(self, path: str | os.PathLike, starts: Sequence[int] | np.ndarray,
                  length: int) -> None:
-        super().__init__(path)
-        self.starts = np.asarray(starts, dtype=np.int64)
-        self.length = length
+        HDF5Backed.__init__(self, path)
+        FrameWindows.__init__(self, starts, length)
 
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        start = int(self.starts[index])
-        frames = self.h5["frames"][start:start + self.length]
-        return torch.from_numpy(np.divide(frames[:, None], np.float32(255.0), dtype=np.float32))
+    @property
+    def frames(self) -> h5py.Dataset:
+        return self.h5["frames"]
 
 
 @rank_zero_only

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from numpy.lib.stride_tricks import as_strided
 from torch.utils.data import Dataset
 
 from predlearn.datamodules.base import HDF5Backed, SequenceDataModule
+from predlearn.datamodules.files import progress, written_atomically
 from predlearn.datamodules.mnist import DigitPools, DigitSource, load_digits, required_files
 from predlearn.datamodules.stream import BatchStream, ResumableStreamLoader
 from predlearn.registry import register_datamodule
@@ -272,28 +272,6 @@ def cache_file_name(
     )
 
 
-def _progress(total: int, description: str) -> Any:
-    """A tqdm bar when tqdm is importable (it comes with lightning), else a printing stand-in."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _PrintProgress(total, description)
-    return tqdm(total=total, desc=description, unit="seq")
-
-
-class _PrintProgress:
-    def __init__(self, total: int, description: str) -> None:
-        self.total, self.done, self.description = total, 0, description
-        print(f"{description}: 0/{total}", flush=True)
-
-    def update(self, count: int) -> None:
-        self.done += count
-        print(f"{self.description}: {self.done}/{self.total}", flush=True)
-
-    def close(self) -> None:
-        pass
-
-
 def build_cached_sequences(
     path: str | os.PathLike,
     digits: np.ndarray,
@@ -313,12 +291,10 @@ def build_cached_sequences(
     interrupted build never leaves a file that looks complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     rng = np.random.default_rng(np.random.SeedSequence(seed_entropy))
-    bar = _progress(count, f"building {path.name}")
+    bar = progress(count, f"building {path.name}", unit="seq")
     try:
-        with h5py.File(tmp, "w") as h5:
+        with written_atomically(path) as tmp, h5py.File(tmp, "w") as h5:
             frames = h5.create_dataset(
                 "frames", (count, sequence_length, FRAME_SIZE, FRAME_SIZE), dtype="u1",
                 chunks=(1, sequence_length, FRAME_SIZE, FRAME_SIZE), compression="gzip",
@@ -339,10 +315,6 @@ def build_cached_sequences(
                 positions[start:stop] = trajectories.pixel_positions
                 bar.update(stop - start)
             h5.attrs.update(attrs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         bar.close()
     return path

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from predlearn.datamodules.base import SequenceDataModule
+from predlearn.datamodules.base import FrameWindows, SequenceDataModule
 from predlearn.registry import register_datamodule
 
 __all__ = [
@@ -143,21 +142,12 @@ def split_windows(
     )
 
 
-class RadarWindows(Dataset):
+class RadarWindows(FrameWindows):
     """Windows of a radar series; items are float32 (length, 1, H, W) in [0, 1]."""
 
     def __init__(self, frames: np.ndarray, starts: np.ndarray, length: int) -> None:
+        super().__init__(starts, length)
         self.frames = frames
-        self.starts = np.asarray(starts, dtype=np.int64)
-        self.length = length
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        start = int(self.starts[index])
-        window = self.frames[start : start + self.length, None]
-        return torch.from_numpy(np.divide(window, np.float32(255.0), dtype=np.float32))
 
 
 @register_datamodule("radar")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import uuid
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from predlearn.datamodules.files import written_atomically
 from predlearn.datamodules.radar_readers import (
     RadarFormatError,
     RadarFrame,
@@ -194,47 +194,40 @@ def prepare_radar(
     assert source_shape is not None
     square = _square(source_shape, crop)  # type: ignore[arg-type]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     count = len(records)
-    try:
-        with h5py.File(temp, "w") as h5:
-            h5.create_dataset(
-                "frames", data=np.stack([r[2] for r in records]),
-                chunks=(min(count, 64), size, size), compression="gzip", compression_opts=4,
-            )
-            h5.create_dataset("timestamps", data=np.array([r[0] for r in records], np.int64))
-            h5.create_dataset("valid_fraction", data=np.array([r[3] for r in records], np.float32))
-            h5.create_dataset("source_files", data=[r[1] for r in records],
-                              dtype=h5py.string_dtype())
-            attrs = {
-                "format_version": FORMAT_VERSION,
-                "source_format": first_format,
-                "source_quantity": quantity,
-                "source_shape": list(source_shape),
-                "mapping": (
-                    "x = clip((dBZ - dbz_min) / (dbz_max - dbz_min), 0, 1); rain rate R (mm/h) "
-                    "to dBZ by Z = zr_a * R**zr_b; no rain / undetect -> 0"
-                ),
-                "dbz_min": dbz_range[0],
-                "dbz_max": dbz_range[1],
-                "zr_a": zr[0],
-                "zr_b": zr[1],
-                "nodata_value": nodata_value,
-                "crop": list(crop) if crop is not None else [0, 0, *source_shape],
-                "square": list(square),
-                "size": size,
-                "resize_method": RESIZE_METHOD,
-                "encoding": ENCODING,
-                "timestamps_unit": "seconds since 1970-01-01 UTC",
-                "source_files": "see the dataset 'source_files' (one name per frame)",
-            }
-            for key, value in attrs.items():
-                h5.attrs[key] = value
-        os.replace(temp, out)
-    finally:
-        if temp.exists():
-            temp.unlink()
+    with written_atomically(out) as temp, h5py.File(temp, "w") as h5:
+        h5.create_dataset(
+            "frames", data=np.stack([r[2] for r in records]),
+            chunks=(min(count, 64), size, size), compression="gzip", compression_opts=4,
+        )
+        h5.create_dataset("timestamps", data=np.array([r[0] for r in records], np.int64))
+        h5.create_dataset("valid_fraction", data=np.array([r[3] for r in records], np.float32))
+        h5.create_dataset("source_files", data=[r[1] for r in records],
+                          dtype=h5py.string_dtype())
+        attrs = {
+            "format_version": FORMAT_VERSION,
+            "source_format": first_format,
+            "source_quantity": quantity,
+            "source_shape": list(source_shape),
+            "mapping": (
+                "x = clip((dBZ - dbz_min) / (dbz_max - dbz_min), 0, 1); rain rate R (mm/h) "
+                "to dBZ by Z = zr_a * R**zr_b; no rain / undetect -> 0"
+            ),
+            "dbz_min": dbz_range[0],
+            "dbz_max": dbz_range[1],
+            "zr_a": zr[0],
+            "zr_b": zr[1],
+            "nodata_value": nodata_value,
+            "crop": list(crop) if crop is not None else [0, 0, *source_shape],
+            "square": list(square),
+            "size": size,
+            "resize_method": RESIZE_METHOD,
+            "encoding": ENCODING,
+            "timestamps_unit": "seconds since 1970-01-01 UTC",
+            "source_files": "see the dataset 'source_files' (one name per frame)",
+        }
+        for key, value in attrs.items():
+            h5.attrs[key] = value
     return out
 
 
