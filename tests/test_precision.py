@@ -62,3 +62,30 @@ def test_activation_checkpointing_gives_the_same_gradients(name):
     assert gradients[0].keys() == gradients[1].keys()
     for key in gradients[0]:
         torch.testing.assert_close(gradients[1][key], gradients[0][key])
+
+
+@pytest.mark.parametrize("name", ["convlstm", "predrnn_m", "predrnn"])
+def test_channels_last_is_a_layout_only(name):
+    """Same state dict, same predictions and gradients; the weights and states are NHWC."""
+    frames, targets = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 4, 1, 16, 16)
+    torch.manual_seed(0)
+    default = predlearn.create_model(name, frame_size=(16, 16), patch_size=2,
+                                     **TINY_MODELS[name])
+    nhwc = predlearn.create_model(name, frame_size=(16, 16), patch_size=2, channels_last=True,
+                                  **TINY_MODELS[name])
+    nhwc.load_state_dict(default.state_dict())
+    convolutions = [m for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(
+        m.weight.is_contiguous(memory_format=torch.channels_last) for m in convolutions
+    )
+    states = nhwc.init_states(2, frames)
+    assert states["h"][0].is_contiguous(memory_format=torch.channels_last)
+    assert not states["h"][0].is_contiguous()  # really NHWC, not a 1x1 corner case
+    gradients = []
+    for model in (default, nhwc):
+        predictions = model(frames, 4)
+        (predictions - targets).square().mean().backward()
+        gradients.append((predictions.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    torch.testing.assert_close(gradients[1][0], gradients[0][0], rtol=1e-5, atol=1e-6)
+    for key, grad in gradients[0][1].items():
+        torch.testing.assert_close(gradients[1][1][key], grad, rtol=1e-4, atol=1e-6)

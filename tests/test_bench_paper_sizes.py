@@ -1,0 +1,93 @@
+"""The one-command benchmark (``benchmarks/bench_paper_sizes.py``) on its tiny workload.
+
+Timings are not asserted (benchmarks measure, tests check behaviour): these tests check the
+variant grammar, the convolution census behind the efficiency column against a hand count, and
+that one run produces every figure of the table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    # The script imports its sibling ``bench_common``; spawned workers re-import both by name.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_paper_sizes
+
+    return bench_paper_sizes
+
+
+def test_variant_tokens(bench):
+    variant = bench.parse_variant("bf16+cl+compile")
+    assert (variant.precision, variant.channels_last, variant.compile, variant.textbook,
+            variant.checkpoint_steps) == ("bf16", True, True, False, False)
+    assert bench.parse_variant("textbook").precision == "fp32"
+    forced = bench.parse_variant("fp32", checkpoint_all=True)
+    assert forced.checkpoint_steps and forced.name == "fp32+ckpt"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("fp16", "unknown token"), ("fp32+bf16", "not both"), ("textbook+compile", "no compile"),
+    ("", "unknown token"),
+])
+def test_bad_variants_are_named(bench, text, message):
+    with pytest.raises(ValueError, match=message):
+        bench.parse_variant(text)
+
+
+def test_convolution_census_matches_a_hand_count(bench):
+    """PredRNN, 2 layers: per step 5 convolutions per ST-LSTM cell and the 1x1 head.
+
+    10 observed + 10 predicted frames are 19 steps (the output after the last observed frame is
+    the first prediction), so 19 x (2 x 5 + 1) = 209 calls. The bottom layer's input convolution
+    reads 10 observed frames (no gradient) and 9 fed-back predictions (gradient needed).
+    """
+    workload = bench.WORKLOADS["tiny"]
+    model = bench.build_model(workload, bench.parse_variant("fp32"), seed=0)
+    frames = torch.rand(2, 10, 1, *workload.frame_size)
+    calls = bench.record_convolutions(model, lambda: model(frames, 10))
+    assert sum(calls.values()) == 19 * (2 * 5 + 1)
+    bottom_x = model.cells[0].conv_x
+    by_grad = {needs: count for (module, _shape, needs, _), count in calls.items()
+               if module is bottom_x}
+    assert by_grad == {False: 10, True: 9}
+    assert all(not m._forward_hooks for m in model.modules())  # the census removes its hooks
+    seconds = bench.time_convolutions(calls, torch.device("cpu"),
+                                      lambda: torch.autocast("cpu", enabled=False), reps=1,
+                                      sync=lambda: None)
+    assert seconds > 0 and math.isfinite(seconds)
+
+
+def test_one_command_prints_every_figure(bench, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = bench.main([
+        "--device", "cpu", "--workloads", "tiny", "--variants", "fp32", "textbook", "bf16+cl",
+        "--iters", "1", "--warmup", "0", "--infer-iters", "1", "--ceiling-reps", "1",
+        "--data-batches", "3", "--threads", "1", "--json", str(out),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| tiny | fp32 | " in printed and "| tiny | textbook | " in printed
+    assert "tiny: textbook / fused time = " in printed
+    summary = json.loads(out.read_text())
+    rows = {row["variant"]: row for row in summary["rows"]}
+    assert set(rows) == {"fp32", "textbook", "bf16+cl"}
+    for name, row in rows.items():
+        assert row["error"] is None, row
+        for key in ("train_s_per_100", "infer_ms_per_sequence", "peak_gib"):
+            assert row[key] > 0 and math.isfinite(row[key]), (name, key)
+    for name in ("fp32", "bf16+cl"):  # the fused variants have a ceiling; textbook has none
+        assert rows[name]["conv_calls"] == 209
+        assert rows[name]["efficiency"] > 0
+    assert "efficiency" not in rows["textbook"]
+    assert rows["textbook"]["ratio_to_reference"] > 0
+    assert summary["data_batches_per_s"]["tiny"] > 0
