@@ -569,8 +569,8 @@ def render(summary: dict, results: list[Result], args) -> str:
         efficiency = f"{row['efficiency']:.2f}" if "efficiency" in row else "-"
         lines.append(f"| {row['workload']} | {row['variant']} | {train} | {ratio} | {infer} "
                      f"| {memory} | {ceiling} | {efficiency} |")
-    lines += ["", "| workload | training loader batches / s | model steps / s (variant) "
-              "| loader / model |", "|---|---|---|---|"]
+    lines += ["", ("| workload | training loader batches / s | model steps / s (variant) "
+                   "| loader / model |"), "|---|---|---|---|"]
     for name, rate in summary["data_batches_per_s"].items():
         steps = [(row["steps_per_s"], row["variant"]) for row in summary["rows"]
                  if row["workload"] == name and "steps_per_s" in row]
