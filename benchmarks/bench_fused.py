@@ -20,28 +20,17 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+import bench_common
 import torch
 import torch.nn.functional as F
 
 import predlearn
-
-
-def load_textbook_module():
-    """``textbook_cells.py`` from this folder (``benchmarks`` is not a package)."""
-    path = Path(__file__).resolve().parent / "textbook_cells.py"
-    spec = importlib.util.spec_from_file_location("predlearn_bench_textbook_cells", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -62,8 +51,8 @@ SIZES = {
     # does not fit in 24 GiB at this size), and patch 4 (16x16x16 grid) at batch 8.
     "mmnist-b1": Size("predrnn", (64, 64), (128,) * 4, 5, 1, 1, 10, 10, "Moving MNIST"),
     "mmnist-p4": Size("predrnn", (64, 64), (128,) * 4, 5, 4, 8, 10, 10, "Moving MNIST"),
-    # Radar echo (paper §4.3): 100x100 frames, 3x3 filters, 5 observed, 10 predicted.
-    "radar": Size("predrnn", (100, 100), (128,) * 2, 3, 1, 8, 5, 10, "radar"),
+    # Radar echo (paper §4.3): 100x100 frames, 3x3 filters, 10 observed, 10 predicted.
+    "radar": Size("predrnn", (100, 100), (128,) * 2, 3, 1, 8, 10, 10, "radar"),
     # The other two cells at the Moving MNIST patch-4 size.
     "convlstm-p4": Size("convlstm", (64, 64), (128,) * 4, 5, 4, 8, 10, 10, "Moving MNIST"),
     "predrnn_m-p4": Size("predrnn_m", (64, 64), (128,) * 4, 5, 4, 8, 10, 10, "Moving MNIST"),
@@ -82,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--context", type=int, default=None,
-                        help="observed frames, overriding every size's own (paper: 10; radar 5)")
+                        help="observed frames, overriding every size's own (paper: 10)")
     parser.add_argument("--horizon", type=int, default=None,
                         help="predicted frames, overriding every size's own (paper: 10)")
     parser.add_argument("--batch-size", type=int, default=None,
@@ -161,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    textbook_cells = load_textbook_module()
+    textbook_cells = bench_common.load_textbook_module()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, iters {args.iters}, "
           f"warmup {args.warmup}", file=sys.stderr)

@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import platform
-import resource
 import statistics
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import bench_common
 
 
 @dataclass
@@ -105,12 +104,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _max_rss_bytes() -> int:
-    # ru_maxrss is in kibibytes on Linux and in bytes on macOS.
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
-
-
 def model_arguments(config: Config, args: argparse.Namespace) -> dict:
     """Constructor arguments: from ``--config-dir`` (``<dir>/<model>.yaml``) or the flags."""
     if args.config_dir:
@@ -161,7 +154,7 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
             baseline = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
         else:
-            baseline = _max_rss_bytes()
+            baseline = bench_common.max_rss_bytes()
 
         def iteration() -> float:
             if cuda:
@@ -191,7 +184,7 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
                     peak = torch.cuda.max_memory_allocated()
                     memory = {"baseline": baseline, "peak": peak, "delta": peak - baseline}
                 else:
-                    peak = _max_rss_bytes()
+                    peak = bench_common.max_rss_bytes()
                     memory = {"baseline": baseline, "peak": peak, "delta": peak - baseline}
                 conn.send(("memory", memory))
             else:
@@ -288,40 +281,9 @@ def run(args: argparse.Namespace) -> list[Result]:
     return [w.result for w in workers]
 
 
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    """(25th percentile, median, 75th percentile), linear interpolation between samples."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0], ordered[0], ordered[0]
-    q1, median, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
-    return q1, median, q3
-
-
 def paired_ratios(result: Result, reference: Result) -> list[float]:
     """Per round: this configuration's time over the reference's (same round, side by side)."""
     return [a / b for a, b in zip(result.times, reference.times)]
-
-
-def describe_machine(args: argparse.Namespace) -> list[str]:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    lines = [
-        f"cpu: {cpu}, {os.cpu_count()} logical cores",
-        (f"torch {torch.__version__}, python {platform.python_version()}, "
-         f"threads: {args.threads or torch.get_num_threads()}"),
-    ]
-    if args.device == "cuda" and torch.cuda.is_available():
-        lines.append(f"gpu: {torch.cuda.get_device_name()}")
-    return lines
 
 
 def memory_method(args: argparse.Namespace) -> str:
@@ -341,7 +303,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
          f"kernel {args.kernel_size}"),
         (f"device {args.device}, precision {args.precision}, timed: {step}; "
          f"{args.warmup} warm-up + {args.iters} timed iterations per configuration, round-robin"),
-        *describe_machine(args),
+        *bench_common.describe_machine(args.device, args.threads),
         f"memory: {memory_method(args)}",
     ]
     gib = 2**30
@@ -350,7 +312,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         reference = next(r for r in results if r.config.model == result.config.model)
         row = {"config": result.config.label, "params": f"{result.params:,}"}
         if result.times:
-            q1, median, q3 = quartiles(result.times)
+            q1, median, q3 = bench_common.quartiles(result.times)
             row["time"] = f"{median:.3f} [{q1:.3f}, {q3:.3f}]"
         else:
             row["time"] = result.error or "n/a"
@@ -363,7 +325,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
             row["ratio"] = "1 (reference)"
         elif result.times and reference.times:
             ratios = paired_ratios(result, reference)
-            q1, median, q3 = quartiles(ratios)
+            q1, median, q3 = bench_common.quartiles(ratios)
             speedup = statistics.median(reference.times) / statistics.median(result.times)
             row["ratio"] = f"{median:.3f} [{q1:.3f}, {q3:.3f}] (speed-up {speedup:.1f}x)"
         else:
