@@ -69,3 +69,60 @@ def load_textbook_module():
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+class WorkerProcess:
+    """The parent's handle on a child process that answers requests over a pipe.
+
+    ``target(*args, conn)`` runs in the child: it sends ``("ready", value)`` once built, then
+    answers each request message with ``(message, value)``, or ``("error", traceback)``; any other
+    message stops it. A failure (an error reply, or the child dying, e.g. killed for lack of
+    memory) is kept in ``error`` and later requests return None, so one failed configuration
+    does not stop the others.
+    """
+
+    def __init__(self, context, target, args: tuple) -> None:
+        self.error: str | None = None
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=target, args=(*args, child), daemon=True)
+        self.process.start()
+        child.close()
+
+    def fail(self, message: str) -> None:
+        self.error = message
+
+    def receive(self, expect: str):
+        try:
+            kind, value = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(timeout=10)
+            code = self.process.exitcode
+            hint = " (killed: likely out of memory)" if code is not None and code < 0 else ""
+            self.fail(f"worker exited with code {code}{hint}")
+            return None
+        if kind == "error":
+            print(value, file=sys.stderr)
+            self.fail(value.strip().splitlines()[-1])
+            return None
+        assert kind == expect, (kind, expect)
+        return value
+
+    def request(self, message: str):
+        """Send ``message`` and return the answer's value (None once the worker has failed)."""
+        if self.error is not None:
+            return None
+        try:
+            self.conn.send(message)
+        except (OSError, BrokenPipeError):
+            pass  # the child is gone; receive() reports how it ended
+        return self.receive(message)
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send("stop")
+            except (OSError, BrokenPipeError):
+                pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.terminate()

@@ -334,57 +334,21 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
         conn.close()
 
 
-class Worker:
-    """The parent's handle on one (workload, variant) process."""
+class Worker(bench_common.WorkerProcess):
+    """The parent's handle on one (workload, variant) process; failures land in its result."""
 
     def __init__(self, context, workload_name: str, variant: Variant, args) -> None:
         self.result = Result(workload_name, variant)
-        self.conn, child = context.Pipe()
-        self.process = context.Process(
-            target=worker, args=(WORKLOADS[workload_name], variant, args, child), daemon=True
-        )
-        self.process.start()
-        child.close()
+        super().__init__(context, worker, (WORKLOADS[workload_name], variant, args))
 
-    def _receive(self, expect: str):
-        try:
-            kind, value = self.conn.recv()
-        except (EOFError, OSError):
-            self.process.join(timeout=10)
-            code = self.process.exitcode
-            hint = " (killed: likely out of memory)" if code is not None and code < 0 else ""
-            self.result.error = f"worker exited with code {code}{hint}"
-            return None
-        if kind == "error":
-            print(value, file=sys.stderr)
-            self.result.error = value.strip().splitlines()[-1]
-            return None
-        assert kind == expect, (kind, expect)
-        return value
-
-    def request(self, message: str):
-        if self.result.error is not None:
-            return None
-        try:
-            self.conn.send(message)
-        except (OSError, BrokenPipeError):
-            return self._receive(message)
-        return self._receive(message)
+    def fail(self, message: str) -> None:
+        super().fail(message)
+        self.result.error = message
 
     def wait_ready(self) -> None:
-        params = self._receive("ready")
+        params = self.receive("ready")
         if params is not None:
             self.result.params = params
-
-    def stop(self) -> None:
-        if self.process.is_alive():
-            try:
-                self.conn.send("stop")
-            except (OSError, BrokenPipeError):
-                pass
-        self.process.join(timeout=30)
-        if self.process.is_alive():
-            self.process.terminate()
 
 
 def log(text: str) -> None:

@@ -178,7 +178,7 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
         while True:
             message = conn.recv()
             if message == "step":
-                conn.send(("time", iteration()))
+                conn.send(("step", iteration()))
             elif message == "memory":
                 if cuda:
                     peak = torch.cuda.max_memory_allocated()
@@ -195,61 +195,21 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
         conn.close()
 
 
-class Worker:
-    """The parent's handle on one configuration's worker process."""
+class Worker(bench_common.WorkerProcess):
+    """The parent's handle on one configuration's worker process; failures land in its result."""
 
     def __init__(self, context, config: Config, args: argparse.Namespace) -> None:
         self.result = Result(config)
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=worker, args=(config, args, child), daemon=True)
-        self.process.start()
-        child.close()
+        super().__init__(context, worker, (config, args))
 
-    @property
-    def alive(self) -> bool:
-        return self.result.error is None
-
-    def request(self, message: str, expect: str):
-        if not self.alive:
-            return None
-        try:
-            self.conn.send(message)
-            kind, value = self.conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            self.process.join(timeout=5)
-            code = self.process.exitcode
-            hint = " (killed: likely out of memory)" if code is not None and code < 0 else ""
-            self.result.error = f"worker exited with code {code}{hint}"
-            return None
-        if kind == "error":
-            self.result.error = value.strip().splitlines()[-1]
-            print(value, file=sys.stderr)
-            return None
-        assert kind == expect, (kind, expect)
-        return value
+    def fail(self, message: str) -> None:
+        super().fail(message)
+        self.result.error = message
 
     def wait_ready(self) -> None:
-        try:
-            kind, value = self.conn.recv()
-        except EOFError:
-            self.process.join(timeout=5)
-            self.result.error = f"worker exited with code {self.process.exitcode} while building"
-            return
-        if kind == "error":
-            self.result.error = value.strip().splitlines()[-1]
-            print(value, file=sys.stderr)
-        else:
-            self.result.params = value
-
-    def stop(self) -> None:
-        if self.process.is_alive():
-            try:
-                self.conn.send("stop")
-            except (OSError, BrokenPipeError):
-                pass
-        self.process.join(timeout=30)
-        if self.process.is_alive():
-            self.process.terminate()
+        params = self.receive("ready")
+        if params is not None:
+            self.result.params = params
 
 
 def run(args: argparse.Namespace) -> list[Result]:
@@ -263,7 +223,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         for round_index in range(total):
             timed = round_index >= args.warmup
             for w in workers:  # round-robin: every configuration once per round
-                seconds = w.request("step", "time")
+                seconds = w.request("step")
                 if seconds is None:
                     continue
                 if timed:
@@ -272,7 +232,7 @@ def run(args: argparse.Namespace) -> list[Result]:
                 print(f"[round {round_index + 1}/{total} {phase}] {w.result.config.label}: "
                       f"{seconds:.3f} s", file=sys.stderr, flush=True)
         for w in workers:
-            memory = w.request("memory", "memory")
+            memory = w.request("memory")
             if memory is not None:
                 w.result.memory = memory
     finally:

@@ -91,3 +91,16 @@ def test_one_command_prints_every_figure(bench, tmp_path, capsys):
     assert "efficiency" not in rows["textbook"]
     assert rows["textbook"]["ratio_to_reference"] > 0
     assert summary["data_batches_per_s"]["tiny"] > 0
+
+
+def test_a_failing_variant_is_reported_and_the_others_still_run(bench, capsys):
+    code = bench.main([
+        "--device", "cpu", "--workloads", "tiny", "--variants", "fp32", "fp32+compile",
+        "--compile-backend", "no_such_backend", "--iters", "1", "--warmup", "0",
+        "--infer-iters", "1", "--ceiling-reps", "1", "--data-batches", "2", "--threads", "1",
+    ])
+    assert code == 0  # one variant still measured
+    out = capsys.readouterr().out
+    assert "| tiny | fp32 | " in out
+    failed = [line for line in out.splitlines() if line.startswith("| tiny | fp32+compile |")]
+    assert len(failed) == 1 and "failed:" in failed[0] and "no_such_backend" in failed[0]

@@ -25,6 +25,25 @@ def sequences(count: int = 4) -> DataLoader:
     return DataLoader(TensorDataset(data), batch_size=2)
 
 
+def outputs_and_gradients(model, frames, targets, parameters_of=None) -> tuple:
+    """Predictions and parameter gradients of one training forward and backward (MSE loss).
+
+    ``parameters_of``: the module owning the parameters (the eager module behind a compiled one).
+    """
+    owner = parameters_of or model
+    owner.zero_grad(set_to_none=True)
+    predictions = model(frames, targets.shape[1])
+    (predictions - targets).square().mean().backward()
+    return predictions.detach(), {n: p.grad for n, p in owner.named_parameters()}
+
+
+def assert_same_outputs_and_gradients(actual: tuple, expected: tuple) -> None:
+    torch.testing.assert_close(actual[0], expected[0], rtol=1e-5, atol=1e-6)
+    assert actual[1].keys() == expected[1].keys()
+    for key, grad in expected[1].items():
+        torch.testing.assert_close(actual[1][key], grad, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(TINY_MODELS))
 def test_bf16_mixed_training_step_and_float32_metrics(name):
     module = tiny_module(name)
@@ -59,15 +78,8 @@ def test_inductor_compiled_predrnn_matches_eager_outputs_and_gradients():
                                    kernel_size=3)
     frames, targets = torch.rand(2, 3, 1, 16, 16), torch.rand(2, 2, 1, 16, 16)
     compiled = torch.compile(eager, backend="inductor")
-    results = []
-    for model in (compiled, eager):
-        eager.zero_grad(set_to_none=True)
-        predictions = model(frames, 2)
-        (predictions - targets).square().mean().backward()
-        results.append((predictions.detach(), {n: p.grad for n, p in eager.named_parameters()}))
-    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
-    for key, grad in results[1][1].items():
-        torch.testing.assert_close(results[0][1][key], grad, rtol=1e-4, atol=1e-6)
+    actual = outputs_and_gradients(compiled, frames, targets, parameters_of=eager)
+    assert_same_outputs_and_gradients(actual, outputs_and_gradients(eager, frames, targets))
 
 
 @pytest.mark.parametrize("name", ["convlstm", "predrnn_m", "predrnn"])
@@ -103,11 +115,5 @@ def test_channels_last_is_a_layout_only(name):
     states = nhwc.init_states(2, frames)
     assert states["h"][0].is_contiguous(memory_format=torch.channels_last)
     assert not states["h"][0].is_contiguous()  # really NHWC, not a 1x1 corner case
-    gradients = []
-    for model in (default, nhwc):
-        predictions = model(frames, 4)
-        (predictions - targets).square().mean().backward()
-        gradients.append((predictions.detach(), {n: p.grad for n, p in model.named_parameters()}))
-    torch.testing.assert_close(gradients[1][0], gradients[0][0], rtol=1e-5, atol=1e-6)
-    for key, grad in gradients[0][1].items():
-        torch.testing.assert_close(gradients[1][1][key], grad, rtol=1e-4, atol=1e-6)
+    assert_same_outputs_and_gradients(outputs_and_gradients(nhwc, frames, targets),
+                                      outputs_and_gradients(default, frames, targets))
