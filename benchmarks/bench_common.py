@@ -74,22 +74,28 @@ def load_textbook_module():
 class WorkerProcess:
     """The parent's handle on a child process that answers requests over a pipe.
 
-    ``target(*args, conn)`` runs in the child: it sends ``("ready", value)`` once built, then
-    answers each request message with ``(message, value)``, or ``("error", traceback)``; any other
-    message stops it. A failure (an error reply, or the child dying, e.g. killed for lack of
-    memory) is kept in ``error`` and later requests return None, so one failed configuration
+    ``target(*args, conn)`` runs in the child: it sends ``("ready", parameter_count)`` once built,
+    then answers each request message with ``(message, value)``, or ``("error", traceback)``; any
+    other message stops it. ``result`` is the configuration's record: its ``params`` is set when
+    the child is ready and its ``error`` on a failure (an error reply, or the child dying, e.g.
+    killed for lack of memory); after a failure requests return None, so one failed configuration
     does not stop the others.
     """
 
-    def __init__(self, context, target, args: tuple) -> None:
-        self.error: str | None = None
+    def __init__(self, context, target, args: tuple, result) -> None:
+        self.result = result
         self.conn, child = context.Pipe()
         self.process = context.Process(target=target, args=(*args, child), daemon=True)
         self.process.start()
         child.close()
 
     def fail(self, message: str) -> None:
-        self.error = message
+        self.result.error = message
+
+    def wait_ready(self) -> None:
+        params = self.receive("ready")
+        if params is not None:
+            self.result.params = params
 
     def receive(self, expect: str):
         try:
@@ -109,7 +115,7 @@ class WorkerProcess:
 
     def request(self, message: str):
         """Send ``message`` and return the answer's value (None once the worker has failed)."""
-        if self.error is not None:
+        if self.result.error is not None:
             return None
         try:
             self.conn.send(message)

@@ -334,21 +334,12 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
         conn.close()
 
 
-class Worker(bench_common.WorkerProcess):
-    """The parent's handle on one (workload, variant) process; failures land in its result."""
-
-    def __init__(self, context, workload_name: str, variant: Variant, args) -> None:
-        self.result = Result(workload_name, variant)
-        super().__init__(context, worker, (WORKLOADS[workload_name], variant, args))
-
-    def fail(self, message: str) -> None:
-        super().fail(message)
-        self.result.error = message
-
-    def wait_ready(self) -> None:
-        params = self.receive("ready")
-        if params is not None:
-            self.result.params = params
+def start_worker(
+    context, workload_name: str, variant: Variant, args
+) -> bench_common.WorkerProcess:
+    """One (workload, variant) process; its record is ``.result``."""
+    return bench_common.WorkerProcess(context, worker, (WORKLOADS[workload_name], variant, args),
+                                      Result(workload_name, variant))
 
 
 def log(text: str) -> None:
@@ -358,7 +349,7 @@ def log(text: str) -> None:
 def run_workload(name: str, args: argparse.Namespace) -> list[Result]:
     """All variants of one workload, round-robin; the workers live only for this workload."""
     context = mp.get_context("spawn")
-    workers = [Worker(context, name, variant, args) for variant in args.variant_specs]
+    workers = [start_worker(context, name, variant, args) for variant in args.variant_specs]
     try:
         for w in workers:
             w.wait_ready()

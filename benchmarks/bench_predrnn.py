@@ -195,27 +195,17 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
         conn.close()
 
 
-class Worker(bench_common.WorkerProcess):
-    """The parent's handle on one configuration's worker process; failures land in its result."""
-
-    def __init__(self, context, config: Config, args: argparse.Namespace) -> None:
-        self.result = Result(config)
-        super().__init__(context, worker, (config, args))
-
-    def fail(self, message: str) -> None:
-        super().fail(message)
-        self.result.error = message
-
-    def wait_ready(self) -> None:
-        params = self.receive("ready")
-        if params is not None:
-            self.result.params = params
+def start_worker(
+    context, config: Config, args: argparse.Namespace
+) -> bench_common.WorkerProcess:
+    """One configuration's process; its record is ``.result``."""
+    return bench_common.WorkerProcess(context, worker, (config, args), Result(config))
 
 
 def run(args: argparse.Namespace) -> list[Result]:
     configs = [Config(m, p) for m in args.models for p in args.patch_sizes]
     context = mp.get_context("spawn")
-    workers = [Worker(context, config, args) for config in configs]
+    workers = [start_worker(context, config, args) for config in configs]
     for w in workers:  # the workers build their models in parallel
         w.wait_ready()
     total = args.warmup + args.iters
