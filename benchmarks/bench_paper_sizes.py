@@ -32,6 +32,10 @@ What each column is:
   fraction of the step spent at the speed of the bare convolutions (1.0 would mean the cell's
   element-wise work, the rollout and the optimizer cost nothing). With ``ckpt`` the step runs
   every forward twice by design, which the ceiling does not count.
+* conv GFLOP/s: the convolutions' arithmetic in one step (2 operations per multiply-add; forward,
+  weight gradient, and input gradient where needed; recomputation not counted) divided by the
+  step's time, and in brackets by the bare convolutions' time: how close the step, and the
+  convolution library itself, come to the device's peak.
 * data: batches per second of the workload's training loader (Moving MNIST: the on-the-fly
   stream over the bundled digits; radar: a generated prepared file in the real HDF5 layout),
   including the copy to the device, against the model's steps per second.
@@ -119,6 +123,7 @@ class Result:
     memory: dict[str, float] = field(default_factory=dict)
     ceiling: float | None = None
     conv_calls: int = 0
+    conv_flops: float = 0.0
     error: str | None = None
 
 
@@ -221,6 +226,27 @@ def record_convolutions(model, run_forward) -> Counter:
     return calls
 
 
+def convolution_flops(calls: Counter) -> float:
+    """Floating-point operations of the recorded convolutions in one training step.
+
+    A call's forward costs 2 x (output elements) x (weights per output element) operations (one
+    multiply and one add each; biases ignored). The backward costs as much again for the weight
+    gradient, and once more for the input gradient where the input needs one.
+    """
+    total = 0.0
+    for (module, shape, needs_grad, _layout), count in calls.items():
+        batch, _channels, *spatial = shape
+        out_size = 1
+        for size, kernel, stride, padding, dilation in zip(
+            spatial, module.kernel_size, module.stride, module.padding, module.dilation
+        ):
+            out_size *= (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+        weights_per_output = module.weight[0].numel()  # in_channels / groups x kernel area
+        forward = 2.0 * batch * module.out_channels * out_size * weights_per_output
+        total += count * forward * (2 + int(needs_grad))
+    return total
+
+
 def time_convolutions(calls: Counter, device, autocast, reps: int, sync) -> float:
     """Sum over the recorded calls of the time of one forward + the backward the step needs."""
     import torch
@@ -318,8 +344,8 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
                     eager(frames, args.horizon)
 
             calls = record_convolutions(eager, forward)
-            return time_convolutions(calls, device, autocast, args.ceiling_reps, sync), sum(
-                calls.values())
+            seconds = time_convolutions(calls, device, autocast, args.ceiling_reps, sync)
+            return seconds, sum(calls.values()), convolution_flops(calls)
 
         handlers = {"train": train, "infer": infer, "memory": memory, "ceiling": ceiling}
         conn.send(("ready", sum(p.numel() for p in eager.parameters())))
@@ -381,7 +407,7 @@ def run_workload(name: str, args: argparse.Namespace) -> list[Result]:
             log(f"[{name} {w.result.variant.name}] timing the bare convolutions")
             answer = w.request("ceiling")
             if answer is not None:
-                w.result.ceiling, w.result.conv_calls = answer
+                w.result.ceiling, w.result.conv_calls, w.result.conv_flops = answer
     finally:
         for w in workers:
             w.stop()
@@ -474,6 +500,9 @@ def summarize(results: list[Result], rates: dict[str, float], args) -> dict:
                 row["ceiling_s_per_100"] = 100 * result.ceiling
                 row["efficiency"] = result.ceiling / step
                 row["conv_calls"] = result.conv_calls
+                row["conv_tflop_per_step"] = result.conv_flops / 1e12
+                row["step_conv_gflops"] = result.conv_flops / step / 1e9
+                row["bare_conv_gflops"] = result.conv_flops / result.ceiling / 1e9
         if result.infer:
             row["infer_ms_per_sequence"] = 1000 * statistics.median(result.infer)
         if result.memory:
@@ -504,15 +533,15 @@ def render(summary: dict, results: list[Result], args) -> str:
         "",
         (f"| workload | variant | train s / 100 batches, median [IQR] | time / {reference} "
          f"| inference ms / sequence | {memory_title} | conv ceiling s / 100 batches "
-         "| efficiency (ceiling / step) |"),
-        "|---|---|---|---|---|---|---|---|",
+         "| efficiency (ceiling / step) | conv GFLOP/s: step (bare) |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     by_key = {(r.workload, r.variant.name): r for r in results}
     for row in summary["rows"]:
         result = by_key[(row["workload"], row["variant"])]
         if row["error"] and not result.train:
             lines.append(f"| {row['workload']} | {row['variant']} | failed: {row['error']} "
-                         "| | | | | |")
+                         "| | | | | | |")
             continue
         train = _fmt_iqr(result.train, 100, 1) if result.train else "n/a"
         ratio = (f"{row['ratio_to_reference']:.2f}" if "ratio_to_reference" in row
@@ -522,8 +551,10 @@ def render(summary: dict, results: list[Result], args) -> str:
                   if "peak_gib" in row else "n/a")
         ceiling = f"{row['ceiling_s_per_100']:.1f}" if "ceiling_s_per_100" in row else "-"
         efficiency = f"{row['efficiency']:.2f}" if "efficiency" in row else "-"
+        rate = (f"{row['step_conv_gflops']:.0f} ({row['bare_conv_gflops']:.0f})"
+                if "step_conv_gflops" in row else "-")
         lines.append(f"| {row['workload']} | {row['variant']} | {train} | {ratio} | {infer} "
-                     f"| {memory} | {ceiling} | {efficiency} |")
+                     f"| {memory} | {ceiling} | {efficiency} | {rate} |")
     lines += ["", ("| workload | training loader batches / s | model steps / s (variant) "
                    "| loader / model |"), "|---|---|---|---|"]
     for name, rate in summary["data_batches_per_s"].items():

@@ -67,6 +67,21 @@ def test_convolution_census_matches_a_hand_count(bench):
     assert seconds > 0 and math.isfinite(seconds)
 
 
+def test_convolution_flops_match_a_hand_count(bench):
+    """Each call: 2 x outputs x weights-per-output forward, once more for the weight gradient and
+    once more for the input gradient where the input needs one."""
+    from collections import Counter
+
+    same = torch.nn.Conv2d(3, 4, 5, padding=2)  # 'same': 6 x 7 outputs per channel
+    valid = torch.nn.Conv2d(2, 6, 3, stride=2)  # (9 - 3) // 2 + 1 = 4 rows, (11 - 3) // 2 + 1 = 5
+    calls = Counter({(same, (2, 3, 6, 7), True, "nchw"): 3,
+                     (valid, (1, 2, 9, 11), False, "cl"): 2})
+    same_forward = 2 * 2 * 4 * (6 * 7) * (3 * 5 * 5)
+    valid_forward = 2 * 1 * 6 * (4 * 5) * (2 * 3 * 3)
+    expected = 3 * 3 * same_forward + 2 * 2 * valid_forward
+    assert bench.convolution_flops(calls) == expected
+
+
 def test_one_command_prints_every_figure(bench, tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = bench.main([
@@ -88,6 +103,11 @@ def test_one_command_prints_every_figure(bench, tmp_path, capsys):
     for name in ("fp32", "bf16+cl"):  # the fused variants have a ceiling; textbook has none
         assert rows[name]["conv_calls"] == 209
         assert rows[name]["efficiency"] > 0
+        assert rows[name]["conv_tflop_per_step"] > 0
+        # GFLOP/s of the step and of the bare convolutions are the same arithmetic over the two
+        # times, so their ratio is the efficiency.
+        assert rows[name]["step_conv_gflops"] / rows[name]["bare_conv_gflops"] == pytest.approx(
+            rows[name]["efficiency"])
     assert "efficiency" not in rows["textbook"]
     assert rows["textbook"]["ratio_to_reference"] > 0
     assert summary["data_batches_per_s"]["tiny"] > 0
