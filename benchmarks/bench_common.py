@@ -23,6 +23,36 @@ def max_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
+def peak_tensor_bytes(run) -> int:
+    """Peak CPU tensor memory while ``run()`` executes, above what was allocated before it.
+
+    The CPU counterpart of CUDA's ``max_memory_allocated``: torch's profiler records every CPU
+    tensor allocation and free, and the peak of their running sum is what the tensors needed at
+    the busiest moment. The process's resident set size says what the OS saw, which with glibc's
+    malloc can be several times more (freed blocks are kept, docs/benchmarks.md).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        run()
+    events = sorted(
+        (event.start_ns(), event.nbytes())
+        for event in profiler.profiler.kineto_results.events()
+        if event.name() == "[memory]" and "CPU" in str(event.device_type())
+    )
+    live = peak = 0
+    for _start, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
+
+
+def allocator() -> str:
+    """The C allocator the process runs with: a preloaded one (jemalloc, tcmalloc) or glibc's."""
+    preload = [Path(item).name for item in os.environ.get("LD_PRELOAD", "").split() if item]
+    return "LD_PRELOAD " + " ".join(preload) if preload else "glibc malloc"
+
+
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     """(25th percentile, median, 75th percentile), linear interpolation between samples."""
     ordered = sorted(values)
@@ -51,7 +81,7 @@ def describe_machine(device: str, threads: int | None = None) -> list[str]:
     lines = [
         f"cpu: {cpu_name()}, {os.cpu_count()} logical cores",
         (f"torch {torch.__version__}, python {platform.python_version()}, "
-         f"threads: {threads or torch.get_num_threads()}"),
+         f"threads: {threads or torch.get_num_threads()}, allocator: {allocator()}"),
     ]
     if device == "cuda" and torch.cuda.is_available():
         lines.append(f"gpu: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, "

@@ -23,8 +23,11 @@ What each column is:
 * inference: one closed-loop forward of a batch in ``torch.inference_mode``, eval mode, divided by
   the batch size.
 * peak memory: CUDA ``max_memory_allocated`` over the training iterations (total, and above the
-  memory held before the first step); CPU: peak resident set size of the process (total, and
-  above the baseline after model, optimizer and data creation).
+  memory held before the first step). CPU: the peak of the tensor memory allocated during one
+  training iteration (the last warm-up one) above what was allocated before it, from torch's
+  profiler (``bench_common.peak_tensor_bytes``), and the process's peak resident set size. RSS is
+  what the OS sees; with glibc's malloc it can be far above the tensors' needs (freed blocks are
+  kept): preload jemalloc or tcmalloc (``LD_PRELOAD``) and it tracks them (docs/benchmarks.md).
 * conv ceiling: every convolution call of one training step is recorded (module, input shape,
   whether the input needs a gradient); each distinct call is timed alone (forward and the
   backward the step needs: input gradient where required, weight and bias gradients), in the same
@@ -50,6 +53,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import statistics
@@ -275,7 +279,8 @@ def time_convolutions(calls: Counter, device, autocast, reps: int, sync) -> floa
 
 
 def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn) -> None:
-    """Build one configuration; answer "train", "infer", "ceiling" and "memory" requests."""
+    """Build one configuration; answer "train", "train_profiled", "infer", "ceiling" and
+    "memory" requests."""
     try:
         import torch
         import torch.nn.functional as F
@@ -323,6 +328,16 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
             sync()
             return time.perf_counter() - start
 
+        tensor_peak: list[int] = []
+
+        def train_profiled() -> float:
+            """One training iteration whose peak CPU tensor memory is recorded (CPU only)."""
+            if cuda:
+                return train()
+            seconds: list[float] = []
+            tensor_peak.append(bench_common.peak_tensor_bytes(lambda: seconds.append(train())))
+            return seconds[0]
+
         def infer() -> float:
             eager.eval()
             sync()
@@ -334,7 +349,10 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
 
         def memory() -> dict[str, float]:
             peak = torch.cuda.max_memory_allocated() if cuda else bench_common.max_rss_bytes()
-            return {"peak": peak, "baseline": baseline, "delta": peak - baseline}
+            record = {"peak": peak, "baseline": baseline, "delta": peak - baseline}
+            if tensor_peak:
+                record["tensors"] = max(tensor_peak)
+            return record
 
         def ceiling() -> tuple[float, int]:
             eager.train()
@@ -347,7 +365,8 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
             seconds = time_convolutions(calls, device, autocast, args.ceiling_reps, sync)
             return seconds, sum(calls.values()), convolution_flops(calls)
 
-        handlers = {"train": train, "infer": infer, "memory": memory, "ceiling": ceiling}
+        handlers = {"train": train, "train_profiled": train_profiled, "infer": infer,
+                    "memory": memory, "ceiling": ceiling}
         conn.send(("ready", sum(p.numel() for p in eager.parameters())))
         while True:
             message = conn.recv()
@@ -384,8 +403,10 @@ def run_workload(name: str, args: argparse.Namespace) -> list[Result]:
             for w in workers:
                 # torch.compile compiles (and may recompile once) in its first calls.
                 repeats = 3 if index == 0 and w.result.variant.compile else 1
-                for _ in range(repeats):
-                    seconds = w.request("train")
+                for repeat in range(repeats):
+                    # The last warm-up iteration also records the peak CPU tensor memory.
+                    profiled = index == args.warmup - 1 and repeat == repeats - 1
+                    seconds = w.request("train_profiled" if profiled else "train")
                 if seconds is None:
                     continue
                 if timed:
@@ -393,6 +414,8 @@ def run_workload(name: str, args: argparse.Namespace) -> list[Result]:
                 log(f"[{name} {w.result.variant.name}] {'timed' if timed else 'warm-up'} "
                     f"train {index + 1}/{args.warmup + args.iters}: {seconds:.3f} s")
         for w in workers:
+            if args.warmup == 0:  # no warm-up iteration to record the tensor memory in
+                w.request("train_profiled")
             memory = w.request("memory")
             if memory is not None:
                 w.result.memory = memory
@@ -458,7 +481,8 @@ def data_rate(workload: Workload, args: argparse.Namespace) -> float:
 
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as folder:
-        loader = training_loader(workload, args, Path(folder))
+        with contextlib.redirect_stdout(sys.stderr):  # the data module's notes; stdout: tables
+            loader = training_loader(workload, args, Path(folder))
         batches = 0
         start = time.perf_counter()
         while batches < args.data_batches:
@@ -508,6 +532,8 @@ def summarize(results: list[Result], rates: dict[str, float], args) -> dict:
         if result.memory:
             row["peak_gib"] = result.memory["peak"] / 2**30
             row["peak_above_baseline_gib"] = result.memory["delta"] / 2**30
+            if "tensors" in result.memory:
+                row["peak_tensor_gib"] = result.memory["tensors"] / 2**30
         rows.append(row)
     textbook = {}
     for row in rows:
@@ -521,7 +547,7 @@ def summarize(results: list[Result], rates: dict[str, float], args) -> dict:
 def render(summary: dict, results: list[Result], args) -> str:
     cuda = args.device == "cuda"
     memory_title = ("peak GPU memory GiB (above start)" if cuda
-                    else "peak RSS GiB (above baseline)")
+                    else "peak tensor memory GiB above start (process peak RSS GiB)")
     reference = summary["reference_variant"]
     lines = [
         (f"PredRNN, batch {args.batch_size}, {args.context} -> {args.horizon} frames, "
@@ -547,8 +573,12 @@ def render(summary: dict, results: list[Result], args) -> str:
         ratio = (f"{row['ratio_to_reference']:.2f}" if "ratio_to_reference" in row
                  else ("1 (reference)" if result.train else "n/a"))
         infer = f"{row['infer_ms_per_sequence']:.1f}" if "infer_ms_per_sequence" in row else "n/a"
-        memory = (f"{row['peak_gib']:.2f} ({row['peak_above_baseline_gib']:.2f})"
-                  if "peak_gib" in row else "n/a")
+        if "peak_tensor_gib" in row:
+            memory = f"{row['peak_tensor_gib']:.2f} ({row['peak_gib']:.2f})"
+        elif "peak_gib" in row:
+            memory = f"{row['peak_gib']:.2f} ({row['peak_above_baseline_gib']:.2f})"
+        else:
+            memory = "n/a"
         ceiling = f"{row['ceiling_s_per_100']:.1f}" if "ceiling_s_per_100" in row else "-"
         efficiency = f"{row['efficiency']:.2f}" if "efficiency" in row else "-"
         rate = (f"{row['step_conv_gflops']:.0f} ({row['bare_conv_gflops']:.0f})"
@@ -568,16 +598,18 @@ def render(summary: dict, results: list[Result], args) -> str:
     for name, ratio in summary["textbook_over_fused"].items():
         lines.append(f"\n{name}: textbook / fused time = {ratio:.2f} (median of paired rounds; "
                      "above 1: the fused cells are faster)")
-    radar = [row for row in summary["rows"] if row["workload"] == "radar" and "peak_gib" in row
+    memory_key = "peak_gib" if cuda else "peak_tensor_gib"
+    radar = [row for row in summary["rows"] if row["workload"] == "radar" and memory_key in row
              and "train_s_per_100" in row]
     if radar:
         lines.append("\nradar against the paper's Table 2 (PredRNN on a TITAN X: 117 s / 100 "
                      "batches, 2,367 MB):")
         for row in radar:
-            memory_mb = row["peak_gib"] * 2**30 / 2**20
+            memory_mb = row[memory_key] * 2**30 / 2**20
+            where = ("GPU memory allocated" if cuda
+                     else "CPU tensors above the step's start: weights and Adam state not included")
             lines.append(f"  {row['variant']}: time x{row['train_s_per_100'] / 117.0:.2f}, "
-                         f"memory x{memory_mb / PAPER_TABLE2['memory_mb']:.2f} "
-                         f"({'GPU allocated' if cuda else 'CPU RSS, not comparable'})")
+                         f"memory x{memory_mb / PAPER_TABLE2['memory_mb']:.2f} ({where})")
     return "\n".join(lines)
 
 

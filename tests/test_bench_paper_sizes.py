@@ -26,6 +26,39 @@ def bench(monkeypatch):
     return bench_paper_sizes
 
 
+def test_peak_tensor_bytes_is_the_peak_of_the_running_sum(bench):
+    def run():
+        first = torch.empty(1000, 1000)  # 4,000,000 bytes
+        second = torch.empty(500, 1000)  # 2,000,000: the peak, 6,000,000
+        del first
+        third = torch.empty(250, 1000)  # 1,000,000 more, after 4,000,000 were freed
+        return second, third
+
+    assert bench.bench_common.peak_tensor_bytes(run) == 6_000_000
+
+
+def test_activation_checkpointing_cuts_the_peak_tensor_memory(bench):
+    """A 4-layer PredRNN over 10 -> 10 steps keeps every step's activations for the backward
+    pass; with ``checkpoint_steps`` only each step's input states stay (gradients are tested
+    equal in test_precision.py)."""
+    import torch.nn.functional as F
+
+    import predlearn
+
+    frames, targets = torch.rand(2, 10, 1, 32, 32), torch.rand(2, 10, 1, 32, 32)
+    peaks = {}
+    for checkpoint_steps in (False, True):
+        torch.manual_seed(0)
+        model = predlearn.create_model("predrnn", hidden_channels=[8] * 4, kernel_size=3,
+                                       frame_size=(32, 32), checkpoint_steps=checkpoint_steps)
+
+        def step(model=model):
+            F.mse_loss(model(frames, 10), targets).backward()
+
+        peaks[checkpoint_steps] = bench.bench_common.peak_tensor_bytes(step)
+    assert peaks[True] < peaks[False] / 3, peaks
+
+
 def test_variant_tokens(bench):
     variant = bench.parse_variant("bf16+cl+compile")
     assert (variant.precision, variant.channels_last, variant.compile, variant.textbook,
@@ -98,7 +131,7 @@ def test_one_command_prints_every_figure(bench, tmp_path, capsys):
     assert set(rows) == {"fp32", "textbook", "bf16+cl"}
     for name, row in rows.items():
         assert row["error"] is None, row
-        for key in ("train_s_per_100", "infer_ms_per_sequence", "peak_gib"):
+        for key in ("train_s_per_100", "infer_ms_per_sequence", "peak_gib", "peak_tensor_gib"):
             assert row[key] > 0 and math.isfinite(row[key]), (name, key)
     for name in ("fp32", "bf16+cl"):  # the fused variants have a ceiling; textbook has none
         assert rows[name]["conv_calls"] == 209

@@ -62,3 +62,60 @@ def test_ddp_training_stream_differs_on_every_rank_and_worker(tmp_path):
     seen = {rank: (tmp_path / f"rank{rank}.txt").read_text().split() for rank in (0, 1)}
     assert [len(seen[0]), len(seen[1])] == [8, 8]  # each rank its half of the epoch
     assert len(set(seen[0]) | set(seen[1])) == 16  # distinct across ranks and workers
+
+
+def test_cli_ddp_two_processes_score_the_test_set_as_one(tmp_path):
+    """``predlearn test --trainer.strategy=ddp --trainer.devices=2`` as a user types it.
+
+    Lightning's DDP launcher starts the second process by re-running the command, so this runs
+    the console script in a subprocess. 7 test sequences in batches of 2 split 4 + 3 over the
+    ranks; the per-step curves must equal the single-process ones.
+    """
+    import csv
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mnist_fixtures import write_fake_mnist
+
+    from predlearn.cli import run_cli
+
+    mnist = write_fake_mnist(tmp_path / "mnist", n_train=30, n_test=20)
+    fitted = run_cli([
+        "fit", "--model=predrnn", "--model.predictor.hidden_channels=[4]",
+        "--model.predictor.kernel_size=3", "--model.predictor.patch_size=4", "--data=mmnist",
+        f"--data.root={mnist}", "--data.download=false", "--data.num_val=2",
+        "--data.num_test=7", "--data.batch_size=2", "--trainer.max_steps=2",
+        "--trainer.limit_val_batches=0", "--trainer.accelerator=cpu", "--trainer.devices=1",
+        "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path / 'fit'}",
+        "--trainer.enable_progress_bar=false", "--figures.enabled=false",
+    ])
+    checkpoint = fitted.trainer.checkpoint_callback.last_model_path
+
+    def run_test(name: str, *trainer_args: str) -> list[dict[str, str]]:
+        command = [
+            str(Path(sys.executable).with_name("predlearn")), "test", f"--ckpt_path={checkpoint}",
+            "--data=mmnist", f"--data.root={mnist}", "--data.download=false",
+            "--data.num_val=2", "--data.num_test=7", "--data.batch_size=2",
+            "--trainer.accelerator=cpu", "--trainer.logger=CSVLogger",
+            f"--trainer.logger.save_dir={tmp_path}", f"--trainer.logger.name={name}",
+            "--trainer.logger.version=0", "--trainer.enable_progress_bar=false",
+            *trainer_args,
+        ]
+        environment = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, check=False, capture_output=True, text=True,
+                              env=environment, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        if "--trainer.strategy=ddp" in trainer_args:  # really two processes, not a fallback
+            assert "Starting with 2 processes" in done.stdout + done.stderr
+        with (tmp_path / name / "version_0" / "test_curves.csv").open() as handle:
+            return list(csv.DictReader(handle))
+
+    single = run_test("single", "--trainer.devices=1")
+    ddp = run_test("ddp", "--trainer.devices=2", "--trainer.strategy=ddp")
+    assert len(single) == len(ddp) == 10
+    for one, two in zip(single, ddp):
+        assert one.keys() == two.keys()
+        for key in one:
+            assert float(two[key]) == pytest.approx(float(one[key]), rel=1e-5), key
