@@ -1,6 +1,8 @@
 """Where the time of one training step goes: the top operators by self time (torch.profiler).
 
     python benchmarks/profile_step.py --model predrnn --patch-size 4 --batch-size 8
+    python benchmarks/profile_step.py --device cuda --precision bf16 --hidden 128 128 \
+        --kernel-size 3 --patch-size 1 --frame-size 100      # radar, on a GPU
 """
 
 from __future__ import annotations
@@ -24,29 +26,38 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--rows", type=int, default=12)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     torch.manual_seed(0)
     model = predlearn.create_model(args.model, frame_size=(args.frame_size,) * 2,
                                    hidden_channels=args.hidden, kernel_size=args.kernel_size,
-                                   patch_size=args.patch_size)
-    frames = torch.rand(args.batch_size, 10, 1, args.frame_size, args.frame_size)
-    targets = torch.rand(args.batch_size, 10, 1, args.frame_size, args.frame_size)
+                                   patch_size=args.patch_size).to(device)
+    frames = torch.rand(args.batch_size, 10, 1, args.frame_size, args.frame_size, device=device)
+    targets = torch.rand(args.batch_size, 10, 1, args.frame_size, args.frame_size, device=device)
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             predictions = model(frames, 10).float()
         loss = F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
         model.zero_grad(set_to_none=True)
         loss.backward()
 
     step()  # warm-up
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+        torch.cuda.synchronize()
+    with profile(activities=activities) as prof:
         step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     print(f"{args.model} {'x'.join(map(str, args.hidden))}, k{args.kernel_size}, "
           f"P={args.patch_size}, {args.frame_size}x{args.frame_size}, batch {args.batch_size}, "
           f"{args.precision}, 10 -> 10, forward + backward, {torch.get_num_threads()} threads")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=args.rows))
 
 
 if __name__ == "__main__":
