@@ -157,3 +157,15 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(bench, capsys):
     assert "| tiny | fp32 | " in out
     failed = [line for line in out.splitlines() if line.startswith("| tiny | fp32+compile |")]
     assert len(failed) == 1 and "failed:" in failed[0] and "no_such_backend" in failed[0]
+
+
+def test_a_workload_without_a_loader_prints_no_data_rate_table(bench):
+    args = bench.parse_args(["--device", "cpu", "--workloads", "kth-p4", "--variants", "fp32",
+                             "fp32+ckpt", "--horizon", "20"])
+    results = [bench.Result("kth-p4", spec, params=1, train=[2.0, 4.0], infer=[8.0],
+                            memory={"peak": 3 * 2**30, "delta": 2**30, "tensors": 2**30})
+               for spec in args.variant_specs]
+    printed = bench.render(bench.summarize(results, {}, args), results, args)
+    assert "10 -> 20 frames" in printed
+    assert "| kth-p4 | fp32+ckpt | 300.0 " in printed
+    assert "training loader" not in printed
