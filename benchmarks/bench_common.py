@@ -49,7 +49,8 @@ def peak_tensor_bytes(run) -> int:
 
 def allocator() -> str:
     """The C allocator the process runs with: a preloaded one (jemalloc, tcmalloc) or glibc's."""
-    preload = [Path(item).name for item in os.environ.get("LD_PRELOAD", "").split() if item]
+    # ld.so accepts spaces or colons between the preloaded libraries.
+    preload = [Path(item).name for item in os.environ.get("LD_PRELOAD", "").replace(":", " ").split()]
     return "LD_PRELOAD " + " ".join(preload) if preload else "glibc malloc"
 
 

@@ -37,6 +37,16 @@ def test_peak_tensor_bytes_is_the_peak_of_the_running_sum(bench):
     assert bench.bench_common.peak_tensor_bytes(run) == 6_000_000
 
 
+@pytest.mark.parametrize("preload, expected", [
+    ("", "glibc malloc"),
+    ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "LD_PRELOAD libjemalloc.so.2"),
+    ("/a/libtcmalloc_minimal.so.4:/b/libfoo.so", "LD_PRELOAD libtcmalloc_minimal.so.4 libfoo.so"),
+])
+def test_the_machine_line_names_the_allocator(bench, monkeypatch, preload, expected):
+    monkeypatch.setenv("LD_PRELOAD", preload)
+    assert bench.bench_common.allocator() == expected
+
+
 def test_activation_checkpointing_cuts_the_peak_tensor_memory(bench):
     """A 4-layer PredRNN over 10 -> 10 steps keeps every step's activations for the backward
     pass; with ``checkpoint_steps`` only each step's input states stay (gradients are tested
