@@ -179,3 +179,15 @@ def test_a_workload_without_a_loader_prints_no_data_rate_table(bench):
     assert "10 -> 20 frames" in printed
     assert "| kth-p4 | fp32+ckpt | 300.0 " in printed
     assert "training loader" not in printed
+
+
+@pytest.mark.parametrize("batch, compared", [(8, True), (1, False)])
+def test_radar_is_set_against_table_2_only_at_its_batch_size(bench, batch, compared):
+    args = bench.parse_args(["--device", "cpu", "--workloads", "radar", "--variants", "fp32",
+                             "--batch-size", str(batch)])
+    results = [bench.Result("radar", args.variant_specs[0], params=1, train=[2.34],
+                            infer=[8.0], memory={"peak": 2**30, "delta": 2**30,
+                                                 "tensors": 2**30})]
+    printed = bench.render(bench.summarize(results, {"radar": 100.0}, args), results, args)
+    assert ("time x2.00" in printed) is compared
+    assert ("Table 2" in printed) is compared
