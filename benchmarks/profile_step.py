@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device cuda: torch {torch.__version__} sees no CUDA device")
     device = torch.device(args.device)
 
     torch.manual_seed(0)
