@@ -167,11 +167,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    if args.device is None:
-        import torch
+    import torch
 
+    if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        parser.error(f"--device cuda: torch {torch.__version__} sees no CUDA device")
     for name, gpu, cpu in (("iters", 20, 2), ("warmup", 5, 1), ("infer_iters", 20, 2),
                            ("ceiling_reps", 10, 3)):
         if getattr(args, name) is None:

@@ -191,3 +191,10 @@ def test_radar_is_set_against_table_2_only_at_its_batch_size(bench, batch, compa
     printed = bench.render(bench.summarize(results, {"radar": 100.0}, args), results, args)
     assert ("time x2.00" in printed) is compared
     assert ("Table 2" in printed) is compared
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
+def test_cuda_without_a_device_is_a_clear_error(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--device", "cuda", "--workloads", "tiny"])
+    assert "--device cuda: torch" in capsys.readouterr().err
