@@ -23,6 +23,18 @@ def max_rss_bytes() -> int:
     return rss if sys.platform == "darwin" else rss * 1024
 
 
+def resolve_device(parser, requested: str | None) -> str:
+    """``--device``: cuda when available if not given; a clear error if cuda is asked for and
+    torch sees no CUDA device (instead of a traceback from deep in torch)."""
+    import torch
+
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device cuda: torch {torch.__version__} sees no CUDA device")
+    return requested
+
+
 def peak_tensor_bytes(run) -> int:
     """Peak CPU tensor memory while ``run()`` executes, above what was allocated before it.
 

@@ -167,13 +167,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    import torch
-
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = bench_common.resolve_device(parser, args.device)
     cuda = args.device == "cuda"
-    if cuda and not torch.cuda.is_available():
-        parser.error(f"--device cuda: torch {torch.__version__} sees no CUDA device")
     for name, gpu, cpu in (("iters", 20, 2), ("warmup", 5, 1), ("infer_iters", 20, 2),
                            ("ceiling_reps", 10, 3)):
         if getattr(args, name) is None:
@@ -608,10 +603,9 @@ def render(summary: dict, results: list[Result], args) -> str:
         lines.append(f"\n{name}: textbook / fused time = {ratio:.2f} (median of paired rounds; "
                      "above 1: the fused cells are faster)")
     memory_key = "peak_gib" if cuda else "peak_tensor_gib"
-    # Table 2's set-up only: batch 8, 10 -> 10.
-    paper_setup = (args.batch_size, args.context, args.horizon) == (8, 10, 10)
+    paper_setup = (args.batch_size, args.context, args.horizon) == (8, 10, 10)  # Table 2's
     radar = [row for row in summary["rows"] if row["workload"] == "radar" and memory_key in row
-             and "train_s_per_100" in row and paper_setup]
+             and "train_s_per_100" in row] if paper_setup else []
     if radar:
         lines.append("\nradar against the paper's Table 2 (PredRNN on a TITAN X: 117 s / 100 "
                      "batches, 2,367 MB):")

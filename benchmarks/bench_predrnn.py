@@ -91,10 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
-    if args.device is None:
-        import torch
-
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = bench_common.resolve_device(parser, args.device)
     if args.iters is None:
         args.iters = 20 if args.device == "cuda" else 5
     if args.warmup is None:

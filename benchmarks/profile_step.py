@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+import bench_common
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
@@ -28,9 +29,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device cuda: torch {torch.__version__} sees no CUDA device")
-    device = torch.device(args.device)
+    device = torch.device(bench_common.resolve_device(parser, args.device))
 
     torch.manual_seed(0)
     model = predlearn.create_model(args.model, frame_size=(args.frame_size,) * 2,
