@@ -87,14 +87,33 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe_machine(device: str, threads: int | None = None) -> list[str]:
-    """Lines naming the CPU, the GPU (on CUDA), and the software versions."""
+def add_denormal_option(parser) -> None:
+    """``--keep-denormals``: time with IEEE denormal floats instead of flushing them."""
+    parser.add_argument(
+        "--keep-denormals", action="store_true",
+        help="compute with denormal floats (the IEEE default of a new process) instead of "
+             "flushing them to zero as predlearn's training does; on some CPUs much slower "
+             "after the first steps (bench_steady_state.py measures it)")
+
+
+def apply_denormal_mode(args) -> None:
+    """In a worker, before anything computes: the mode ``--keep-denormals`` chose."""
+    from predlearn.denormals import set_flush_denormal
+
+    set_flush_denormal(not getattr(args, "keep_denormals", False))
+
+
+def describe_machine(device: str, threads: int | None = None,
+                     keep_denormals: bool | None = None) -> list[str]:
+    """Lines naming the CPU, the GPU (on CUDA), the software versions and the denormal mode."""
     import torch
 
     lines = [
         f"cpu: {cpu_name()}, {os.cpu_count()} logical cores",
         (f"torch {torch.__version__}, python {platform.python_version()}, "
-         f"threads: {threads or torch.get_num_threads()}, allocator: {allocator()}"),
+         f"threads: {threads or torch.get_num_threads()}, allocator: {allocator()}"
+         + ("" if keep_denormals is None else
+            f", denormals: {'kept (IEEE)' if keep_denormals else 'flushed to zero'}")),
     ]
     if device == "cuda" and torch.cuda.is_available():
         lines.append(f"gpu: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}, "

@@ -70,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations per model")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's choice)")
+    bench_common.add_denormal_option(parser)
     parser.add_argument("--context", type=int, default=None,
                         help="observed frames, overriding every size's own (paper: 10)")
     parser.add_argument("--horizon", type=int, default=None,
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    bench_common.apply_denormal_mode(args)  # flushed unless --keep-denormals
     textbook_cells = bench_common.load_textbook_module()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, iters {args.iters}, "

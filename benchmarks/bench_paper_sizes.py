@@ -88,6 +88,7 @@ WORKLOADS = {
     "mmnist-p4": Workload("Moving MNIST 128x4, k5, 64x64, P=4", (64, 64), (128,) * 4, 5, 4,
                           "mmnist"),
     "radar": Workload("radar 2x128, k3, 100x100, P=1", (100, 100), (128,) * 2, 3, 1, "radar"),
+    "radar-p4": Workload("radar 2x128, k3, 100x100, P=4", (100, 100), (128,) * 2, 3, 4, "radar"),
     # KTH frames (paper §4.2) with the authors' patch 4; run with --horizon 20 for the test-time
     # 10 -> 20 rollout. No data rate: the KTH loader needs the videos.
     "kth-p4": Workload("KTH 128x4, k5, 128x128, P=4", (128, 128), (128,) * 4, 5, 4, None),
@@ -163,6 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add ckpt to every variant (needed for batch 8 at the paper's sizes "
                              "in 24 GiB of RAM)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    bench_common.add_denormal_option(parser)
     parser.add_argument("--compile-backend", default="inductor")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -290,6 +292,7 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
 
         if args.threads:
             torch.set_num_threads(args.threads)
+        bench_common.apply_denormal_mode(args)  # flushed unless --keep-denormals
         device = torch.device(args.device)
         cuda = device.type == "cuda"
         if cuda:
@@ -557,7 +560,7 @@ def render(summary: dict, results: list[Result], args) -> str:
          f"L1 + L2, Adam; device {args.device}; {args.warmup} warm-up + {args.iters} timed "
          f"iterations per variant, round-robin; inference {args.infer_iters} batches; "
          f"convolutions {args.ceiling_reps} repeats each"),
-        *bench_common.describe_machine(args.device, args.threads),
+        *bench_common.describe_machine(args.device, args.threads, args.keep_denormals),
         f"date: {time.strftime('%Y-%m-%d')}",
         "",
         (f"| workload | variant | train s / 100 batches, median [IQR] | time / {reference} "

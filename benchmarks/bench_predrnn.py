@@ -86,6 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch.set_num_threads in each worker (default: torch's own)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: torch.autocast around forward and loss")
+    bench_common.add_denormal_option(parser)
     parser.add_argument("--no-optimizer-step", action="store_true",
                         help="time forward + backward only (no Adam zero_grad/step)")
     parser.add_argument("--seed", type=int, default=0)
@@ -133,6 +134,7 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
 
         if args.threads:
             torch.set_num_threads(args.threads)
+        bench_common.apply_denormal_mode(args)  # flushed unless --keep-denormals
         torch.manual_seed(args.seed)
         device = torch.device(args.device)
         model = predlearn.create_model(config.model, **model_arguments(config, args)).to(device)
@@ -250,7 +252,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
          f"kernel {args.kernel_size}"),
         (f"device {args.device}, precision {args.precision}, timed: {step}; "
          f"{args.warmup} warm-up + {args.iters} timed iterations per configuration, round-robin"),
-        *bench_common.describe_machine(args.device, args.threads),
+        *bench_common.describe_machine(args.device, args.threads, args.keep_denormals),
         f"memory: {memory_method(args)}",
     ]
     gib = 2**30

@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    bench_common.add_denormal_option(parser)
     args = parser.parse_args()
+    bench_common.apply_denormal_mode(args)  # flushed unless --keep-denormals
     device = torch.device(bench_common.resolve_device(parser, args.device))
 
     torch.manual_seed(0)

@@ -12,6 +12,8 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
+from predlearn import denormals
+
 
 class SequenceDataModule(L.LightningDataModule):
     """Shared loader settings for sequence data sets.
@@ -66,6 +68,8 @@ class SequenceDataModule(L.LightningDataModule):
         world-size-th sequence without padding: Lightning's default sampler would repeat
         sequences to even out the ranks, and they would be scored twice.
         """
+        if self.num_workers > 0:  # workers flush denormals as the main thread does
+            kwargs["worker_init_fn"] = denormals.worker_init_fn(kwargs.get("worker_init_fn"))
         sampler = None
         if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from predlearn import denormals
+
 # Lightning warns that a len() on an IterableDataset may be wrong with several workers; ours is
 # in batches and the batches are split over the workers by __iter__, so it is exact.
 warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined",
@@ -105,6 +107,8 @@ class ResumableStreamLoader(DataLoader):
 
     def __init__(self, stream: BatchStream, consumed_batches: Callable[[], int] | None = None,
                  **kwargs: Any) -> None:
+        if kwargs.get("num_workers", 0) > 0:  # workers flush denormals as the main thread does
+            kwargs["worker_init_fn"] = denormals.worker_init_fn(kwargs.get("worker_init_fn"))
         super().__init__(stream, batch_size=None, **kwargs)
         self.consumed_batches = consumed_batches
         self._epoch = -1

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
+from predlearn.denormals import set_flush_denormal
 from predlearn.metrics import SequenceMetrics, flatten_curves
 from predlearn.predictor import Predictor
 from predlearn.sampling import ScheduledSampling
@@ -44,6 +45,10 @@ class PredictiveModule(L.LightningModule):
             checkpoints stay those of the plain module).
         compile_backend: the ``torch.compile`` backend ("inductor"; "aot_eager" compiles faster
             and generates no code).
+        flush_denormal: flush denormal floats (magnitude below about 1.2e-38) to zero in every
+            thread that computes, set in ``setup`` before any step runs: on some CPUs arithmetic
+            on them is many times slower (``predlearn.denormals``). False keeps IEEE denormals.
+            Not in the paper (an implementation detail); no effect on CUDA kernels.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class PredictiveModule(L.LightningModule):
         metrics: Sequence[str] = ("mse", "bce", "psnr", "ssim"),
         compile: bool = False,
         compile_backend: str = "inductor",
+        flush_denormal: bool = True,
     ) -> None:
         super().__init__()
         if predictor is None:
@@ -86,6 +92,7 @@ class PredictiveModule(L.LightningModule):
         self.test_horizon = test_horizon or horizon
         self.learning_rate = learning_rate
         self.loss_name = loss
+        self.flush_denormal = flush_denormal
         self.sampling = (
             ScheduledSampling(sampling_start, sampling_decay, sampling_stop)
             if scheduled_sampling else None
@@ -98,6 +105,11 @@ class PredictiveModule(L.LightningModule):
         self.test_metrics = SequenceMetrics(self.test_horizon, metrics, prefix="test")
         #: the last computed per-step curves, by stage ("val", "test") and metric key
         self.curves: dict[str, dict[str, Tensor]] = {}
+
+    def setup(self, stage: str) -> None:
+        """Before anything computes (fit, validate, test, predict, in every process): set the
+        denormal mode of this thread and of torch's intra-op threads."""
+        set_flush_denormal(self.flush_denormal)
 
     def run_predictor(self, *args, **kwargs) -> Tensor:
         """The predictor, compiled when ``compile`` is set."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 
 
 def quiet_trainer(**kwargs) -> L.Trainer:
@@ -26,3 +27,44 @@ TINY_MODELS: dict[str, dict] = {
     "predrnn_m": {"hidden_channels": [4, 4], "kernel_size": 3},
     "predrnn": {"hidden_channels": [4, 4], "kernel_size": 3},
 }
+
+
+class ThreadFlushProbe(L.Callback):
+    """Records, at the first batch of each stage, whether the main thread and every intra-op
+    thread flush denormals: ``seen[stage]`` is "flush", "keep" (none does) or "mixed"."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def _record(self, stage: str) -> None:
+        from predlearn.denormals import (
+            intraop_threads_flush_denormals,
+            intraop_threads_keep_denormals,
+        )
+
+        if stage not in self.seen:
+            self.seen[stage] = ("flush" if intraop_threads_flush_denormals() else
+                                "keep" if intraop_threads_keep_denormals() else "mixed")
+
+    def on_train_batch_start(self, *args, **kwargs) -> None:
+        self._record("train")
+
+    def on_validation_batch_start(self, *args, **kwargs) -> None:
+        self._record("validation")
+
+    def on_test_batch_start(self, *args, **kwargs) -> None:
+        self._record("test")
+
+    def on_predict_batch_start(self, *args, **kwargs) -> None:
+        self._record("predict")
+
+    class Dataset(torch.utils.data.Dataset):
+        """One item: whether the thread that loads it (a loader worker's) flushes denormals."""
+
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, index: int) -> torch.Tensor:
+            from predlearn.denormals import thread_flushes_denormals
+
+            return torch.tensor(thread_flushes_denormals())
