@@ -3,6 +3,7 @@
 The model zoo installs as ``predlearn.zoo`` and the data modules as ``predlearn.datamodules``.
 """
 
+from predlearn.denormals import set_flush_denormal
 from predlearn.registry import (
     create_cell,
     create_model,
@@ -28,4 +29,5 @@ __all__ = [
     "register_cell",
     "register_datamodule",
     "register_model",
+    "set_flush_denormal",
 ]
