@@ -383,14 +383,14 @@ def plot(results: list[Result], path: Path, title: str) -> None:
         steps = range(1, len(result.seconds) + 1)
         style = "-" if result.config.flush else "--"
         times.plot(steps, result.seconds, style, label=result.config.name)
-        counts.plot(steps, [max(n, 0.5) for n in result.denormals], style,
-                    label=result.config.name)
+        counts.plot(steps, result.denormals, style, label=result.config.name)
     times.set_ylabel("step time (s)")
     times.set_ylim(bottom=0)
     times.set_title(title, fontsize=9)
     times.legend(fontsize=8)
-    counts.set_yscale("log")
-    counts.set_ylabel("denormals in grads + Adam state")
+    counts.set_yscale("symlog", linthresh=1)
+    counts.set_ylim(bottom=0)
+    counts.set_ylabel("denormals left in\ngradients + Adam state")
     counts.set_xlabel("training step")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
