@@ -77,6 +77,8 @@ def set_flush_denormal(enabled: bool = True) -> bool:
     returns False (e.g. a CPU without FTZ/DAZ, or an intra-op pool that cannot be reached).
     """
     if not torch.set_flush_denormal(enabled):
+        if not enabled:
+            return True  # no flush-to-zero mode on this CPU: denormals are kept everywhere
         _warn_once("this CPU has no flush-to-zero mode torch can set (torch.set_flush_denormal "
                    "returned False); denormal floats are computed as they are")
         return False
