@@ -14,10 +14,10 @@ OpenMP runtime torch has loaded, and then checks the result with a parallel oper
 inputs.
 
 What it changes numerically: only values whose magnitude is below about 1.2e-38 (float32,
-bfloat16) or 2.2e-308 (float64), which become 0. Such values cannot change a float32 training
-step: a gradient of 1e-38 times a learning rate of 1e-3 is some 30 orders of magnitude below the
-spacing of float32 numbers near any weight in use, and in Adam a second moment below 1e-38 adds at
-most 1e-19 to the denominator's epsilon of 1e-8.
+bfloat16) or 2.2e-308 (float64), which become 0. Such values are far too small to matter to a
+training step: a gradient of 1e-38 times a learning rate of 1e-3 is some 30 orders of magnitude
+below the spacing of float32 numbers near any weight in use, and in Adam a second moment below
+1e-38 adds less than 1e-17 to the denominator's epsilon of 1e-8.
 """
 
 from __future__ import annotations
