@@ -175,41 +175,38 @@ def batches(workload: Workload, args: argparse.Namespace):
     return lambda step: fixed
 
 
-def count_denormals(optimizer) -> int:
-    """Denormal float values in the gradients and in Adam's state."""
+def denormals_in(tensor) -> int:
+    """How many denormal values a tensor holds (0 for anything but a floating-point tensor)."""
     import torch
 
-    tiny = torch.finfo(torch.float32).tiny
-    total = 0
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            tensors = [param.grad] + list(optimizer.state.get(param, {}).values())
-            for tensor in tensors:
-                if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
-                    magnitude = tensor.detach().abs()
-                    total += int(((magnitude < tiny) & (magnitude > 0)).sum())
-    return total
+    if not (isinstance(tensor, torch.Tensor) and tensor.is_floating_point()):
+        return 0
+    magnitude = tensor.detach().abs()
+    return int(((magnitude < torch.finfo(torch.float32).tiny) & (magnitude > 0)).sum())
+
+
+def count_denormals(optimizer) -> int:
+    """Denormal float values in the gradients and in Adam's state."""
+    return sum(denormals_in(tensor)
+               for group in optimizer.param_groups for param in group["params"]
+               for tensor in [param.grad, *optimizer.state.get(param, {}).values()])
 
 
 def denormal_census(run_step) -> dict[str, int]:
     """Run one training step and count the denormal values in the output of every torch
     operation it runs (forward and backward), by operation: where the denormals come from."""
-    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    tiny = torch.finfo(torch.float32).tiny
     counts: dict[str, int] = {}
 
     class Census(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             for tensor in out if isinstance(out, (tuple, list)) else [out]:
-                if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
-                    magnitude = tensor.detach().abs()
-                    found = int(((magnitude < tiny) & (magnitude > 0)).sum())
-                    if found:
-                        name = str(func.overloadpacket.__name__)
-                        counts[name] = counts.get(name, 0) + found
+                found = denormals_in(tensor)
+                if found:
+                    name = str(func.overloadpacket.__name__)
+                    counts[name] = counts.get(name, 0) + found
             return out
 
     with Census():

@@ -50,21 +50,23 @@ def thread_flushes_denormals() -> bool:
     return bool((denormal_tensor(1) * 1.5).item() == 0.0)
 
 
-def intraop_threads_flush_denormals() -> bool:
-    """Whether the calling thread and *every* intra-op thread flush denormals.
-
-    A multiplication over denormal inputs, large enough that torch splits it over all its
-    intra-op threads, must give exactly zero everywhere: a thread that does not flush leaves
-    nonzero values in its chunk.
-    """
+def _parallel_probe() -> tuple[int, int]:
+    """(nonzero results, elements) of a multiplication over denormal inputs large enough that
+    torch splits it over all its intra-op threads: each thread that flushes leaves zeros in its
+    chunk, each thread that does not leaves nonzero values."""
     numel = 4 * _GRAIN_SIZE * max(torch.get_num_threads(), 1)
-    return int((denormal_tensor(numel) * 1.5).count_nonzero()) == 0
+    return int((denormal_tensor(numel) * 1.5).count_nonzero()), numel
+
+
+def intraop_threads_flush_denormals() -> bool:
+    """Whether the calling thread and *every* intra-op thread flush denormals."""
+    return _parallel_probe()[0] == 0
 
 
 def intraop_threads_keep_denormals() -> bool:
     """Whether no thread (calling or intra-op) flushes denormals: the IEEE default."""
-    numel = 4 * _GRAIN_SIZE * max(torch.get_num_threads(), 1)
-    return int((denormal_tensor(numel) * 1.5).count_nonzero()) == numel
+    nonzero, numel = _parallel_probe()
+    return nonzero == numel
 
 
 def set_flush_denormal(enabled: bool = True) -> bool:
