@@ -15,9 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from lightning.pytorch.utilities import rank_zero_warn
 
 from predlearn.callbacks import PredictionFigures, PredictionWriter
@@ -91,6 +92,10 @@ class PredlearnCLI(LightningCLI):
             "checkpoint.filename": "best-step{step:06d}",
             "checkpoint.auto_insert_metric_name": False,
         })
+        # --optimizer and --lr_scheduler reach the module's configure_optimizers (which keeps the
+        # paper's Adam unless --optimizer is given), so a schedule alone is enough.
+        parser.add_optimizer_args((torch.optim.Optimizer,), link_to="model.optimizer")
+        parser.add_lr_scheduler_args(LRSchedulerTypeTuple, link_to="model.lr_scheduler")
         parser.add_lightning_class_args(PredictionFigures, "figures")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         # The data decides how many frames are observed and predicted; the model follows.

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import instantiate_class
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
 from predlearn.denormals import set_flush_denormal
 from predlearn.metrics import SequenceMetrics, flatten_curves
-from predlearn.predictor import Predictor
-from predlearn.sampling import ScheduledSampling
+from predlearn.predictor import Predictor, Rollout
+from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
 
 LossName = Literal["l1+l2", "l2", "l1"]
+LossFrames = Literal["predicted", "all"]
 
 
 class PredictiveModule(L.LightningModule):
@@ -40,6 +42,30 @@ class PredictiveModule(L.LightningModule):
         sampling_start: probability of feeding ground truth at step 0 (authors' code: 1.0).
         sampling_decay: decrease of that probability per training step (authors' code: 2e-5).
         sampling_stop: training step from which the probability is 0 (authors' code: 50,000).
+        reverse_scheduled_sampling: extension (PredRNN v2, TPAMI 2022), off in the paper configs;
+            replaces ``scheduled_sampling``. Observed frames are replaced by the model's own
+            predictions of them with a probability that falls to 0, and future frames are
+            teacher-forced with one that falls from 0.5 to 0 (``predlearn.sampling``). Needs a
+            predictor that predicts every frame (not ``fc_lstm``).
+        reverse_sampling_start: step where both probabilities start to move (authors: 25,000).
+        reverse_sampling_end: step where the model is fed exactly as at test time (authors:
+            50,000).
+        reverse_sampling_alpha: time constant of the observed-frame schedule (authors' Moving
+            MNIST script: 2,500).
+        loss_frames: ``"predicted"`` (the paper: the loss over the K predicted frames) or
+            ``"all"`` (extension, the authors' released code: also the predictions of observed
+            frames 2 .. J, each made from the observed frames before it, so the loss covers
+            J + K - 1 next-frame predictions).
+        reverse_input: extension (the authors' ``reverse_input``). Each training batch also holds
+            its sequences played backwards (a batch of 2B: twice the cost of a step). The authors
+            take a second optimiser step on the reversed batch instead of one on both.
+        optimizer: extension. An optimiser other than the paper's Adam, as a class-path config
+            (on the command line ``--optimizer=AdamW --optimizer.lr=...``); None is Adam with
+            ``learning_rate``.
+        lr_scheduler: extension. A learning-rate schedule as a class-path config (on the command
+            line ``--lr_scheduler=OneCycleLR --lr_scheduler.max_lr=0.003
+            --lr_scheduler.total_steps=5000``); stepped every training step (``ReduceLROnPlateau``:
+            at every validation, on ``val/loss``). None keeps the rate constant (the paper).
         metrics: per-step metrics at validation and test: "mse", "bce", "psnr", "ssim".
         compile: extension. Run the predictor through ``torch.compile`` (the weights and the
             checkpoints stay those of the plain module).
@@ -63,6 +89,14 @@ class PredictiveModule(L.LightningModule):
         sampling_start: float = 1.0,
         sampling_decay: float = 2e-5,
         sampling_stop: int = 50_000,
+        reverse_scheduled_sampling: bool = False,
+        reverse_sampling_start: int = 25_000,  # PredRNN v2 code: r_sampling_step_1
+        reverse_sampling_end: int = 50_000,  # PredRNN v2 code: r_sampling_step_2
+        reverse_sampling_alpha: float = 2_500.0,  # PredRNN v2 Moving MNIST script: r_exp_alpha
+        loss_frames: LossFrames = "predicted",  # paper: the K predicted frames
+        reverse_input: bool = False,
+        optimizer: dict | None = None,
+        lr_scheduler: dict | None = None,
         metrics: Sequence[str] = ("mse", "bce", "psnr", "ssim"),
         compile: bool = False,
         compile_backend: str = "inductor",
@@ -81,6 +115,19 @@ class PredictiveModule(L.LightningModule):
             )
         if loss not in ("l1+l2", "l2", "l1"):
             raise ValueError(f"loss must be 'l1+l2', 'l2' or 'l1'; got {loss!r}")
+        if loss_frames not in ("predicted", "all"):
+            raise ValueError(f"loss_frames must be 'predicted' or 'all'; got {loss_frames!r}")
+        if scheduled_sampling and reverse_scheduled_sampling:
+            raise ValueError(
+                "choose one of scheduled_sampling and reverse_scheduled_sampling (the reverse "
+                "schedule already includes the teacher forcing of future frames)"
+            )
+        needs_every_frame = loss_frames == "all" or reverse_scheduled_sampling
+        if needs_every_frame and not getattr(predictor, "predicts_every_frame", True):
+            raise ValueError(
+                f"{type(predictor).__name__} does not predict the observed frames while it reads "
+                "them: loss_frames='all' and reverse_scheduled_sampling do not apply to it"
+            )
         # Under LightningCLI the parsed config (with the predictor's class path) is saved, so a
         # checkpoint rebuilds itself; otherwise the predictor module is left out of hparams (its
         # weights are in the state dict) and is passed again to load_from_checkpoint.
@@ -97,9 +144,20 @@ class PredictiveModule(L.LightningModule):
             ScheduledSampling(sampling_start, sampling_decay, sampling_stop)
             if scheduled_sampling else None
         )
+        self.reverse_sampling = (
+            ReverseScheduledSampling(reverse_sampling_start, reverse_sampling_end,
+                                     reverse_sampling_alpha)
+            if reverse_scheduled_sampling else None
+        )
+        self.loss_frames = loss_frames
+        self.reverse_input = reverse_input
+        self.optimizer_config = optimizer
+        self.lr_scheduler_config = lr_scheduler
         # Kept out of the module tree (not a submodule), so state dicts do not change.
         self.__dict__["_compiled_predictor"] = (
             torch.compile(predictor, backend=compile_backend) if compile else None)
+        self.__dict__["_compiled_rollout"] = (
+            torch.compile(predictor.rollout, backend=compile_backend) if compile else None)
         metrics = list(metrics)
         self.val_metrics = SequenceMetrics(horizon, metrics, prefix="val")
         self.test_metrics = SequenceMetrics(self.test_horizon, metrics, prefix="test")
@@ -115,6 +173,11 @@ class PredictiveModule(L.LightningModule):
         """The predictor, compiled when ``compile`` is set."""
         compiled = self._compiled_predictor
         return (self.predictor if compiled is None else compiled)(*args, **kwargs)
+
+    def run_rollout(self, *args, **kwargs) -> Rollout:
+        """``Predictor.rollout``, compiled when ``compile`` is set."""
+        compiled = self._compiled_rollout
+        return (self.predictor.rollout if compiled is None else compiled)(*args, **kwargs)
 
     def forward(self, frames: Tensor, horizon: int | None = None) -> Tensor:
         """Closed-loop prediction of ``horizon`` frames after the observed ``frames``."""
@@ -141,14 +204,32 @@ class PredictiveModule(L.LightningModule):
         return F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        if isinstance(batch, (list, tuple)):
+            batch = batch[0]
+        if self.reverse_input:  # the authors' reverse_input: the same sequences played backwards
+            batch = torch.cat([batch, batch.flip(1)])
         frames, targets = self.split(batch, self.horizon)
-        teacher_mask = None
+        teacher_mask = context_mask = None
+        step, size = self.global_step, frames.shape[0]
         if self.sampling is not None:
-            teacher_mask = self.sampling.mask(self.global_step, frames.shape[0], self.horizon,
-                                              device=frames.device)
-            self.log("train/teacher_forcing_prob", self.sampling.probability(self.global_step))
-        predictions = self.run_predictor(frames, self.horizon, targets, teacher_mask)
-        loss = self.compute_loss(predictions.float(), targets)  # float32 under bf16 autocast
+            teacher_mask = self.sampling.mask(step, size, self.horizon, device=frames.device)
+            self.log("train/teacher_forcing_prob", self.sampling.probability(step))
+        if self.reverse_sampling is not None:
+            context_mask, teacher_mask = self.reverse_sampling.masks(
+                step, size, self.context_frames, self.horizon, device=frames.device)
+            self.log("train/teacher_forcing_prob", self.reverse_sampling.target_probability(step))
+            self.log("train/context_truth_prob", self.reverse_sampling.context_probability(step))
+        every_frame = self.loss_frames == "all"
+        rollout = self.run_rollout(frames, self.horizon, targets=targets,
+                                   teacher_mask=teacher_mask, context_mask=context_mask,
+                                   every_frame=every_frame)
+        reference = batch[:, 1:] if every_frame else targets  # frames 2 .. J + K, or J+1 .. J+K
+        # float32 under bf16 autocast
+        loss = self.compute_loss(rollout.outputs.float(), reference)
+        if rollout.auxiliary_loss is not None:  # e.g. PredRNN v2's decoupling loss
+            self.log("train/frame_loss", loss)
+            self.log("train/auxiliary_loss", rollout.auxiliary_loss)
+            loss = loss + rollout.auxiliary_loss.float()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -188,5 +269,18 @@ class PredictiveModule(L.LightningModule):
         self.log_dict({k: v.float() for k, v in flatten_curves(curves, metrics.prefix).items()})
         metrics.reset()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.learning_rate)  # paper §4: Adam
+    def configure_optimizers(self) -> Any:
+        """Adam at ``learning_rate`` (paper §4), or the ``optimizer`` config; with an
+        ``lr_scheduler`` config, that schedule too (see the class docstring)."""
+        if self.optimizer_config is None:
+            optimizer = torch.optim.Adam(self.parameters(), lr=self.learning_rate)  # paper §4
+        else:
+            optimizer = instantiate_class(self.parameters(), self.optimizer_config)
+        if self.lr_scheduler_config is None:
+            return optimizer
+        scheduler = instantiate_class(optimizer, self.lr_scheduler_config)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config = {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"}
+        else:
+            config = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": config}

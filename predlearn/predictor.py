@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 
-class Predictor(nn.Module, ABC):
+class Rollout(NamedTuple):
+    """What one unrolled pass produced.
+
+    ``outputs``: the frames predicted at every step, (B, T, C, H, W). With ``every_frame`` T is
+    J - 1 + K: the predictions of frames 2 .. J + K (one per input frame); otherwise T = K, the
+    predictions of frames J + 1 .. J + K. ``auxiliary_loss``: a training term the predictor adds
+    to the loss (e.g. PredRNN v2's decoupling loss), or None.
+    """
+
+    outputs: Tensor
+    auxiliary_loss: Tensor | None = None
+
+
+class Predictor(nn.Module):
     """Maps J observed frames to K predicted frames (DESIGN 2.2).
 
     ``forward(frames, horizon, targets=None, teacher_mask=None)``: ``frames`` is (B, J, C, H, W);
@@ -16,7 +29,27 @@ class Predictor(nn.Module, ABC):
     feeds back its own predictions (closed loop, paper §1.2: "we predict sequence from sequence").
     Only where ``teacher_mask[b, k]`` is true does it feed the ground truth ``targets[b, k]``
     instead of its own k-th prediction (scheduled sampling, an extension; shape (B, K - 1)).
+
+    The loop is written once, in ``rollout``. A predictor gives its pieces:
+
+    - ``initial_state(frames)``: the recurrent state before the first frame (it sees the observed
+      frames, e.g. to keep the first one as a background);
+    - ``transition(inputs, state, predict) -> (next_frame, state)``: one time step on one
+      (encoded) input frame, returning its prediction of the next frame and the new state. When
+      ``predict`` is false the caller does not need the prediction (a step on an observed frame
+      whose output no loss uses): the predictor may return None and skip its output layers;
+    - optionally ``encode(frames)``: a per-frame encoder applied to every input before
+      ``transition`` ((N, C, H, W) -> anything with N first; the observed frames are encoded in
+      one batch), and ``auxiliary_loss(state)``: a training term computed from the final state.
+
+    A predictor may instead override ``forward`` alone; then only closed-loop prediction and
+    scheduled sampling are available to it (the training recipes that need every step's output
+    raise a clear error).
     """
+
+    #: whether ``transition`` predicts the next frame at every step, observed frames included
+    #: (needed by the loss over every frame and by reverse scheduled sampling)
+    predicts_every_frame: bool = True
 
     def check_inputs(
         self, frames: Tensor, horizon: int, targets: Tensor | None, teacher_mask: Tensor | None
@@ -34,14 +67,113 @@ class Predictor(nn.Module, ABC):
                 f"got {tuple(frames.shape[2:])}. Set frame_channels and frame_size."
             )
 
-    @abstractmethod
+    # -- the pieces a predictor gives -------------------------------------------------------
+
+    def initial_state(self, frames: Tensor) -> Any:
+        """The state before the first frame; ``frames`` are the observed (B, J, C, H, W)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines neither initial_state/transition (the one-step "
+            "update the shared rollout runs) nor its own forward"
+        )
+
+    def transition(
+        self, inputs: Tensor, state: Any, predict: bool = True
+    ) -> tuple[Tensor | None, Any]:
+        """One time step: (the prediction of the next frame, or None if not ``predict``; the new
+        state)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines neither initial_state/transition (the one-step "
+            "update the shared rollout runs) nor its own forward"
+        )
+
+    def encode(self, frames: Tensor) -> Tensor:
+        """Per-frame encoder applied to every input frame, (N, C, H, W) -> (N, ...)."""
+        return frames
+
+    def auxiliary_loss(self, state: Any) -> Tensor | None:
+        """A training term from the final state of a rollout (None: no such term)."""
+        return None
+
+    # -- the loop -----------------------------------------------------------------------------
+
     def forward(
         self,
         frames: Tensor,
         horizon: int,
         targets: Tensor | None = None,
         teacher_mask: Tensor | None = None,
-    ) -> Tensor: ...
+    ) -> Tensor:
+        return self.rollout(frames, horizon, targets=targets, teacher_mask=teacher_mask).outputs
+
+    def uses_shared_rollout(self) -> bool:
+        """Whether this predictor runs the shared loop (it does not override ``forward``)."""
+        return type(self).forward is Predictor.forward
+
+    def rollout(
+        self,
+        frames: Tensor,
+        horizon: int,
+        *,
+        targets: Tensor | None = None,
+        teacher_mask: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        every_frame: bool = False,
+    ) -> Rollout:
+        """Read the J observed frames, then predict ``horizon`` frames, feeding back predictions.
+
+        ``teacher_mask`` (B, K - 1): feed ``targets[:, k]`` instead of the k-th prediction where
+        true (scheduled sampling). ``context_mask`` (B, J - 1): where *false*, feed the model's own
+        prediction of observed frame t + 2 instead of the frame itself (reverse scheduled
+        sampling, PredRNN v2); None feeds every observed frame. ``every_frame``: also return the
+        predictions made while reading the observed frames (``Rollout.outputs`` is then
+        (B, J - 1 + K, ...), the next-frame predictions of frames 2 .. J + K).
+        """
+        if not self.uses_shared_rollout():
+            if context_mask is not None or every_frame:
+                raise ValueError(
+                    f"{type(self).__name__} has its own forward, not the shared rollout: it cannot "
+                    "return its predictions of observed frames (loss_frames='all') or be fed "
+                    "them (reverse scheduled sampling)"
+                )
+            return Rollout(self(frames, horizon, targets, teacher_mask))
+        self.check_inputs(frames, horizon, targets, teacher_mask)
+        batch, context = frames.shape[:2]
+        if (context_mask is not None or every_frame) and not self.predicts_every_frame:
+            raise ValueError(
+                f"{type(self).__name__} does not predict the observed frames while it reads them, "
+                "so the loss over every frame (loss_frames='all') and reverse scheduled sampling "
+                "do not apply to it"
+            )
+        if context_mask is not None and tuple(context_mask.shape) != (batch, context - 1):
+            raise ValueError(
+                f"context_mask must be (batch, context_frames - 1) = {(batch, context - 1)}; "
+                f"got {tuple(context_mask.shape)}"
+            )
+        # The observed frames go through the encoder together (one batch, not J small ones).
+        encoded = self.encode(frames.flatten(0, 1)).unflatten(0, (batch, context))
+        state = self.initial_state(frames)
+        inputs = encoded[:, 0]
+        outputs = []
+        last_step = context + horizon - 2
+        needs_context_predictions = every_frame or context_mask is not None
+        for t in range(last_step + 1):
+            wanted = needs_context_predictions or t >= context - 1
+            prediction, state = self.transition(inputs, state, wanted)
+            if wanted and prediction is None:
+                raise RuntimeError(f"{type(self).__name__}.transition predicted nothing at step {t}")
+            if every_frame or t >= context - 1:
+                outputs.append(prediction)
+            if t == last_step:
+                break
+            if t + 1 < context and context_mask is None:
+                inputs = encoded[:, t + 1]  # the next observed frame
+                continue
+            if t + 1 < context:  # reverse scheduled sampling: an observed frame, or our own
+                truth, mask, index = frames[:, 1:], context_mask, t
+            else:  # closed loop (paper §1.2): our prediction, unless teacher-forced here
+                truth, mask, index = targets, teacher_mask, t + 1 - context
+            inputs = self.encode(select_next_input(prediction, index, truth, mask))
+        return Rollout(torch.stack(outputs, dim=1), self.auxiliary_loss(state))
 
 
 def check_predictor_inputs(
@@ -81,4 +213,4 @@ def select_next_input(
     return torch.where(use_truth, targets[:, step], prediction)
 
 
-__all__ = ["Predictor", "check_predictor_inputs", "select_next_input"]
+__all__ = ["Predictor", "Rollout", "check_predictor_inputs", "select_next_input"]

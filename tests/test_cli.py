@@ -126,7 +126,7 @@ def test_help_lists_every_option_with_its_default(capsys):
                             ("--model.predictor.patch_size", "1"), ("--data.num_test", "5000"),
                             ("--data.batch_size", "8"), ("--trainer.max_steps", "80000")):
         assert option in out, option
-        described = " ".join(out[out.rindex(option):].split())  # the description, unwrapped
+        described = " ".join(out[out.rindex(f"{option} "):].split())  # the description, unwrapped
         assert f"default: {default}" in described[:500], option
 
 

@@ -4,10 +4,10 @@ from predlearn.zoo.cdna import CDNA, apply_cdna
 from predlearn.zoo.cells.base import RecurrentCell
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
-from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell
+from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell, SpatiotemporalLSTMv2Cell
 from predlearn.zoo.dfn import DFN, apply_dynamic_filters
 from predlearn.zoo.fc_lstm import FCLSTM
-from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM
+from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM, PredRNNv2, decoupling_loss
 from predlearn.zoo.recurrent_stack import RecurrentStack
 from predlearn.zoo.vpn_baseline import (
     MultiplicativeUnit,
@@ -24,12 +24,15 @@ __all__ = [
     "MultiplicativeUnit",
     "PredRNN",
     "PredRNNM",
+    "PredRNNv2",
     "RecurrentCell",
     "RecurrentStack",
     "ResidualMultiplicativeBlock",
     "SpatiotemporalLSTMCell",
+    "SpatiotemporalLSTMv2Cell",
     "SpatiotemporalMemoryCell",
     "VPNBaseline",
     "apply_cdna",
     "apply_dynamic_filters",
+    "decoupling_loss",
 ]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor, select_next_input
+from predlearn.predictor import Predictor
 from predlearn.registry import register_model
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 
@@ -235,32 +235,18 @@ class CDNA(Predictor):
         kernels, masks, states = self.transform_parameters(frame, states)
         return apply_cdna(frame, kernels, masks, background), states
 
-    def forward(
-        self,
-        frames: Tensor,
-        horizon: int,
-        targets: Tensor | None = None,
-        teacher_mask: Tensor | None = None,
-    ) -> Tensor:
-        self.check_inputs(frames, horizon, targets, teacher_mask)
-        batch, context = frames.shape[:2]
-        first = frames[:, 0]
+    def initial_state(self, frames: Tensor) -> tuple[CDNAState, Tensor]:
+        """Zero ConvLSTM states and the first observed frame (the static background)."""
+        return self.init_states(frames.shape[0], frames), frames[:, 0]
 
-        def background(frame: Tensor) -> Tensor:
-            return first if self.background == "first" else frame
-
-        states = self.init_states(batch, frames)
-        for t in range(context - 1):  # read the observed frames; outputs before X_J are unused
-            _, states = self.step(frames[:, t], background(frames[:, t]), states)
-        last = frames[:, context - 1]
-        prediction, states = self.step(last, background(last), states)
-        predictions = [prediction]
-        for k in range(horizon - 1):
-            # Closed loop (paper §1.2): feed back the prediction, unless teacher-forced here.
-            frame = select_next_input(predictions[-1], k, targets, teacher_mask)
-            prediction, states = self.step(frame, background(frame), states)
-            predictions.append(prediction)
-        return torch.stack(predictions, dim=1)
+    def transition(
+        self, inputs: Tensor, state: tuple[CDNAState, Tensor], predict: bool = True
+    ) -> tuple[Tensor, tuple[CDNAState, Tensor]]:
+        """One step of the shared rollout: the previous frame moved by this step's kernels."""
+        lstm_states, first = state
+        background = first if self.background == "first" else inputs
+        prediction, lstm_states = self.step(inputs, background, lstm_states)
+        return prediction, (lstm_states, first)
 
 
 def _up(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:

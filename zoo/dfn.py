@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor, select_next_input
+from predlearn.predictor import Predictor
 from predlearn.registry import register_model
 
 
@@ -153,26 +153,15 @@ class DFN(Predictor):
         filters, hidden = self.generate_filters(frame, hidden)
         return apply_dynamic_filters(frame, filters), hidden
 
-    def forward(
-        self,
-        frames: Tensor,
-        horizon: int,
-        targets: Tensor | None = None,
-        teacher_mask: Tensor | None = None,
-    ) -> Tensor:
-        self.check_inputs(frames, horizon, targets, teacher_mask)
-        batch, context = frames.shape[:2]
-        hidden = self.init_state(batch, frames)
-        for t in range(context - 1):  # read the observed frames; outputs before X_J are unused
-            _, hidden = self.step(frames[:, t], hidden)
-        prediction, hidden = self.step(frames[:, context - 1], hidden)
-        predictions = [prediction]
-        for k in range(horizon - 1):
-            # Closed loop (paper §1.2): feed back the prediction, unless teacher-forced here.
-            frame = select_next_input(predictions[-1], k, targets, teacher_mask)
-            prediction, hidden = self.step(frame, hidden)
-            predictions.append(prediction)
-        return torch.stack(predictions, dim=1)
+    def initial_state(self, frames: Tensor) -> Tensor:
+        """The zero hidden state, for the shared rollout (``Predictor.rollout``)."""
+        return self.init_state(frames.shape[0], frames)
+
+    def transition(
+        self, inputs: Tensor, state: Tensor, predict: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """One step of the shared rollout: ``step`` on the previous frame."""
+        return self.step(inputs, state)
 
 
 __all__ = ["DFN", "apply_dynamic_filters"]

@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor, select_next_input
+from predlearn.predictor import Predictor
 from predlearn.registry import register_model
 
 
@@ -51,6 +51,9 @@ class FCLSTM(Predictor):
         first_decoder_input: what the conditional decoder gets at its first step.
         output_activation: ``"none"`` (linear) or ``"sigmoid"``.
     """
+
+    # The encoder only reads: there is no prediction of an observed frame (Srivastava et al.).
+    predicts_every_frame = False
 
     def __init__(
         self,
@@ -116,36 +119,37 @@ class FCLSTM(Predictor):
             frame = torch.sigmoid(frame)
         return frame.view(batch, self.frame_channels, *self.frame_size)
 
-    def forward(
-        self,
-        frames: Tensor,
-        horizon: int,
-        targets: Tensor | None = None,
-        teacher_mask: Tensor | None = None,
-    ) -> Tensor:
-        self.check_inputs(frames, horizon, targets, teacher_mask)
-        batch, context = frames.shape[:2]
-        zeros = frames.new_zeros(batch, self.hidden_size)
-        h = [zeros] * self.num_layers
-        c = [zeros] * self.num_layers
-        for t in range(context):  # the encoder reads X_1..X_J
-            self._step(self.encoder, frames[:, t].reshape(batch, -1), h, c)
+    def initial_state(self, frames: Tensor) -> dict:
+        """Zero (h, c) per layer, and how many observed frames the encoder will read."""
+        zeros = frames.new_zeros(frames.shape[0], self.hidden_size)
+        return {"h": [zeros] * self.num_layers, "c": [zeros] * self.num_layers,
+                "to_read": frames.shape[1]}
 
-        # The decoder starts from the encoder's final (h, c), layer by layer (lists are reused).
-        if not self.conditional:
-            decoder_input = frames.new_zeros(batch, 0)
-        elif self.first_decoder_input == "last_frame":
-            decoder_input = frames[:, -1].reshape(batch, -1)
+    def transition(
+        self, inputs: Tensor, state: dict, predict: bool = True
+    ) -> tuple[Tensor | None, dict]:
+        """The encoder on an observed frame (no prediction until it has read the last one), then
+        the decoder, which starts from the encoder's final (h, c), layer by layer."""
+        batch = inputs.shape[0]
+        h, c, to_read = list(state["h"]), list(state["c"]), state["to_read"]
+        if to_read > 0:
+            self._step(self.encoder, inputs.reshape(batch, -1), h, c)
+            to_read -= 1
+            if to_read > 0:  # X_1 .. X_{J-1}: the encoder only reads
+                return None, {"h": h, "c": c, "to_read": to_read}
+            if not self.conditional:
+                decoder_input = inputs.new_zeros(batch, 0)
+            elif self.first_decoder_input == "last_frame":
+                decoder_input = inputs.reshape(batch, -1)  # X_J
+            else:
+                decoder_input = inputs.new_zeros(batch, self.input_size)
+        elif self.conditional:
+            # its own previous prediction, or the truth where teacher-forced (the rollout chose)
+            decoder_input = inputs.reshape(batch, -1)
         else:
-            decoder_input = frames.new_zeros(batch, self.input_size)
-        predictions = []
-        for k in range(horizon):
-            predictions.append(self._emit(self._step(self.decoder, decoder_input, h, c), batch))
-            if self.conditional and k < horizon - 1:
-                # Closed loop (paper §1.2): its own prediction, or the truth where teacher-forced.
-                fed = select_next_input(predictions[-1], k, targets, teacher_mask)
-                decoder_input = fed.reshape(batch, -1)
-        return torch.stack(predictions, dim=1)
+            decoder_input = inputs.new_zeros(batch, 0)
+        prediction = self._emit(self._step(self.decoder, decoder_input, h, c), batch)
+        return prediction, {"h": h, "c": c, "to_read": 0}
 
 
 __all__ = ["FCLSTM"]

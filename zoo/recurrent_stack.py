@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from predlearn.predictor import Predictor, select_next_input
+from predlearn.predictor import Predictor
 from predlearn.registry import CELLS
 
 
@@ -141,15 +141,18 @@ class RecurrentStack(Predictor):
         # Copies: the lists in ``states`` change below, the checkpoint must see this step's inputs.
         inputs = (frame, list(states["h"]), list(states["c"]), states["m"])
         if self.checkpoint_steps and self.training and torch.is_grad_enabled():
-            output, h, c, m = checkpoint(self._advance, *inputs, use_reentrant=False)
+            output, h, c, m, increments = checkpoint(self._advance, *inputs, use_reentrant=False)
         else:
-            output, h, c, m = self._advance(*inputs)
+            output, h, c, m, increments = self._advance(*inputs)
         states["h"][:], states["c"][:], states["m"] = h, c, m
+        if self.cell_class.returns_increments:
+            states["increments"] = increments
         return output
 
     def _advance(self, frame: Tensor, h: list, c: list, m: Tensor | None):
         """One step as a pure function of the states (so that it can be checkpointed)."""
         h, c = list(h), list(c)  # the caller's lists stay as they were (recomputation reads them)
+        increments = []
         x = self._layout(self.to_grid(frame))  # m enters as M^L_{t-1}: the zigzag memory goes to the bottom
         for layer, cell in enumerate(self.cells):
             if cell.hidden_from_below:
@@ -159,24 +162,16 @@ class RecurrentStack(Predictor):
                 x_in, h_in = (x if layer == 0 else h[layer - 1]), h[layer]
             if m is not None:
                 m = self.memory_adapters[layer](m)
-            h[layer], c[layer], m = cell(x_in, h_in, c[layer], m)
-        return self.from_grid(self.head(h[-1])), h, c, m
+            h[layer], c[layer], m, *extra = cell(x_in, h_in, c[layer], m)
+            increments.append(tuple(extra))
+        return self.from_grid(self.head(h[-1])), h, c, m, increments
 
-    def forward(
-        self,
-        frames: Tensor,
-        horizon: int,
-        targets: Tensor | None = None,
-        teacher_mask: Tensor | None = None,
-    ) -> Tensor:
-        self.check_inputs(frames, horizon, targets, teacher_mask)
-        batch, context = frames.shape[:2]
-        states = self.init_states(batch, frames)
-        for t in range(context - 1):  # read the observed frames; outputs before X_J are unused
-            self.step(frames[:, t], states)
-        predictions = [self.step(frames[:, context - 1], states)]
-        for k in range(horizon - 1):
-            # Closed loop (paper §1.2): feed back the prediction, unless teacher-forced here.
-            next_input = select_next_input(predictions[-1], k, targets, teacher_mask)
-            predictions.append(self.step(next_input, states))
-        return torch.stack(predictions, dim=1)
+    def initial_state(self, frames: Tensor) -> dict[str, Any]:
+        """Zero states for the shared rollout (``Predictor.rollout``)."""
+        return self.init_states(frames.shape[0], frames)
+
+    def transition(
+        self, inputs: Tensor, state: dict[str, Any], predict: bool = True
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """One step of the shared rollout: ``step`` (the head is cheap, so it always predicts)."""
+        return self.step(inputs, state), state

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor, select_next_input
+from predlearn.predictor import Predictor
 from predlearn.registry import register_model
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 
@@ -172,28 +172,22 @@ class VPNBaseline(Predictor):
         frame = self.decoder(h)
         return torch.sigmoid(frame) if self.output_activation == "sigmoid" else frame
 
-    def forward(
-        self,
-        frames: Tensor,
-        horizon: int,
-        targets: Tensor | None = None,
-        teacher_mask: Tensor | None = None,
-    ) -> Tensor:
-        self.check_inputs(frames, horizon, targets, teacher_mask)
-        batch, context = frames.shape[:2]
-        # The encoder sees each frame on its own, so the observed frames go through it together.
-        encoded = self.encoder(frames.flatten(0, 1)).unflatten(0, (batch, context))
-        h = frames.new_zeros(batch, self.lstm.hidden_channels, *self.frame_size)
-        c = torch.zeros_like(h)
-        for t in range(context):
-            h, c, _ = self.lstm(encoded[:, t], h, c, None)
-        predictions = [self._emit(h)]  # frame J+1 from the state after frame J
-        for k in range(horizon - 1):
-            # Closed loop (paper §1.2): its own prediction, or the truth where teacher-forced.
-            fed = select_next_input(predictions[-1], k, targets, teacher_mask)
-            h, c, _ = self.lstm(self.encoder(fed), h, c, None)
-            predictions.append(self._emit(h))
-        return torch.stack(predictions, dim=1)
+    def encode(self, frames: Tensor) -> Tensor:
+        """The per-frame RMB encoder (the shared rollout encodes the observed frames together)."""
+        return self.encoder(frames)
+
+    def initial_state(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Zero (h, c) of the ConvLSTM."""
+        h = frames.new_zeros(frames.shape[0], self.lstm.hidden_channels, *self.frame_size)
+        return h, torch.zeros_like(h)
+
+    def transition(
+        self, inputs: Tensor, state: tuple[Tensor, Tensor], predict: bool = True
+    ) -> tuple[Tensor | None, tuple[Tensor, Tensor]]:
+        """The ConvLSTM on one encoded frame; the decoder emits the next frame from its state
+        (skipped where no prediction is needed: the decoder is the costliest part)."""
+        h, c, _ = self.lstm(inputs, *state, None)
+        return (self._emit(h) if predict else None), (h, c)
 
 
 __all__ = ["MultiplicativeUnit", "ResidualMultiplicativeBlock", "VPNBaseline"]

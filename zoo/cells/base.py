@@ -17,6 +17,8 @@ class RecurrentCell(nn.Module):
     - ``hidden_from_below``: the recurrent hidden input is the layer below at the same step
       (H^{l-1}_t, with H^0_t = H^L_{t-1}; paper eq. 3) instead of the same layer at t-1, and the
       frame enters only the bottom layer.
+    - ``returns_increments``: ``forward`` returns ``(h, c, m, *increments)``; the stack keeps each
+      layer's increments for the step in ``states["increments"]`` (PredRNN v2's decoupling loss).
 
     Constructor arguments shared by all cells: ``input_channels`` (channels of x; 0 when the
     layer takes no x), ``hidden_channels``, ``kernel_size``, ``spatial_size`` (height, width of
@@ -27,6 +29,8 @@ class RecurrentCell(nn.Module):
     uses_temporal_memory: bool = False
     uses_zigzag_memory: bool = False
     hidden_from_below: bool = False
+    #: forward returns (h, c, m, *increments); the stack keeps the increments of every layer
+    returns_increments: bool = False
 
     def __init__(
         self,

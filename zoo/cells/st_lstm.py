@@ -57,6 +57,13 @@ class SpatiotemporalLSTMCell(RecurrentCell):
     def forward(
         self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
+        h_new, c_new, m_new, _, _ = self.update(x, h, c, m)
+        return h_new, c_new, m_new
+
+    def update(
+        self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Eq. 4, returning also the increments i * g of C and i' * g' of M."""
         xg, xi, xf, xg_m, xi_m, xf_m, xo = torch.chunk(self._norm(0, self.conv_x(x)), 7, dim=1)
         hg, hi, hf, ho = torch.chunk(self._norm(1, self.conv_h(h)), 4, dim=1)
         mg, mi, mf = torch.chunk(self._norm(2, self.conv_m(m)), 3, dim=1)
@@ -64,14 +71,46 @@ class SpatiotemporalLSTMCell(RecurrentCell):
         g = torch.tanh(xg + hg)
         i = torch.sigmoid(xi + hi)
         f = torch.sigmoid(xf + hf + self.forget_bias)
-        c_new = f * c + i * g
+        delta_c = i * g
+        c_new = f * c + delta_c
 
         g_m = torch.tanh(xg_m + mg)
         i_m = torch.sigmoid(xi_m + mi)
         f_m = torch.sigmoid(xf_m + mf + self.forget_bias)
-        m_new = f_m * m + i_m * g_m
+        delta_m = i_m * g_m
+        m_new = f_m * m + delta_m
 
         memories = torch.cat([c_new, m_new], dim=1)
         o = torch.sigmoid(xo + ho + self._norm(3, self.conv_o(memories)))
         h_new = o * torch.tanh(self.conv_1x1(memories))
-        return h_new, c_new, m_new
+        return h_new, c_new, m_new, delta_c, delta_m
+
+
+@register_cell("st_lstm_v2")
+class SpatiotemporalLSTMv2Cell(SpatiotemporalLSTMCell):
+    """The ST-LSTM of PredRNN v2 (Wang et al., TPAMI 2022): eq. 4 unchanged, but each step also
+    returns the increments of C and M, which the memory-decoupling loss keeps apart
+    (``predlearn.zoo.PredRNNv2``). ``forget_bias`` defaults to 1.0 as in the authors' v2 code;
+    the convolutions keep this repository's learned biases (the authors' v2 code has none).
+    """
+
+    #: the stack keeps (delta_c, delta_m) of every layer in ``states["increments"]``
+    returns_increments = True
+
+    def __init__(
+        self,
+        input_channels: int,
+        hidden_channels: int,
+        kernel_size: int = 5,
+        spatial_size: tuple[int, int] = (64, 64),
+        recurrent_channels: int | None = None,
+        forget_bias: float = 1.0,  # the authors' v2 code: _forget_bias = 1.0
+        layer_norm: bool = False,
+    ) -> None:
+        super().__init__(input_channels, hidden_channels, kernel_size, spatial_size,
+                         recurrent_channels, forget_bias, layer_norm)
+
+    def forward(  # type: ignore[override]
+        self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        return self.update(x, h, c, m)
