@@ -4,6 +4,7 @@ The model zoo installs as ``predlearn.zoo`` and the data modules as ``predlearn.
 """
 
 from predlearn.denormals import set_flush_denormal
+from predlearn.pretrained import list_pretrained, load_pretrained
 from predlearn.registry import (
     create_cell,
     create_model,
@@ -26,6 +27,8 @@ __all__ = [
     "list_cells",
     "list_datamodules",
     "list_models",
+    "list_pretrained",
+    "load_pretrained",
     "register_cell",
     "register_datamodule",
     "register_model",

@@ -25,6 +25,7 @@ from predlearn.callbacks import PredictionFigures, PredictionWriter
 from predlearn.datamodules.idx import IDXFormatError
 from predlearn.datamodules.mnist import ChecksumError
 from predlearn.module import PredictiveModule
+from predlearn.pretrained import resolve_checkpoint
 from predlearn.registry import CELLS, DATAMODULES, MODELS, failed_plugins
 
 RUN_ROOT = "runs"
@@ -46,7 +47,8 @@ def resolve_registry_names(argv: Sequence[str]) -> list[str]:
     """Rewrite ``--model NAME`` to ``--model.predictor CLASS_PATH`` and ``--data NAME`` likewise.
 
     Dotted values (class paths) and config files pass through unchanged; an unknown plain name
-    fails with the list of registered names.
+    fails with the list of registered names. ``--ckpt_path NAME`` of a shipped model
+    (``predlearn.list_pretrained()``) becomes the path of its checkpoint.
     """
     out: list[str] = []
     args = list(argv)
@@ -69,6 +71,12 @@ def resolve_registry_names(argv: Sequence[str]) -> list[str]:
             i += consumed
             break
         else:
+            if arg == "--ckpt_path" and i + 1 < len(args):  # a shipped model's name works too
+                out += [arg, resolve_checkpoint(args[i + 1])]
+                i += 2
+                continue
+            if arg.startswith("--ckpt_path="):
+                arg = "--ckpt_path=" + resolve_checkpoint(arg.split("=", 1)[1])
             out.append(arg)
             i += 1
     return out

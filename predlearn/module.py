@@ -204,21 +204,31 @@ class PredictiveModule(L.LightningModule):
         return F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        loss, logs = self.training_loss(batch, self.global_step)
+        for key, value in logs.items():
+            self.log(key, value, prog_bar=key == "train/loss")
+        return loss
+
+    def training_loss(self, batch: Tensor, step: int) -> tuple[Tensor, dict[str, Any]]:
+        """The training loss of ``batch`` at training step ``step`` (which sets the sampling
+        schedules), with the values to log. ``training_step`` is this at the global step; a loop
+        outside Lightning (``benchmarks/bench_learning.py``) calls it directly."""
         if isinstance(batch, (list, tuple)):
             batch = batch[0]
         if self.reverse_input:  # the authors' reverse_input: the same sequences played backwards
             batch = torch.cat([batch, batch.flip(1)])
         frames, targets = self.split(batch, self.horizon)
         teacher_mask = context_mask = None
-        step, size = self.global_step, frames.shape[0]
+        logs: dict[str, Any] = {}
+        size = frames.shape[0]
         if self.sampling is not None:
             teacher_mask = self.sampling.mask(step, size, self.horizon, device=frames.device)
-            self.log("train/teacher_forcing_prob", self.sampling.probability(step))
+            logs["train/teacher_forcing_prob"] = self.sampling.probability(step)
         if self.reverse_sampling is not None:
             context_mask, teacher_mask = self.reverse_sampling.masks(
                 step, size, self.context_frames, self.horizon, device=frames.device)
-            self.log("train/teacher_forcing_prob", self.reverse_sampling.target_probability(step))
-            self.log("train/context_truth_prob", self.reverse_sampling.context_probability(step))
+            logs["train/teacher_forcing_prob"] = self.reverse_sampling.target_probability(step)
+            logs["train/context_truth_prob"] = self.reverse_sampling.context_probability(step)
         every_frame = self.loss_frames == "all"
         rollout = self.run_rollout(frames, self.horizon, targets=targets,
                                    teacher_mask=teacher_mask, context_mask=context_mask,
@@ -227,11 +237,11 @@ class PredictiveModule(L.LightningModule):
         # float32 under bf16 autocast
         loss = self.compute_loss(rollout.outputs.float(), reference)
         if rollout.auxiliary_loss is not None:  # e.g. PredRNN v2's decoupling loss
-            self.log("train/frame_loss", loss)
-            self.log("train/auxiliary_loss", rollout.auxiliary_loss)
+            logs["train/frame_loss"] = loss
+            logs["train/auxiliary_loss"] = rollout.auxiliary_loss
             loss = loss + rollout.auxiliary_loss.float()
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+        logs["train/loss"] = loss
+        return loss, logs
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         frames, targets = self.split(batch, self.horizon)

@@ -1,0 +1,101 @@
+"""Shipped models by name: export, list, load, and ``--ckpt_path=NAME`` on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from mnist_fixtures import write_fake_mnist
+from test_cli import tiny_run
+
+import predlearn
+from predlearn import pretrained
+from predlearn.cli import resolve_registry_names, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A tiny PredRNN trained for two steps through the CLI: its last checkpoint and weights."""
+    root = tmp_path_factory.mktemp("run")
+    mnist = write_fake_mnist(tmp_path_factory.mktemp("mnist"), n_train=60, n_test=30)
+    cli = run_cli(["fit", *tiny_run(mnist, root, "--trainer.max_steps=2",
+                                    "--trainer.limit_val_batches=0", "--figures.enabled=false")])
+    weights = {k: v.clone() for k, v in cli.model.state_dict().items()}
+    return Path(cli.trainer.checkpoint_callback.last_model_path), weights
+
+
+@pytest.fixture
+def shipped(trained, tmp_path, monkeypatch) -> dict[str, torch.Tensor]:
+    """The tiny model exported as the shipped model "tiny-predrnn" in a temporary weights folder."""
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
+    checkpoint, weights = trained
+    pretrained.export_checkpoint(checkpoint, tmp_path / "weights" / "tiny-predrnn.ckpt",
+                                 test_mse=123.4)
+    (tmp_path / "weights" / "tiny-predrnn.md").write_text("# tiny-predrnn\n")
+    return weights
+
+
+def test_export_keeps_what_prediction_needs_and_drops_the_optimiser(trained, tmp_path):
+    checkpoint, _ = trained
+    full = torch.load(checkpoint, weights_only=False)
+    assert "optimizer_states" in full
+    out = pretrained.export_checkpoint(checkpoint, tmp_path / "a.ckpt", seed=7)
+    reduced = torch.load(out, weights_only=False)
+    assert "optimizer_states" not in reduced and "loops" not in reduced
+    assert reduced["predlearn"] == {"seed": 7}
+    assert out.stat().st_size < checkpoint.stat().st_size
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_export_refuses_a_file_that_is_not_a_predlearn_checkpoint(tmp_path):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt is not a Lightning checkpoint"):
+        pretrained.export_checkpoint(tmp_path / "other.pt", tmp_path / "out.ckpt")
+    assert not (tmp_path / "out.ckpt").exists()
+
+
+def test_list_and_load_a_shipped_model(shipped):
+    assert predlearn.list_pretrained() == ["tiny-predrnn"]
+    module = predlearn.load_pretrained("tiny-predrnn")
+    assert not module.training and not module.predictor.training
+    assert type(module.predictor).__name__ == "PredRNN"
+    for name, value in shipped.items():
+        torch.testing.assert_close(module.state_dict()[name], value)
+    with torch.no_grad():
+        out = module(torch.rand(1, 10, 1, 64, 64))
+    assert out.shape == (1, 10, 1, 64, 64)
+    assert pretrained.model_card("tiny-predrnn").startswith("# tiny-predrnn")
+
+
+def test_an_unknown_name_lists_the_shipped_ones(shipped):
+    with pytest.raises(ValueError, match="no shipped model named 'tiny'; shipped: tiny-predrnn"):
+        predlearn.load_pretrained("tiny")
+
+
+def test_ckpt_path_takes_a_shipped_name_and_leaves_paths_alone(shipped, tmp_path):
+    path = str(pretrained.WEIGHTS_DIR / "tiny-predrnn.ckpt")
+    assert resolve_registry_names(["predict", "--ckpt_path=tiny-predrnn"]) == [
+        "predict", f"--ckpt_path={path}"]
+    assert resolve_registry_names(["predict", "--ckpt_path", "tiny-predrnn"]) == [
+        "predict", "--ckpt_path", path]
+    for kept in ("best", "last", "missing-name", str(tmp_path)):
+        assert resolve_registry_names([f"--ckpt_path={kept}"]) == [f"--ckpt_path={kept}"]
+
+
+def test_predict_with_a_shipped_name_on_the_command_line(shipped, tmp_path):
+    clip = np.random.default_rng(0).random((2, 10, 1, 64, 64), dtype=np.float32)
+    with h5py.File(tmp_path / "clip.h5", "w") as handle:
+        handle["frames"] = clip
+    output = tmp_path / "predictions.h5"
+    run_cli(["predict", "--ckpt_path=tiny-predrnn", "--data=frames",
+             f"--data.path={tmp_path / 'clip.h5'}", f"--predictions.output_path={output}",
+             "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+             f"--trainer.default_root_dir={tmp_path}"])
+    with h5py.File(output) as handle:
+        predictions = handle["predictions"][:]
+    assert predictions.shape == (2, 10, 1, 64, 64)
+    expected = predlearn.load_pretrained("tiny-predrnn")(torch.from_numpy(clip)).clamp(0, 1)
+    np.testing.assert_allclose(predictions, expected.detach().numpy(), atol=1e-5)
