@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from predlearn.callbacks import PredictionFigures, PredictionWriter
 from predlearn.datamodules.idx import IDXFormatError
 from predlearn.datamodules.mnist import ChecksumError
+from predlearn.hardware import cpu_has_native_bf16
 from predlearn.module import PredictiveModule
 from predlearn.pretrained import resolve_checkpoint
 from predlearn.registry import CELLS, DATAMODULES, MODELS, failed_plugins
@@ -114,10 +115,19 @@ class PredlearnCLI(LightningCLI):
             "--test_after_fit", type=bool, default=False,
             help="fit only: after training, test the best (validation-chosen) checkpoint",
         )
+        parser.add_argument(
+            "--auto_bf16", type=bool, default=False,
+            help="train and test in bf16-mixed precision when running on a CPU that computes "
+                 "bf16 natively (AMX or AVX512-BF16), in the trainer's precision otherwise",
+        )
 
     def before_instantiate_classes(self) -> None:
-        """Group W&B runs by data set and tag them by model, so that runs compare in one view."""
+        """Group W&B runs by data set and tag them by model, so that runs compare in one view;
+        apply ``--auto_bf16``."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("auto_bf16") and _runs_on_cpu(config.get("trainer", {})) \
+                and cpu_has_native_bf16():
+            config["trainer"]["precision"] = "bf16-mixed"
         logger = config.get("trainer", {}).get("logger")
         if not hasattr(logger, "get") or not str(logger.get("class_path")).endswith(
                 "AutoWandbLogger"):
@@ -193,6 +203,15 @@ def _prepare(argv: list[str]) -> None:
               "`predlearn prepare radar SOURCE... --out radar.h5`", file=sys.stderr)
         raise SystemExit(2)
     importlib.import_module(PREPARERS[argv[0]]).main(argv[1:])
+
+
+def _runs_on_cpu(trainer: Any) -> bool:
+    """Whether the trainer config runs on the CPU (``cpu``, or ``auto`` without a GPU)."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator == "cpu":
+        return True
+    return accelerator == "auto" and not torch.cuda.is_available() and not (
+        torch.backends.mps.is_available())
 
 
 def _frames_of(attribute: str):
