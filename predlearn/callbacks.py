@@ -43,13 +43,17 @@ class PredictionFigures(L.Callback):
         enabled: write the files at all.
         num_sequences: how many sequences of the first batch to draw.
         output_dir: folder for the files; default: the run's folder.
+        pretrained: the name of a shipped model (``predlearn.list_pretrained()``): after testing,
+            also draw its predictions of the same test sequences in
+            ``test_predictions_<name>.png``, to set what this run learned beside a trained model.
     """
 
     def __init__(self, enabled: bool = True, num_sequences: int = 4,
-                 output_dir: str | None = None) -> None:
+                 output_dir: str | None = None, pretrained: str | None = None) -> None:
         self.enabled = enabled
         self.num_sequences = num_sequences
         self.output_dir = output_dir
+        self.pretrained = pretrained
         self._examples: dict[str, Tensor] = {}
 
     def _keep(self, stage: str, batch: Tensor, batch_idx: int, dataloader_idx: int) -> None:
@@ -96,12 +100,34 @@ class PredictionFigures(L.Callback):
         animation = save_prediction_gif(frames, targets, predictions,
                                         folder / f"{stage}_predictions.gif")
         rank_zero_info(f"predlearn: wrote {picture}, {animation}, {curve_plot} and {table}")
+        if stage == "test" and self.pretrained:
+            self._write_pretrained(frames, targets, horizon, folder)
         if isinstance(trainer.logger, WandbLogger):
             log_curves_to_wandb(trainer.logger, stage, curves, [picture, curve_plot])
             import wandb
 
             trainer.logger.experiment.log(
                 {f"{stage}/predictions_video": wandb.Video(str(animation), format="gif")})
+
+
+    def _write_pretrained(self, frames: Tensor, targets: Tensor, horizon: int,
+                          folder: Path) -> Path:
+        """The shipped model's predictions of the drawn test sequences, in their own picture."""
+        from predlearn.pretrained import load_pretrained
+
+        shipped = load_pretrained(self.pretrained)
+        if shipped.context_frames != frames.shape[1]:
+            raise ValueError(
+                f"figures.pretrained: {self.pretrained} observes {shipped.context_frames} frames; "
+                f"this run's test sequences give {frames.shape[1]}"
+            )
+        with torch.no_grad():
+            predictions = shipped(frames.float(), horizon).cpu()
+        path = save_prediction_figure(frames, targets, predictions,
+                                      folder / f"test_predictions_{self.pretrained}.png",
+                                      title=f"test set, shipped model {self.pretrained}")
+        rank_zero_info(f"predlearn: wrote {path} (the shipped model {self.pretrained})")
+        return path
 
 
 RUN_INFO = "predlearn_run.json"

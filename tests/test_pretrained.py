@@ -99,3 +99,11 @@ def test_predict_with_a_shipped_name_on_the_command_line(shipped, tmp_path):
     assert predictions.shape == (2, 10, 1, 64, 64)
     expected = predlearn.load_pretrained("tiny-predrnn")(torch.from_numpy(clip)).clamp(0, 1)
     np.testing.assert_allclose(predictions, expected.detach().numpy(), atol=1e-5)
+
+
+def test_test_figures_also_draw_the_shipped_model(shipped, tmp_path):
+    mnist = write_fake_mnist(tmp_path / "mnist", n_train=60, n_test=30)
+    cli = run_cli(["test", *tiny_run(mnist, tmp_path), "--figures.pretrained=tiny-predrnn"])
+    folder = Path(cli.trainer.logger.log_dir)
+    assert (folder / "test_predictions.png").stat().st_size > 1000
+    assert (folder / "test_predictions_tiny-predrnn.png").stat().st_size > 1000
