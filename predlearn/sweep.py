@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
@@ -83,6 +84,32 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
         result.curves[f"test_{transfer_digits}digits"] = tested.model.curves["test"]
         _finish_wandb()
     return result
+
+
+def finished_result(config: Path, out: Path, transfer_digits: int | None) -> SweepResult | None:
+    """The result of a config an earlier, interrupted sweep into ``out`` already finished (its
+    curves CSVs are there), or None."""
+    from predlearn.compare import read_curves_csv
+
+    test_sets = ["test"] + ([f"test_{transfer_digits}digits"] if transfer_digits else [])
+    paths = {name: out / "curves" / f"{config.stem}_{name}.csv" for name in test_sets}
+    if not all(path.is_file() for path in paths.values()):
+        return None
+    result = SweepResult(config, _model_name(config))
+    for name, path in paths.items():
+        result.curves[name] = {key: torch.tensor(values)
+                               for key, values in read_curves_csv(path).items()}
+    return result
+
+
+def _model_name(config: Path) -> str:
+    """The registry name of the predictor a config trains (its class name if unregistered)."""
+    import importlib
+
+    predictor = OmegaConf.load(config).get("model", {}).get("predictor", {})
+    module, _, name = str(predictor.get("class_path", "")).rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return MODELS.name_of(cls) or cls.__name__.lower()
 
 
 def _finish_wandb() -> None:
@@ -167,6 +194,9 @@ def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
                         help="folder for the table and plot (default: runs/sweep-<time>)")
     parser.add_argument("--transfer-digits", type=int, default=3,
                         help="digits of the transfer test set (0: no transfer test)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the configs whose curves are already in --out/curves (an "
+                             "interrupted sweep goes on with the next config)")
     args, overrides = parser.parse_known_args(list(argv))
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     (out / "curves").mkdir(parents=True, exist_ok=True)
@@ -174,6 +204,12 @@ def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
     configs = sweep_configs(args.configs)
     results = []
     for index, config in enumerate(configs, start=1):
+        result = finished_result(config, out, transfer) if args.resume else None
+        if result is not None:
+            print(f"predlearn sweep: [{index}/{len(configs)}] {config}: done before (resume)",
+                  flush=True)
+            results.append(result)
+            continue
         print(f"predlearn sweep: [{index}/{len(configs)}] {config}", flush=True)
         result = run_one(config, overrides, transfer)
         for test_set, curves in result.curves.items():

@@ -66,3 +66,39 @@ def test_sweep_skips_transfer_only_configs_and_names_missing_paths(tmp_path):
     assert "predrnn.yaml" in selected and "predrnn_mnist3.yaml" not in selected
     with pytest.raises(FileNotFoundError, match="no config file or folder"):
         sweep_configs([tmp_path / "nowhere"])
+
+
+def test_resume_reruns_only_the_configs_without_curves(tmp_path, monkeypatch):
+    root = write_fake_mnist(tmp_path / "mnist", n_train=40, n_test=20)
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    for name in ("convlstm", "predrnn"):
+        cls = predlearn.registry.MODELS.get(name)
+        OmegaConf.save({"model": {"predictor": {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "init_args": {**TINY_MODELS[name], "patch_size": 4}}}}, folder / f"{name}.yaml")
+    out = tmp_path / "sweep"
+    args = ["sweep", str(folder), "--out", str(out), "--data=mmnist", f"--data.root={root}",
+            "--data.download=false", "--data.num_val=4", "--data.num_test=5",
+            "--data.batch_size=4", "--data.train_sequences_per_epoch=8",
+            "--trainer.max_steps=2", "--trainer.logger=CSVLogger",
+            f"--trainer.logger.save_dir={tmp_path / 'runs'}",
+            "--trainer.enable_progress_bar=false", "--figures.enabled=false"]
+    main(args)
+    first = {row["model"]: row for row in csv.DictReader((out / "table.csv").open())}
+    (out / "curves" / "predrnn_test_3digits.csv").unlink()  # as if stopped during predrnn
+
+    from predlearn import sweep
+
+    ran = []
+    real_run_one = sweep.run_one
+    monkeypatch.setattr(sweep, "run_one", lambda config, *rest: (
+        ran.append(config.stem), real_run_one(config, *rest))[1])
+    main([*args, "--resume"])
+    assert ran == ["predrnn"]  # convlstm's curves were there
+    second = {row["model"]: row for row in csv.DictReader((out / "table.csv").open())}
+    assert sorted(second) == ["convlstm", "predrnn"]
+    for key in ("ce_per_frame", "mse_per_frame", "mse_per_frame_3digits"):
+        # read back from its curves (written to 6 significant digits)
+        assert float(second["convlstm"][key]) == pytest.approx(float(first["convlstm"][key]),
+                                                               rel=1e-5)
