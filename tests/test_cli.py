@@ -231,3 +231,32 @@ def test_kth_and_radar_configs_parse_with_the_paper_settings(config, capsys):
         assert setting in printed, setting
     if config.startswith("kth"):  # paper §4.2: 128 x 128 frames, tested 10 -> 20
         assert "test_horizon: 20" in printed and "- 128\n      - 128" in printed
+
+
+SMALL = sorted(p.name for p in (CONFIGS / "mmnist-small").glob("*.yaml"))
+
+
+def test_the_small_table1_folder_has_every_model():
+    import predlearn
+
+    assert [name.removesuffix(".yaml") for name in SMALL] == sorted(predlearn.list_models())
+
+
+@pytest.mark.parametrize("config", SMALL)
+def test_small_table1_configs_build_their_models_with_one_recipe(config, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", f"--config={CONFIGS / 'mmnist-small' / config}", "--print_config"])
+    printed = capsys.readouterr().out
+    for setting in ("max_steps: 2400", "batch_size: 8", "digits: mnist_test", "num_test: 2000",
+                    "loss: l2", "scheduled_sampling: true", "auto_bf16: true"):
+        assert setting in printed, setting
+    from omegaconf import OmegaConf
+
+    predictor = OmegaConf.to_container(OmegaConf.load(CONFIGS / "mmnist-small" / config))[
+        "model"]["predictor"]
+    module_name, _, class_name = predictor["class_path"].rpartition(".")
+    from importlib import import_module
+
+    model = getattr(import_module(module_name), class_name)(**predictor["init_args"])
+    with torch.no_grad():
+        assert model(torch.rand(1, 10, 1, 64, 64), 10).shape == (1, 10, 1, 64, 64)
