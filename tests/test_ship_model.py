@@ -1,0 +1,61 @@
+"""``scripts/ship_model.py``: a trained run becomes a shipped model with its card and log."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import torch
+from mnist_fixtures import write_fake_mnist
+from test_cli import tiny_run
+
+import predlearn
+from predlearn import pretrained
+from predlearn.cli import run_cli
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ship_model.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("ship_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_run_becomes_a_shipped_model_with_card_and_log(tmp_path, monkeypatch):
+    mnist = write_fake_mnist(tmp_path / "mnist", n_train=60, n_test=30)
+    config = tmp_path / "config.yaml"
+    config.write_text("seed_everything: 3\n")
+    cli = run_cli(["fit", *tiny_run(mnist, tmp_path, "--trainer.max_steps=4",
+                                    "--trainer.val_check_interval=2", "--test_after_fit=true")])
+    best = cli.trainer.checkpoint_callback.best_model_path
+    weights, results = tmp_path / "weights", tmp_path / "results"
+    load_script().main([str(tmp_path / "run"), "--name", "tiny", "--checkpoint", best,
+                        "--config", str(config), "--wall-time", "1 min",
+                        "--machine", "test machine", "--weights-dir", str(weights),
+                        "--results-dir", str(results)])
+
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", weights)
+    module = predlearn.load_pretrained("tiny")
+    reference = torch.load(best, weights_only=False)
+    for name, value in reference["state_dict"].items():
+        torch.testing.assert_close(module.state_dict()[name], value)
+    shipped = torch.load(weights / "tiny.ckpt", weights_only=False)
+    test_curves = next((tmp_path / "run").glob("**/test_curves.csv"))
+    with test_curves.open() as handle:
+        rows = list(csv.DictReader(handle))
+    mse = sum(float(row["mse_per_frame"]) for row in rows) / len(rows)
+    assert abs(shipped["predlearn"]["test_scores"]["mse_per_frame"] - mse) < 1e-9
+
+    card = (weights / "tiny.md").read_text()
+    assert card.startswith("# tiny") and "seed\n  3" in card and "1 min on test machine" in card
+    table = [line for line in card.splitlines() if line.startswith("| step ")]
+    assert len(table) == 10  # one row per predicted step
+    assert f"**{mse:.3f}**" in card
+    with (results / "tiny_metrics.csv").open() as handle:
+        logged = list(csv.DictReader(handle))
+    assert [int(row["step"]) for row in logged] == sorted(int(row["step"]) for row in logged)
+    assert any(row.get("train/loss") for row in logged)
+    assert (results / "tiny_test_predictions.png").stat().st_size > 1000
