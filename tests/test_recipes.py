@@ -304,3 +304,29 @@ def test_optimizer_config_replaces_adam():
         "class_path": "torch.optim.SGD", "init_args": {"lr": 0.05}})
     optimizer = module.configure_optimizers()
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["lr"] == 0.05
+
+
+@pytest.mark.parametrize("name", list(TINY_MODELS))
+def test_every_recipe_trains_every_model(name):
+    """One step of each model with all recipe options at once (fc_lstm: those that apply)."""
+    every_frame = name != "fc_lstm"
+    options = {"reverse_input": True, "lr_scheduler": {
+        "class_path": "torch.optim.lr_scheduler.OneCycleLR",
+        "init_args": {"max_lr": 0.01, "total_steps": 10}}}
+    if every_frame:
+        options.update(loss_frames="all", reverse_scheduled_sampling=True,
+                       reverse_sampling_start=0, reverse_sampling_end=10)
+    else:
+        options.update(scheduled_sampling=True)
+    module = PredictiveModule(tiny(name).float().train(), context_frames=J, horizon=K, loss="l2",
+                              **options)
+    config = module.configure_optimizers()
+    loss, logs = module.training_loss(clip(J + K).float(), 3)
+    loss.backward()
+    config["optimizer"].step()
+    config["lr_scheduler"]["scheduler"].step()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in module.predictor.parameters() if p.requires_grad)
+    assert logs["train/teacher_forcing_prob"] == (pytest.approx(0.5 - 0.5 * 3 / 10)
+                                                  if every_frame else 1.0 - 2e-5 * 3)
