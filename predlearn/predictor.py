@@ -71,17 +71,17 @@ class Predictor(nn.Module):
 
     def initial_state(self, frames: Tensor) -> Any:
         """The state before the first frame; ``frames`` are the observed (B, J, C, H, W)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} defines neither initial_state/transition (the one-step "
-            "update the shared rollout runs) nor its own forward"
-        )
+        raise self._missing_pieces()
 
     def transition(
         self, inputs: Tensor, state: Any, predict: bool = True
     ) -> tuple[Tensor | None, Any]:
         """One time step: (the prediction of the next frame, or None if not ``predict``; the new
         state)."""
-        raise NotImplementedError(
+        raise self._missing_pieces()
+
+    def _missing_pieces(self) -> NotImplementedError:
+        return NotImplementedError(
             f"{type(self).__name__} defines neither initial_state/transition (the one-step "
             "update the shared rollout runs) nor its own forward"
         )
