@@ -213,13 +213,13 @@ def plot(runs: list[Run], reference: dict[str, float], path: Path) -> None:
         axes[0].plot(steps, mse, marker=".", label=run.name)
         axes[1].plot(seconds, mse, marker=".", label=run.name)
     for axis, label in zip(axes, ("training steps", "training minutes")):
-        for key, style in (("all_black", ":"), ("repeat_last", "--")):
-            axis.axhline(reference[key], color="grey", linestyle=style, linewidth=1)
+        axis.axhline(reference["all_black"], color="grey", linestyle=":", linewidth=1,
+                     label=f"all-black frames ({reference['all_black']:.0f})")
         axis.set_xlabel(label)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("per-frame MSE on unseen digits (closed loop)")
-    axes[0].text(0, reference["all_black"], " all black", va="bottom", color="grey")
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=8, title=f"repeat last frame: {reference['repeat_last']:.0f}",
+                   title_fontsize=8)
     top = max(reference["all_black"] * 1.3, 1.0)
     axes[0].set_ylim(0, top)
     figure.tight_layout()
