@@ -57,9 +57,10 @@ def recipe(name: str, steps: int) -> tuple[str, dict[str, Any]]:
     """(model name, PredictiveModule options) of a recipe, schedules scaled to ``steps``."""
     scale = steps / PAPER_ITERATIONS
     all_frames = {"loss": "l2", "loss_frames": "all"}
+    start = round(25_000 * scale)
     reverse = {"reverse_scheduled_sampling": True,
-               "reverse_sampling_start": max(0, round(25_000 * scale)),
-               "reverse_sampling_end": max(1, round(50_000 * scale)),
+               "reverse_sampling_start": start,
+               "reverse_sampling_end": max(start + 1, round(50_000 * scale)),
                "reverse_sampling_alpha": max(1.0, 2_500 * scale)}
     stop = max(1, round(50_000 * scale))
     recipes = {
@@ -231,15 +232,14 @@ def plot(runs: list[Run], reference: dict[str, float], path: Path) -> None:
 def save_state(runs: list[Run], path: Path) -> None:
     state = {run.name: {"module": run.module.state_dict(), "optimizer": run.optimizer.state_dict(),
                         "scheduler": None if run.scheduler is None else run.scheduler.state_dict(),
-                        "step": run.step, "seconds": run.seconds, "curve": run.curve,
-                        "done": run.done}
+                        "step": run.step, "seconds": run.seconds, "curve": run.curve}
              for run in runs}
     partial = path.with_name(path.name + ".part")
     torch.save(state, partial)
     partial.replace(path)
 
 
-def load_state(runs: list[Run], path: Path) -> None:
+def load_state(runs: list[Run], path: Path, args: argparse.Namespace) -> None:
     state = torch.load(path, map_location="cpu", weights_only=False)
     for run in runs:
         if run.name not in state:
@@ -250,7 +250,8 @@ def load_state(runs: list[Run], path: Path) -> None:
         if run.scheduler is not None and saved["scheduler"] is not None:
             run.scheduler.load_state_dict(saved["scheduler"])
         run.step, run.seconds, run.curve = saved["step"], saved["seconds"], saved["curve"]
-        run.done = saved["done"]
+        # done again only under this call's budget (a resumed call may give more steps)
+        run.done = run.step >= args.steps or bool(args.seconds and run.seconds >= args.seconds)
 
 
 def write_json(runs: list[Run], reference: dict[str, float], args: argparse.Namespace) -> None:
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         patch_size=args.patch_size).state_dict()
     runs = [build_run(name, args, copy.deepcopy(initial)) for name in args.recipes]
     if args.state is not None and args.state.exists():
-        load_state(runs, args.state)
+        load_state(runs, args.state, args)
     for run in runs:
         if not run.curve:
             run.curve.append({"step": 0, "seconds": 0.0, **evaluate(run.module, test, args)})
