@@ -65,7 +65,8 @@ class PredictiveModule(L.LightningModule):
         lr_scheduler: extension. A learning-rate schedule as a class-path config (on the command
             line ``--lr_scheduler=OneCycleLR --lr_scheduler.max_lr=0.003
             --lr_scheduler.total_steps=5000``); stepped every training step (``ReduceLROnPlateau``:
-            at every validation, on ``val/loss``). None keeps the rate constant (the paper).
+            at the end of every epoch, on the latest ``val/loss``). None keeps the rate constant
+            (the paper).
         metrics: per-step metrics at validation and test: "mse", "bce", "psnr", "ssim".
         compile: extension. Run the predictor through ``torch.compile`` (the weights and the
             checkpoints stay those of the plain module).
@@ -290,7 +291,9 @@ class PredictiveModule(L.LightningModule):
             return optimizer
         scheduler = instantiate_class(optimizer, self.lr_scheduler_config)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config = {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"}
+            # at each epoch's end, on the latest val/loss (skipped, with a warning, before any)
+            config = {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch",
+                      "strict": False}
         else:
             config = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": config}

@@ -297,6 +297,7 @@ def test_lr_scheduler_config_is_stepped_every_training_step():
     plateau = PredictiveModule(Scale(), lr_scheduler={
         "class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau"}).configure_optimizers()
     assert plateau["lr_scheduler"]["monitor"] == "val/loss"
+    assert plateau["lr_scheduler"]["interval"] == "epoch" and not plateau["lr_scheduler"]["strict"]
 
 
 def test_optimizer_config_replaces_adam():
