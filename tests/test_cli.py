@@ -260,3 +260,20 @@ def test_small_table1_configs_build_their_models_with_one_recipe(config, capsys)
     model = getattr(import_module(module_name), class_name)(**predictor["init_args"])
     with torch.no_grad():
         assert model(torch.rand(1, 10, 1, 64, 64), 10).shape == (1, 10, 1, 64, 64)
+
+
+def test_lr_scheduler_and_optimizer_from_the_command_line(mnist_root, tmp_path):
+    no_val = ["--trainer.max_steps=2", "--trainer.limit_val_batches=0", "--figures.enabled=false"]
+    cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path / "a", *no_val,
+                                    "--lr_scheduler=StepLR", "--lr_scheduler.step_size=1",
+                                    "--lr_scheduler.gamma=0.5")])
+    optimizer = cli.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.Adam)  # the paper's optimiser is kept
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**2)  # stepped per step
+    assert cli.model.hparams["lr_scheduler"]["class_path"] == "torch.optim.lr_scheduler.StepLR"
+
+    cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path / "b", *no_val, "--optimizer=SGD",
+                                    "--optimizer.lr=0.05")])
+    optimizer = cli.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["lr"] == 0.05
+    assert not cli.trainer.lr_scheduler_configs
