@@ -331,3 +331,10 @@ def test_every_recipe_trains_every_model(name):
                for p in module.predictor.parameters() if p.requires_grad)
     assert logs["train/teacher_forcing_prob"] == (pytest.approx(0.5 - 0.5 * 3 / 10)
                                                   if every_frame else 1.0 - 2e-5 * 3)
+
+
+def test_predrnn_v2_cells_get_the_authors_forget_bias_unless_told_otherwise():
+    assert all(cell.forget_bias == 1.0 for cell in tiny("predrnn_v2").cells)
+    model = predlearn.create_model("predrnn_v2", hidden_channels=[4], kernel_size=3,
+                                   cell_options={"forget_bias": 0.5})
+    assert model.cells[0].forget_bias == 0.5

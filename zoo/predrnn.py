@@ -61,6 +61,8 @@ class PredRNNv2(RecurrentStack):
 
     Args:
         decouple_beta: weight of the decoupling loss (authors' code: 0.1).
+        cell_options: as ``RecurrentStack``'s, with ``forget_bias`` 1.0 unless given (authors'
+            v2 code).
         (the others: ``RecurrentStack``'s). Every layer must have the same width: one 1x1
         adapter is shared by all layers, as in the authors' code.
     """
@@ -68,6 +70,8 @@ class PredRNNv2(RecurrentStack):
     cell = "st_lstm_v2"
 
     def __init__(self, *args, decouple_beta: float = 0.1, **kwargs) -> None:
+        # The authors' v2 cells add a forget bias of 1.0; cell_options can still change it.
+        kwargs["cell_options"] = {"forget_bias": 1.0, **(kwargs.get("cell_options") or {})}
         super().__init__(*args, **kwargs)
         widths = set(self.hidden_channels)
         if len(widths) != 1:

@@ -90,25 +90,13 @@ class SpatiotemporalLSTMCell(RecurrentCell):
 class SpatiotemporalLSTMv2Cell(SpatiotemporalLSTMCell):
     """The ST-LSTM of PredRNN v2 (Wang et al., TPAMI 2022): eq. 4 unchanged, but each step also
     returns the increments of C and M, which the memory-decoupling loss keeps apart
-    (``predlearn.zoo.PredRNNv2``). ``forget_bias`` defaults to 1.0 as in the authors' v2 code;
-    the convolutions keep this repository's learned biases (the authors' v2 code has none).
+    (``predlearn.zoo.PredRNNv2``, which sets ``forget_bias`` to 1.0 as the authors' v2 code
+    does). The convolutions keep this repository's learned biases (the authors' v2 code has
+    none).
     """
 
     #: the stack keeps (delta_c, delta_m) of every layer in ``states["increments"]``
     returns_increments = True
-
-    def __init__(
-        self,
-        input_channels: int,
-        hidden_channels: int,
-        kernel_size: int = 5,
-        spatial_size: tuple[int, int] = (64, 64),
-        recurrent_channels: int | None = None,
-        forget_bias: float = 1.0,  # the authors' v2 code: _forget_bias = 1.0
-        layer_norm: bool = False,
-    ) -> None:
-        super().__init__(input_channels, hidden_channels, kernel_size, spatial_size,
-                         recurrent_channels, forget_bias, layer_norm)
 
     def forward(  # type: ignore[override]
         self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
