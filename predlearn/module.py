@@ -8,7 +8,6 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import instantiate_class
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
@@ -283,6 +282,8 @@ class PredictiveModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """Adam at ``learning_rate`` (paper §4), or the ``optimizer`` config; with an
         ``lr_scheduler`` config, that schedule too (see the class docstring)."""
+        from lightning.pytorch.cli import instantiate_class  # jsonargparse: only when asked
+
         if self.optimizer_config is None:
             optimizer = torch.optim.Adam(self.parameters(), lr=self.learning_rate)  # paper §4
         else:
