@@ -5,9 +5,11 @@ split) tested on its own test set and, for the MNIST-3 column, on 3-digit sequen
 transfer test: the MNIST-2 model tested on MNIST-3). The sweep writes:
 
 - ``table.md`` and ``table.csv``: per-frame CE and MSE on MNIST-2 and MSE on MNIST-3 per model,
-  next to the paper's numbers;
+  next to the paper's numbers, with the mean SSIM of both test sets and the training steps and
+  seconds each model had (under a time budget, steps differ by model);
 - ``per_step_mse.png``: MSE per frame at each predicted step, one line per model (Figure 3);
-- ``curves/<config>_<test set>.csv``: every per-step curve.
+- ``curves/<config>_<test set>.csv``: every per-step curve, and ``curves/<config>_run.json``
+  the steps, seconds and best checkpoint of its training.
 
 Configs that already set ``test_num_digits`` (transfer-only configs) are skipped: the sweep runs
 the transfer test itself. Extra arguments are passed to every run (``--trainer.max_steps=100``).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +42,8 @@ class SweepResult:
     model: str
     curves: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     best_checkpoint: str = ""
+    steps: int | None = None  # optimiser steps trained
+    seconds: float | None = None  # wall time of fit (training and validation)
 
     def mean(self, test_set: str, key: str) -> float | None:
         curve = self.curves.get(test_set, {}).get(key)
@@ -71,11 +76,14 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
     """fit + test of one config, then the transfer test of its best checkpoint."""
     from predlearn.cli import run_cli  # the CLI imports this module
 
+    started = time.perf_counter()
     fitted = run_cli(["fit", f"--config={config}", "--test_after_fit=true", *overrides])
     predictor = type(fitted.model.predictor)
     result = SweepResult(config, MODELS.name_of(predictor) or predictor.__name__.lower())
     result.curves["test"] = fitted.model.curves["test"]
     result.best_checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+    result.steps = fitted.trainer.global_step
+    result.seconds = time.perf_counter() - started  # includes the test after fit
     _finish_wandb()
     if transfer_digits:
         tested = run_cli(["test", f"--config={config}", *overrides,
@@ -99,7 +107,19 @@ def finished_result(config: Path, out: Path, transfer_digits: int | None) -> Swe
     for name, path in paths.items():
         result.curves[name] = {key: torch.tensor(values)
                                for key, values in read_curves_csv(path).items()}
+    run_file = out / "curves" / f"{config.stem}_run.json"
+    if run_file.is_file():
+        run = json.loads(run_file.read_text())
+        result.steps, result.seconds = run.get("steps"), run.get("seconds")
+        result.best_checkpoint = run.get("best_checkpoint", "")
     return result
+
+
+def write_run_file(result: SweepResult, out: Path) -> None:
+    """The steps, seconds and best checkpoint of a finished config, read back on --resume."""
+    run = {"steps": result.steps, "seconds": result.seconds,
+           "best_checkpoint": result.best_checkpoint}
+    (out / "curves" / f"{result.config.stem}_run.json").write_text(json.dumps(run, indent=1))
 
 
 def _model_name(config: Path) -> str:
@@ -123,9 +143,11 @@ def _finish_wandb() -> None:
 def write_table(results: Sequence[SweepResult], out: Path, transfer_digits: int | None) -> None:
     """``table.md`` and ``table.csv`` in Table 1's layout, with the paper's numbers beside."""
     transfer = f"test_{transfer_digits}digits"
+    digits = transfer_digits or "transfer"
     header = ["model", "config", "ce_per_frame", "mse_per_frame",
-              f"mse_per_frame_{transfer_digits or 'transfer'}digits",
-              "paper_ce_per_frame", "paper_mse_per_frame", "paper_mse_per_frame_3digits"]
+              f"mse_per_frame_{digits}digits",
+              "paper_ce_per_frame", "paper_mse_per_frame", "paper_mse_per_frame_3digits",
+              "ssim", f"ssim_{digits}digits", "steps", "seconds"]
     rows = []
     for result in results:
         paper = TABLE1.get(result.model)
@@ -134,25 +156,33 @@ def write_table(results: Sequence[SweepResult], out: Path, transfer_digits: int 
             result.mean("test", "bce_per_frame"), result.mean("test", "mse_per_frame"),
             result.mean(transfer, "mse_per_frame"),
             *(paper[1:] if paper else (None, None, None)),
+            result.mean("test", "ssim"), result.mean(transfer, "ssim"),
+            result.steps, None if result.seconds is None else round(result.seconds, 1),
         ])
     with (out / "table.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows([["" if v is None else v for v in row] for row in rows])
 
-    def cell(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1f}"
+    def cell(value: float | None, digits: int = 1) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
 
     lines = [
         "Per-frame metrics (sum over a frame's pixels, [0, 1]; lower is better): "
-        + "measured \\| paper Table 1.",
+        + "measured \\| paper Table 1. SSIM: mean over the predicted frames (higher is "
+        + "better; the paper gives no number for Moving MNIST). Steps and minutes: what each "
+        + "model trained (fit, validation and test).",
         "",
-        f"| Model | Config | CE/frame | MSE/frame | MSE/frame, {transfer_digits or '-'} digits |",
-        "|---|---|---|---|---|",
+        f"| Model | Config | CE/frame | MSE/frame | MSE/frame, {transfer_digits or '-'} digits "
+        f"| SSIM | SSIM, {transfer_digits or '-'} digits | Steps | Minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        minutes = None if row[11] is None else row[11] / 60
         lines.append(f"| {row[0]} | {row[1]} | {cell(row[2])} \\| {cell(row[5])} | "
-                     f"{cell(row[3])} \\| {cell(row[6])} | {cell(row[4])} \\| {cell(row[7])} |")
+                     f"{cell(row[3])} \\| {cell(row[6])} | {cell(row[4])} \\| {cell(row[7])} "
+                     f"| {cell(row[8], 3)} | {cell(row[9], 3)} | {cell(row[10], 0)} "
+                     f"| {cell(minutes)} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
 
@@ -212,6 +242,7 @@ def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
             continue
         print(f"predlearn sweep: [{index}/{len(configs)}] {config}", flush=True)
         result = run_one(config, overrides, transfer)
+        write_run_file(result, out)  # before the curves: --resume keys on the curves
         for test_set, curves in result.curves.items():
             write_curves_csv(curves, out / "curves" / f"{config.stem}_{test_set}.csv")
         results.append(result)

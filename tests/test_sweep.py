@@ -52,6 +52,8 @@ def test_sweep_writes_table_plot_and_curves(tmp_path):
         assert ce > 0 and mse > 0 and mse3 > 0
         assert mse3 != mse  # a different test set: 3 digits
         assert float(row["paper_mse_per_frame"]) == TABLE1[row["model"]].mnist2_mse
+        assert -1 < float(row["ssim"]) <= 1 and float(row["ssim"]) != float(row["ssim_3digits"])
+        assert int(row["steps"]) == 2 and float(row["seconds"]) > 0
     table = (out / "table.md").read_text()
     assert "| predrnn | predrnn.yaml |" in table and "\\| 56.8 |" in table
     assert (out / "per_step_mse.png").stat().st_size > 5000
@@ -98,7 +100,9 @@ def test_resume_reruns_only_the_configs_without_curves(tmp_path, monkeypatch):
     assert ran == ["predrnn"]  # convlstm's curves were there
     second = {row["model"]: row for row in csv.DictReader((out / "table.csv").open())}
     assert sorted(second) == ["convlstm", "predrnn"]
-    for key in ("ce_per_frame", "mse_per_frame", "mse_per_frame_3digits"):
+    for key in ("ce_per_frame", "mse_per_frame", "mse_per_frame_3digits", "ssim"):
         # read back from its curves (written to 6 significant digits)
         assert float(second["convlstm"][key]) == pytest.approx(float(first["convlstm"][key]),
                                                                rel=1e-5)
+    assert second["convlstm"]["steps"] == first["convlstm"]["steps"] == "2"  # from its run.json
+    assert second["convlstm"]["seconds"] == first["convlstm"]["seconds"]
