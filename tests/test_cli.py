@@ -247,7 +247,7 @@ def test_small_table1_configs_build_their_models_with_one_recipe(config, capsys)
     with pytest.raises(SystemExit):
         main(["fit", f"--config={CONFIGS / 'mmnist-small' / config}", "--print_config"])
     printed = capsys.readouterr().out
-    for setting in ("max_time: 00:00:20:00", "batch_size: 8", "digits: mnist_test", "num_test: 2000",
+    for setting in ("max_steps: 2000", "sampling_stop: 1250", "batch_size: 8", "digits: mnist_test", "num_test: 2000",
                     "loss: l2", "scheduled_sampling: true", "auto_bf16: true"):
         assert setting in printed, setting
     from omegaconf import OmegaConf
