@@ -9,8 +9,7 @@ import h5py
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from predlearn import denormals
 
@@ -72,7 +71,7 @@ class SequenceDataModule(L.LightningDataModule):
             kwargs["worker_init_fn"] = denormals.worker_init_fn(kwargs.get("worker_init_fn"))
         sampler = None
         if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+            sampler = UnpaddedDistributedSampler(dataset)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -83,6 +82,27 @@ class SequenceDataModule(L.LightningDataModule):
             drop_last=False,
             **kwargs,
         )
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Evaluation sampler of a distributed run: rank r reads items r, r + W, r + 2W, ... (W
+    ranks), in order and without padding, so every item is scored exactly once.
+
+    torch's ``DistributedSampler`` pads the ranks to equal length by repeating items; being one
+    of its subclasses, this sampler is kept as it is by Lightning's loader set-up.
+    """
+
+    def __init__(self, dataset: Any, num_replicas: int | None = None,
+                 rank: int | None = None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(self._indices())
+        self.total_size = len(dataset)
+
+    def _indices(self) -> range:
+        return range(self.rank, len(self.dataset), self.num_replicas)
+
+    def __iter__(self):
+        return iter(self._indices())
 
 
 class HDF5Backed(Dataset):

@@ -449,6 +449,7 @@ class MovingMNISTDataModule(SequenceDataModule):
         self.train_set: MovingMNISTStream | None = None
         self.val_set: CachedSequences | None = None
         self.test_set: CachedSequences | None = None
+        self._train_loader: ResumableStreamLoader | None = None
 
     @property
     def cache_dir(self) -> Path:
@@ -534,16 +535,18 @@ class MovingMNISTDataModule(SequenceDataModule):
         return dataset
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        return ResumableStreamLoader(
-            self._require(self.train_set, "fit"), consumed_batches=self._consumed_batches,
+        self._train_loader = ResumableStreamLoader(
+            self._require(self.train_set, "fit"), count_consumed=True,
             num_workers=self.num_workers,
         )
+        return self._train_loader
 
-    def _consumed_batches(self) -> int:
-        """Training batches of the current epoch the trainer has used (for exact resume)."""
-        if self.trainer is None:
-            raise RuntimeError("the training loader's position is only known inside a Trainer")
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count the training batches the trainer takes (the saved position for exact resume;
+        Lightning calls this hook on each batch it is about to train on, after prefetching)."""
+        if self.trainer is not None and self.trainer.training and self._train_loader is not None:
+            self._train_loader.mark_consumed()
+        return batch
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader(self._require(self.val_set, "validate"))

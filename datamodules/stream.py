@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -101,32 +101,41 @@ class ResumableStreamLoader(DataLoader):
     """A DataLoader over a ``BatchStream`` that Lightning checkpoints and resumes exactly.
 
     Each ``iter()`` starts a new epoch, or, right after ``load_state_dict``, continues the saved
-    epoch at the first batch not yet consumed. ``consumed_batches`` reports how many batches of
-    the current epoch the trainer has used (the loader itself runs ahead by the prefetched ones).
+    epoch at the first batch not yet consumed.
+
+    Lightning fetches a batch ahead of the one it trains on, so the batches this loader has
+    served are one more than those consumed. With ``count_consumed=True`` the saved position is
+    the count of ``mark_consumed()`` calls instead, which the data module makes from its public
+    ``on_before_batch_transfer`` hook, once per batch the trainer actually trains on.
     """
 
-    def __init__(self, stream: BatchStream, consumed_batches: Callable[[], int] | None = None,
+    def __init__(self, stream: BatchStream, count_consumed: bool = False,
                  **kwargs: Any) -> None:
         if kwargs.get("num_workers", 0) > 0:  # workers flush denormals as the main thread does
             kwargs["worker_init_fn"] = denormals.worker_init_fn(kwargs.get("worker_init_fn"))
         super().__init__(stream, batch_size=None, **kwargs)
-        self.consumed_batches = consumed_batches
+        self.count_consumed = count_consumed
         self._epoch = -1
         self._served = 0
+        self._consumed = 0
         self._resume_at: tuple[int, int] | None = None
+
+    def mark_consumed(self) -> None:
+        """One more batch of the current epoch was handed to the training step."""
+        self._consumed += 1
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         stream: BatchStream = self.dataset
         epoch, start = self._resume_at or (self._epoch + 1, 0)
         self._resume_at = None
-        self._epoch, self._served = epoch, start
+        self._epoch, self._served, self._consumed = epoch, start, start
         stream.epoch, stream.start_batch = epoch, start  # before the workers copy the stream
         for batch in super().__iter__():
             self._served += 1
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        consumed = self.consumed_batches() if self.consumed_batches else self._served
+        consumed = self._consumed if self.count_consumed else self._served
         return {"epoch": self._epoch, "batches_consumed": int(consumed)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:

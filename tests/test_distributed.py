@@ -119,3 +119,21 @@ def test_cli_ddp_two_processes_score_the_test_set_as_one(tmp_path):
         assert one.keys() == two.keys()
         for key in one:
             assert float(two[key]) == pytest.approx(float(one[key]), rel=1e-5), key
+
+
+def test_evaluation_sampler_splits_without_padding_or_repeats():
+    from torch.utils.data import DistributedSampler
+
+    from predlearn.datamodules.base import UnpaddedDistributedSampler
+
+    dataset = list(range(7))
+    shares = [list(UnpaddedDistributedSampler(dataset, num_replicas=3, rank=rank))
+              for rank in range(3)]
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    assert [len(UnpaddedDistributedSampler(dataset, num_replicas=3, rank=rank))
+            for rank in range(3)] == [3, 2, 2]
+    # torch's own sampler pads rank 1 and 2 with a repeat; ours is one of its kind, which is
+    # what makes Lightning keep it instead of putting a padding sampler in its place
+    assert sum(len(DistributedSampler(dataset, num_replicas=3, rank=r)) for r in range(3)) == 9
+    assert isinstance(UnpaddedDistributedSampler(dataset, num_replicas=3, rank=0),
+                      DistributedSampler)
