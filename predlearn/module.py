@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor
 
 from predlearn.denormals import set_flush_denormal
 from predlearn.metrics import SequenceMetrics, flatten_curves
-from predlearn.predictor import Predictor, Rollout
+from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
 
 LossName = Literal["l1+l2", "l2", "l1"]
 LossFrames = Literal["predicted", "all"]
+
+
+@dataclass(frozen=True)
+class CompiledPredictor:
+    """``torch.compile`` of a predictor's forward and rollout. A plain object, not a module, so
+    the compiled copies stay out of the module tree and the state dict."""
+
+    forward: Any
+    rollout: Any
+
+    @classmethod
+    def of(cls, predictor: torch.nn.Module, backend: str) -> CompiledPredictor:
+        return cls(torch.compile(predictor, backend=backend),
+                   torch.compile(predictor.rollout, backend=backend))
 
 
 class PredictiveModule(L.LightningModule):
@@ -108,6 +122,8 @@ class PredictiveModule(L.LightningModule):
                 "no predictor: name one (--model=predrnn, `predlearn list` shows them), give a "
                 "--config that has one, or a --ckpt_path whose checkpoint was made by predlearn"
             )
+        if isinstance(predictor, Mapping):  # a predictor's config, as checkpoints store it
+            predictor = build_predictor(predictor)
         if not isinstance(predictor, torch.nn.Module):
             raise TypeError(
                 f"predictor must be a Predictor module (e.g. predlearn.create_model('predrnn')); "
@@ -128,11 +144,13 @@ class PredictiveModule(L.LightningModule):
                 f"{type(predictor).__name__} does not predict the observed frames while it reads "
                 "them: loss_frames='all' and reverse_scheduled_sampling do not apply to it"
             )
-        # Under LightningCLI the parsed config (with the predictor's class path) is saved, so a
-        # checkpoint rebuilds itself; otherwise the predictor module is left out of hparams (its
-        # weights are in the state dict) and is passed again to load_from_checkpoint.
-        from_cli = _given_hyperparameters.get() is not None
-        self.save_hyperparameters(ignore=None if from_cli else ["predictor"])
+        # The predictor is saved as its config (class path and constructor arguments), so a
+        # checkpoint rebuilds its model however it was made; one without a config (a plain
+        # nn.Module) is passed again to load_from_checkpoint.
+        self.save_hyperparameters(ignore=["predictor"])
+        config = getattr(predictor, "config", None)
+        if config is not None:
+            self.hparams["predictor"] = config
         self.predictor = predictor
         self.context_frames = context_frames
         self.horizon = horizon
@@ -153,11 +171,7 @@ class PredictiveModule(L.LightningModule):
         self.reverse_input = reverse_input
         self.optimizer_config = optimizer
         self.lr_scheduler_config = lr_scheduler
-        # Kept out of the module tree (not a submodule), so state dicts do not change.
-        self.__dict__["_compiled_predictor"] = (
-            torch.compile(predictor, backend=compile_backend) if compile else None)
-        self.__dict__["_compiled_rollout"] = (
-            torch.compile(predictor.rollout, backend=compile_backend) if compile else None)
+        self.compiled = (CompiledPredictor.of(predictor, compile_backend) if compile else None)
         metrics = list(metrics)
         self.val_metrics = SequenceMetrics(horizon, metrics, prefix="val")
         self.test_metrics = SequenceMetrics(self.test_horizon, metrics, prefix="test")
@@ -171,13 +185,13 @@ class PredictiveModule(L.LightningModule):
 
     def run_predictor(self, *args, **kwargs) -> Tensor:
         """The predictor, compiled when ``compile`` is set."""
-        compiled = self._compiled_predictor
-        return (self.predictor if compiled is None else compiled)(*args, **kwargs)
+        return (self.predictor if self.compiled is None else self.compiled.forward)(
+            *args, **kwargs)
 
     def run_rollout(self, *args, **kwargs) -> Rollout:
         """``Predictor.rollout``, compiled when ``compile`` is set."""
-        compiled = self._compiled_rollout
-        return (self.predictor.rollout if compiled is None else compiled)(*args, **kwargs)
+        return (self.predictor.rollout if self.compiled is None else self.compiled.rollout)(
+            *args, **kwargs)
 
     def forward(self, frames: Tensor, horizon: int | None = None) -> Tensor:
         """Closed-loop prediction of ``horizon`` frames after the observed ``frames``."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -50,6 +54,21 @@ class Predictor(nn.Module):
     #: whether ``transition`` predicts the next frame at every step, observed frames included
     #: (needed by the loss over every frame and by reverse scheduled sampling)
     predicts_every_frame: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make every subclass record the arguments it was built with (``config``)."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_init(cls.__dict__["__init__"])
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """How to build this predictor again: ``{"class_path": ..., "init_args": {...}}``, the
+        arguments of its constructor as called (defaults filled in), in the form LightningCLI
+        configs use; ``build_predictor(config)`` builds it. A checkpoint stores it, so it
+        rebuilds its model however that model was made (command line or Python). None for a
+        subclass without its own ``__init__``."""
+        return self.__dict__.get("_predictor_config")
 
     def check_inputs(
         self, frames: Tensor, horizon: int, targets: Tensor | None, teacher_mask: Tensor | None
@@ -174,6 +193,56 @@ class Predictor(nn.Module):
                 truth, mask, index = targets, teacher_mask, t + 1 - context
             inputs = self.encode(select_next_input(prediction, index, truth, mask))
         return Rollout(torch.stack(outputs, dim=1), self.auxiliary_loss(state))
+
+
+def _recording_init(init: Any) -> Any:
+    """``init`` that first records its bound arguments as the predictor's ``config``; only the
+    outermost constructor (the one of the class being built, or the nearest parent's if it has
+    none) records, not the ``super().__init__`` calls it makes."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def recording_init(self: Predictor, *args: Any, **kwargs: Any) -> None:
+        if "_predictor_config" not in self.__dict__:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            init_args: dict[str, Any] = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    init_args.update(value)
+                elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                    init_args[name] = value
+            init_args = _plain(init_args)
+            object.__setattr__(self, "_predictor_config", {
+                "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+                "init_args": init_args})
+        init(self, *args, **kwargs)
+
+    return recording_init
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, all the way down (configs and hparams.yaml hold plain YAML types)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def build_predictor(config: Mapping[str, Any]) -> Predictor:
+    """The predictor a ``Predictor.config`` describes (``class_path`` must name a Predictor)."""
+    class_path = str(config.get("class_path", ""))
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"predictor class_path {class_path!r} does not name an importable "
+                         f"class ({error})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Predictor)):
+        raise TypeError(f"predictor class_path {class_path!r} is not a predlearn Predictor")
+    return cls(**dict(config.get("init_args") or {}))
 
 
 def check_predictor_inputs(

@@ -173,8 +173,8 @@ def write_table(results: Sequence[SweepResult], out: Path, transfer_digits: int 
         + "better; the paper gives no number for Moving MNIST). Steps and minutes: what each "
         + "model trained (fit, validation and test).",
         "",
-        f"| Model | Config | CE/frame | MSE/frame | MSE/frame, {transfer_digits or '-'} digits "
-        f"| SSIM | SSIM, {transfer_digits or '-'} digits | Steps | Minutes |",
+        (f"| Model | Config | CE/frame | MSE/frame | MSE/frame, {transfer_digits or '-'} digits "
+         f"| SSIM | SSIM, {transfer_digits or '-'} digits | Steps | Minutes |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:

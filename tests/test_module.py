@@ -33,8 +33,42 @@ def test_paper_defaults():
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.param_groups[0]["lr"] == 1e-3
     assert module.sampling is None  # closed loop: scheduled sampling is an opt-in extension
-    # outside the CLI the predictor module is not pickled into the hyper-parameters
-    assert "predictor" not in module.hparams
+    # the predictor is saved as its config (class path, arguments), never pickled as a module
+    assert module.hparams["predictor"] == {"class_path": f"{__name__}.RepeatLastFrame",
+                                           "init_args": {}}
+
+
+def test_a_checkpoint_made_in_python_rebuilds_its_predictor(tmp_path):
+    import lightning as L
+
+    predictor = predlearn.create_model("predrnn", hidden_channels=[4, 6], kernel_size=3,
+                                       patch_size=4, cell_options={"forget_bias": 1.0})
+    assert predictor.config == {
+        "class_path": "predlearn.zoo.predrnn.PredRNN",
+        "init_args": {"frame_channels": 1, "frame_size": [64, 64], "hidden_channels": [4, 6],
+                      "kernel_size": 3, "patch_size": 4, "cell_options": {"forget_bias": 1.0},
+                      "checkpoint_steps": False, "channels_last": False}}
+    module = PredictiveModule(predictor, learning_rate=5e-4)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    loaded = PredictiveModule.load_from_checkpoint(path)  # no predictor passed
+    assert type(loaded.predictor) is type(predictor) and loaded.learning_rate == 5e-4
+    assert loaded.predictor.config == predictor.config
+    frames = torch.rand(1, 10, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(frames, 3), module.eval()(frames, 3))
+
+
+def test_a_predictor_config_must_name_a_predictor():
+    from predlearn.predictor import build_predictor
+
+    with pytest.raises(TypeError, match="'collections.OrderedDict' is not a predlearn Predictor"):
+        PredictiveModule({"class_path": "collections.OrderedDict", "init_args": {}})
+    with pytest.raises(ValueError, match="does not name an importable class"):
+        build_predictor({"class_path": "predlearn.zoo.NoSuchModel"})
 
 
 def test_l1_plus_l2_loss_against_hand_computed_value():
