@@ -201,12 +201,9 @@ def render(runs: list[Run], reference: dict[str, float], args: argparse.Namespac
 
 
 def plot(runs: list[Run], reference: dict[str, float], path: Path) -> None:
-    import matplotlib
+    from predlearn.visualize import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    figure, axes = new_figure(1, 2, figsize=(12, 4.5), sharey=True)
     for run in runs:
         steps = [p["step"] for p in run.curve]
         seconds = [p["seconds"] / 60 for p in run.curve]
@@ -223,10 +220,7 @@ def plot(runs: list[Run], reference: dict[str, float], path: Path) -> None:
                    title_fontsize=8)
     top = max(reference["all_black"] * 1.3, 1.0)
     axes[0].set_ylim(0, top)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)
 
 
 def save_state(runs: list[Run], path: Path) -> None:

@@ -370,12 +370,9 @@ def write_json(results: list[Result], args: argparse.Namespace) -> None:
 
 
 def plot(results: list[Result], path: Path, title: str) -> None:
-    import matplotlib
+    from predlearn.visualize import new_figure, save_figure
 
-    matplotlib.use("Agg")  # a script: no display
-    import matplotlib.pyplot as plt
-
-    figure, (times, counts) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    figure, (times, counts) = new_figure(2, 1, figsize=(8, 6), sharex=True)
     for result in results:
         steps = range(1, len(result.seconds) + 1)
         style = "-" if result.config.flush else "--"
@@ -389,10 +386,7 @@ def plot(results: list[Result], path: Path, title: str) -> None:
     counts.set_ylim(bottom=0)
     counts.set_ylabel("denormals left in\ngradients + Adam state")
     counts.set_xlabel("training step")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:

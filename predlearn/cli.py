@@ -291,10 +291,13 @@ def run_cli(args: Sequence[str] | None = None) -> PredlearnCLI | None:
     if _HELP_FLAGS & set(argv):
         _print_help(argv)
         raise SystemExit(0)
-    if args is None:  # LightningCLI reads sys.argv; give it the rewritten arguments
-        sys.argv = [sys.argv[0], *argv]
-        return _build(None)
-    return _build(argv)
+    from predlearn.datamodules.stream import quiet_known_warnings
+
+    with quiet_known_warnings():
+        if args is None:  # LightningCLI reads sys.argv; give it the rewritten arguments
+            sys.argv = [sys.argv[0], *argv]
+            return _build(None)
+        return _build(argv)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import yaml
 
 from predlearn.callbacks import RUN_INFO
 from predlearn.paper import TABLE1
-from predlearn.visualize import CURVE_LABELS, plt
+from predlearn.visualize import CURVE_LABELS, new_figure, save_figure
 
 STAGES = ("test", "val")
 #: Table 1 column of each metric that the paper reports (MNIST-2).
@@ -309,7 +309,7 @@ def metric_keys(runs: Sequence[Run]) -> list[str]:
 def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
                 paper: bool = False) -> Path:
     """``compare_<key>.png``: the metric at each predicted step, one line per run."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure(figsize=(6, 4))
     for run in runs:
         values = run.curves.get(key)
         if not values:
@@ -325,11 +325,7 @@ def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
     ax.set_title(f"{CURVE_LABELS.get(key, key)}, {stage} set", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / f"compare_{key}.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / f"compare_{key}.png")
 
 
 def write_tables(runs: Sequence[Run], out: Path) -> tuple[Path, Path]:

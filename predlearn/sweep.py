@@ -31,7 +31,7 @@ from torch import Tensor
 
 from predlearn.paper import TABLE1
 from predlearn.registry import MODELS
-from predlearn.visualize import plt, write_curves_csv
+from predlearn.visualize import new_figure, save_figure, write_curves_csv
 
 
 @dataclass
@@ -192,7 +192,7 @@ def plot_per_step_mse(results: Sequence[SweepResult], out: Path,
     panels = [("test", "test set")]
     if transfer_digits:
         panels.append((f"test_{transfer_digits}digits", f"transfer, {transfer_digits} digits"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    fig, axes = new_figure(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (test_set, title) in zip(axes[0], panels):
         for result in results:
             curve = result.curves.get(test_set, {}).get("mse_per_frame")
@@ -203,11 +203,7 @@ def plot_per_step_mse(results: Sequence[SweepResult], out: Path,
         ax.set_xlabel("predicted step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "per_step_mse.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "per_step_mse.png")
 
 
 def run_sweep(argv: Sequence[str]) -> list[SweepResult]:

@@ -1,17 +1,22 @@
-"""Pictures people would rather look at: predictions next to the truth, and per-step curves."""
+"""Pictures people would rather look at: predictions next to the truth, and per-step curves.
+
+Figures are drawn with matplotlib's object API (``matplotlib.figure.Figure``), straight to files:
+no pyplot, no backend chosen for the whole process, nothing to close, and matplotlib is only
+imported when a picture is drawn.
+"""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no screen needed
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CURVE_LABELS = {
     "mse_per_frame": "MSE per frame (sum over pixels, [0, 1])",
@@ -22,13 +27,25 @@ CURVE_LABELS = {
 }
 
 
-def _save(fig: plt.Figure, path: Path, title: str) -> Path:
+def new_figure(rows: int = 1, cols: int = 1, **subplots: Any) -> tuple[Figure, Any]:
+    """A figure that is not registered with pyplot, and its axes (``Figure.subplots``
+    arguments: ``figsize`` goes to the figure, the rest to ``subplots``)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=subplots.pop("figsize", None))
+    return figure, figure.subplots(rows, cols, **subplots)
+
+
+def save_figure(fig: Figure, path: str | Path, title: str = "", dpi: int = 100) -> Path:
+    """Lay out and write ``fig`` (PNG, or the format the suffix names); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.savefig(path, dpi=dpi)
     return path
+
 
 
 def _strip(frames: Tensor, width: int) -> np.ndarray:
@@ -51,8 +68,8 @@ def save_prediction_figure(inputs: Tensor, targets: Tensor, predictions: Tensor,
     count = inputs.shape[0]
     width = max(inputs.shape[1], targets.shape[1])
     h, w = inputs.shape[-2:]
-    fig, axes = plt.subplots(3 * count, 1, figsize=(width * 0.9, 3 * count * 0.9 * h / w + 0.6),
-                             squeeze=False)
+    fig, axes = new_figure(3 * count, 1, figsize=(width * 0.9, 3 * count * 0.9 * h / w + 0.6),
+                           squeeze=False)
     rows = (("input", inputs), ("truth", targets), ("prediction", predictions))
     for s in range(count):
         for r, (label, frames) in enumerate(rows):
@@ -62,7 +79,7 @@ def save_prediction_figure(inputs: Tensor, targets: Tensor, predictions: Tensor,
             ax.set_yticks([])
             ax.set_ylabel(label, rotation=0, ha="right", va="center",
                           fontsize=8)
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
 def save_prediction_gif(inputs: Tensor, targets: Tensor, predictions: Tensor,
@@ -98,14 +115,14 @@ def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str =
     """One panel per metric, the value at each predicted step (1-based)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False)
+    fig, axes = new_figure(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False)
     for ax, (key, curve) in zip(axes[0], curves.items()):
         values = curve.detach().cpu().numpy()
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3)
         ax.set_xlabel("predicted step")
         ax.set_title(CURVE_LABELS.get(key, key), fontsize=9)
         ax.grid(alpha=0.3)
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
 def write_curves_csv(curves: dict[str, Tensor], path: str | Path) -> Path:
