@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from predlearn.registry import DATAMODULES, MODELS
+from predlearn.runs import RUN_INFO
 from predlearn.visualize import (
     save_curves_figure,
     save_prediction_figure,
@@ -129,8 +130,6 @@ class PredictionFigures(L.Callback):
         rank_zero_info(f"predlearn: wrote {path} (the shipped model {self.pretrained})")
         return path
 
-
-RUN_INFO = "predlearn_run.json"
 
 
 def write_run_info(trainer: L.Trainer, pl_module: L.LightningModule, folder: Path) -> Path:

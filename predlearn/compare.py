@@ -35,9 +35,8 @@ from typing import Any
 
 import yaml
 
-from predlearn.callbacks import RUN_INFO
 from predlearn.paper import TABLE1
-from predlearn.visualize import CURVE_LABELS, new_figure, save_figure
+from predlearn.runs import RUN_INFO
 
 STAGES = ("test", "val")
 #: Table 1 column of each metric that the paper reports (MNIST-2).
@@ -309,6 +308,8 @@ def metric_keys(runs: Sequence[Run]) -> list[str]:
 def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
                 paper: bool = False) -> Path:
     """``compare_<key>.png``: the metric at each predicted step, one line per run."""
+    from predlearn.visualize import CURVE_LABELS, new_figure, save_figure
+
     fig, ax = new_figure(figsize=(6, 4))
     for run in runs:
         values = run.curves.get(key)

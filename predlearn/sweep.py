@@ -24,14 +24,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from omegaconf import OmegaConf
-from torch import Tensor
 
 from predlearn.paper import TABLE1
-from predlearn.registry import MODELS
-from predlearn.visualize import new_figure, save_figure, write_curves_csv
+
+if TYPE_CHECKING:  # the command's --help answers without importing torch
+    from torch import Tensor
 
 
 @dataclass
@@ -74,11 +74,13 @@ def _is_transfer_only(config: Path) -> bool:
 
 def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None) -> SweepResult:
     """fit + test of one config, then the transfer test of its best checkpoint."""
-    from predlearn.cli import run_cli  # the CLI imports this module
+    from predlearn.lightning_cli import run_lightning
 
     started = time.perf_counter()
-    fitted = run_cli(["fit", f"--config={config}", "--test_after_fit=true", *overrides])
+    fitted = run_lightning(["fit", f"--config={config}", "--test_after_fit=true", *overrides])
     predictor = type(fitted.model.predictor)
+    from predlearn.registry import MODELS
+
     result = SweepResult(config, MODELS.name_of(predictor) or predictor.__name__.lower())
     result.curves["test"] = fitted.model.curves["test"]
     result.best_checkpoint = fitted.trainer.checkpoint_callback.best_model_path
@@ -86,7 +88,7 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
     result.seconds = time.perf_counter() - started  # includes the test after fit
     _finish_wandb()
     if transfer_digits:
-        tested = run_cli(["test", f"--config={config}", *overrides,
+        tested = run_lightning(["test", f"--config={config}", *overrides,
                           f"--data.init_args.test_num_digits={transfer_digits}",
                           f"--ckpt_path={result.best_checkpoint}"])
         result.curves[f"test_{transfer_digits}digits"] = tested.model.curves["test"]
@@ -97,6 +99,8 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
 def finished_result(config: Path, out: Path, transfer_digits: int | None) -> SweepResult | None:
     """The result of a config an earlier, interrupted sweep into ``out`` already finished (its
     curves CSVs are there), or None."""
+    import torch
+
     from predlearn.compare import read_curves_csv
 
     test_sets = ["test"] + ([f"test_{transfer_digits}digits"] if transfer_digits else [])
@@ -125,6 +129,8 @@ def write_run_file(result: SweepResult, out: Path) -> None:
 def _model_name(config: Path) -> str:
     """The registry name of the predictor a config trains (its class name if unregistered)."""
     import importlib
+
+    from predlearn.registry import MODELS
 
     predictor = OmegaConf.load(config).get("model", {}).get("predictor", {})
     module, _, name = str(predictor.get("class_path", "")).rpartition(".")
@@ -192,6 +198,8 @@ def plot_per_step_mse(results: Sequence[SweepResult], out: Path,
     panels = [("test", "test set")]
     if transfer_digits:
         panels.append((f"test_{transfer_digits}digits", f"transfer, {transfer_digits} digits"))
+    from predlearn.visualize import new_figure, save_figure
+
     fig, axes = new_figure(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (test_set, title) in zip(axes[0], panels):
         for result in results:
@@ -224,6 +232,8 @@ def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
                         help="keep the configs whose curves are already in --out/curves (an "
                              "interrupted sweep goes on with the next config)")
     args, overrides = parser.parse_known_args(list(argv))
+    from predlearn.visualize import write_curves_csv
+
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     (out / "curves").mkdir(parents=True, exist_ok=True)
     transfer = args.transfer_digits or None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_cli import mnist_root, tiny_run  # noqa: F401 (mnist_root is a fixture)
 
-import predlearn.cli
+import predlearn.lightning_cli
 from predlearn.cli import run_cli
 from predlearn.hardware import cpu_flags, cpu_has_native_bf16
 
@@ -37,7 +37,7 @@ def test_flags_of_the_first_cpu_and_no_file(tmp_path):
 ])
 def test_auto_bf16_picks_the_precision(mnist_root, tmp_path, monkeypatch,  # noqa: F811
                                        native, auto, expected):
-    monkeypatch.setattr(predlearn.cli, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(predlearn.lightning_cli, "cpu_has_native_bf16", lambda: native)
     cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=1",
                                     "--trainer.limit_val_batches=0", "--figures.enabled=false",
                                     f"--auto_bf16={auto}")])

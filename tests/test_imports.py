@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def test_importing_predlearn_sets_no_warning_filter_or_plotting_backend():
     # The libraries predlearn builds on are imported first: what they set is theirs. Then every
@@ -37,3 +39,46 @@ def test_figures_are_drawn_without_pyplot(tmp_path):
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []  # nothing left open in pyplot's registry
+
+
+def test_every_public_name_resolves_on_first_use():
+    import predlearn
+
+    assert sorted(set(predlearn.__all__) - {"__version__"}) == sorted(predlearn._EXPORTS)
+    for name in predlearn._EXPORTS:
+        assert callable(getattr(predlearn, name)), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        predlearn.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"], ["sweep", "--help"],
+                                  ["prepare", "--help"]])
+def test_help_answers_without_importing_torch_or_lightning(argv):
+    code = textwrap.dedent(f"""
+        import sys
+        from predlearn.cli import main
+        try:
+            main({argv!r})
+        except SystemExit as done:
+            assert done.code in (0, None), done.code
+        heavy = sorted(m for m in ("torch", "lightning", "matplotlib", "wandb") if m in sys.modules)
+        print("heavy:", heavy)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "heavy: []"
+
+
+def test_top_level_help_lists_every_command(capsys):
+    from predlearn.cli import COMMANDS, main
+
+    main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "sweep", "compare", "prepare", "list"):
+        assert f"  {command} " in out and command in COMMANDS
+    assert "on the test set: per-step curves, pictures, metrics" in out  # whole sentences
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fitt"])
+    assert exit_info.value.code == 2
+    assert "unknown command 'fitt'" in capsys.readouterr().err

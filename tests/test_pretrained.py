@@ -13,7 +13,8 @@ from test_cli import tiny_run
 
 import predlearn
 from predlearn import pretrained
-from predlearn.cli import resolve_registry_names, run_cli
+from predlearn.cli import run_cli
+from predlearn.lightning_cli import resolve_registry_names
 
 
 @pytest.fixture(scope="module")
