@@ -164,6 +164,13 @@ def test_quickstart_runs_on_the_bundled_digits_offline(tmp_path, monkeypatch):
                    "--trainer.val_check_interval=2", "--data.num_val=8", "--data.num_test=8",
                    "--trainer.enable_progress_bar=false", "--data.root=data/mnist"])
     assert cli.datamodule.digits == "bundled"
+    # the recipe of docs/getting-started.md: MSE over every next-frame prediction, scheduled
+    # sampling down to 0 at step 625, Adam 1e-3
+    model = cli.model
+    assert (model.loss_name, model.loss_frames, model.learning_rate) == ("l2", "all", 1e-3)
+    assert model.sampling.probability(0) == 1.0 and model.sampling.probability(625) == 0.0
+    assert model.sampling.probability(300) == pytest.approx(1 - 300 * 0.0016)
+    assert model.predictor.config["init_args"]["cell_options"] == {"forget_bias": 1.0}
     run = cli.trainer.logger.experiment  # grouped by data set, tagged by model
     assert run.group == "mmnist" and run.tags == ("predrnn",)
     files = Path(cli.trainer.logger.experiment.dir).resolve()  # the offline run's files folder
