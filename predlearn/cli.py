@@ -52,15 +52,20 @@ def print_usage(file: Any = None) -> None:
 
 
 def print_registry() -> None:
-    """``predlearn list``: registered models, cells and data modules, and broken plugins."""
-    from predlearn.registry import CELLS, DATAMODULES, MODELS, failed_plugins
+    """``predlearn list``: registered models, cells and data modules, and broken plugins.
 
-    for title, registry in (("models", MODELS), ("cells", CELLS), ("datamodules", DATAMODULES)):
+    predlearn's own entries are listed from their declarations, without importing them; other
+    packages' plugins are imported (to report those that fail).
+    """
+    from predlearn.registry import CELLS, DATAMODULES, MODELS
+
+    registries = (("models", MODELS), ("cells", CELLS), ("datamodules", DATAMODULES))
+    for title, registry in registries:
         print(f"{title}:")
         for name in registry.names():
-            cls = registry.get(name)
-            print(f"  {name:24s} {cls.__module__}.{cls.__qualname__}")
-    failed = failed_plugins()
+            print(f"  {name:24s} {registry.path_of(name)}")
+    failed = {name: reason for _, registry in registries for name, reason in
+              registry.failed.items()}
     if failed:
         print("plugins that failed to load:")
         for name, reason in sorted(failed.items()):

@@ -61,6 +61,15 @@ class Predictor(nn.Module):
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_init(cls.__dict__["__init__"])
 
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any] | None:
+        """Constructor arguments of a tiny instance of this predictor (a few channels; the frame
+        size and channels left to their defaults), so that the generic tests (shapes, gradients,
+        closed loop, bf16, a fit through the command line) run every registered model, plugins
+        included, in seconds. None: not given; the generic tests then fail for this model with a
+        message that asks for it."""
+        return None
+
     @property
     def config(self) -> dict[str, Any] | None:
         """How to build this predictor again: ``{"class_path": ..., "init_args": {...}}``, the

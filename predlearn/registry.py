@@ -1,10 +1,14 @@
 """Name registries for models, recurrent cells and data modules, with entry-point plugins.
 
-timm-style: a decorator registers a class under a lowercase name; ``list_models`` and
-``create_model`` look names up. Installed packages add entries through the entry-point groups
-``predlearn.models``, ``predlearn.cells`` and ``predlearn.datamodules``. A plugin that fails to
-import, or that clashes with a registered name, is reported by name (a ``PluginWarning`` and
-``failed_plugins()``) and never stops the others from loading.
+timm-style: ``list_models`` and ``create_model`` look lowercase names up. Entries come from the
+entry-point groups ``predlearn.models``, ``predlearn.cells`` and ``predlearn.datamodules`` of
+every installed package, predlearn's own built-ins included (its ``pyproject.toml`` declares
+them: this module imports no model or data module by name), and from the ``register_*``
+decorators. predlearn's own entries are imported only when first used, so listing names costs
+no import of torch or Lightning; other packages' entries are imported when the registry is
+first read, so that a plugin that fails to import, or that clashes with a registered name, is
+reported by name at once (a ``PluginWarning`` and ``failed_plugins()``) and never stops the
+others from loading.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
-# Modules whose import registers the built-in entries.
-_BUILTIN_MODULES = ("predlearn.zoo", "predlearn.datamodules")
+#: the distribution whose entry points are imported lazily (its own built-ins)
+_OWN_DISTRIBUTION = "predlearn"
 
 
 class PluginWarning(UserWarning):
@@ -42,6 +46,8 @@ class Registry:
         self.kind = kind
         self.group = group
         self._entries: dict[str, Any] = {}
+        #: declared by an entry point of predlearn itself, not imported yet: name -> entry point
+        self._declared: dict[str, EntryPoint] = {}
         self._plugins_loaded = False
         self.failed: dict[str, str] = {}
 
@@ -55,11 +61,15 @@ class Registry:
         return decorator
 
     def add(self, name: str, obj: Any) -> None:
-        if not _NAME_PATTERN.match(name):
-            raise ValueError(
-                f"{self.kind} name {name!r} must be lowercase letters, digits and underscores, "
-                "starting with a letter"
-            )
+        _check_name(self.kind, name)
+        declared = self._declared.get(name)
+        if declared is not None:
+            if _object_path(declared.value) != _qualname(obj):
+                raise ValueError(
+                    f"{self.kind} name {name!r} is already registered by "
+                    f"{_object_path(declared.value)}; cannot register {_qualname(obj)} under it"
+                )
+            del self._declared[name]  # the declared class itself, now imported
         existing = self._entries.get(name)
         if existing is not None and existing is not obj:
             raise ValueError(
@@ -72,6 +82,8 @@ class Registry:
         """The entry registered as ``name``; unknown names fail listing the known ones."""
         self._ensure_loaded()
         key = name.lower()
+        if key in self._declared:
+            self.load_entry_point(self._declared[key])
         if key not in self._entries:
             known = ", ".join(sorted(self._entries)) or "(none)"
             hint = ""
@@ -83,30 +95,60 @@ class Registry:
     def names(self, pattern: str | None = None) -> list[str]:
         """Sorted registered names, optionally filtered by a shell-style ``pattern``."""
         self._ensure_loaded()
-        names = sorted(self._entries)
+        names = sorted({*self._entries, *self._declared})
         return fnmatch.filter(names, pattern) if pattern else names
+
+    def path_of(self, name: str) -> str:
+        """``module.Class`` of the entry ``name``, without importing it."""
+        self._ensure_loaded()
+        key = name.lower()
+        if key in self._declared:
+            return _object_path(self._declared[key].value)
+        return _qualname(self.get(key))
 
     def name_of(self, obj: Any) -> str | None:
         """The name an object is registered under, if any."""
         self._ensure_loaded()
-        return next((n for n, o in self._entries.items() if o is obj), None)
+        found = next((n for n, o in self._entries.items() if o is obj), None)
+        if found is None:  # a declared entry of the same path is this object, once imported
+            path = _qualname(obj)
+            found = next((n for n, ep in self._declared.items()
+                          if _object_path(ep.value) == path), None)
+            if found is not None and self.get(found) is not obj:
+                return None
+        return found
 
     def __contains__(self, name: str) -> bool:
         self._ensure_loaded()
-        return name.lower() in self._entries
+        return name.lower() in self._entries or name.lower() in self._declared
+
+    def load_all(self) -> None:
+        """Import every declared entry (a failure is reported in ``failed``)."""
+        self._ensure_loaded()
+        for entry_point in list(self._declared.values()):
+            self.load_entry_point(entry_point)
 
     def _ensure_loaded(self) -> None:
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
         for entry_point in entry_points(group=self.group):
-            self.load_entry_point(entry_point)
+            if _is_own(entry_point) and ":" in entry_point.value:
+                self.declare(entry_point)
+            else:
+                self.load_entry_point(entry_point)
+
+    def declare(self, entry_point: EntryPoint) -> None:
+        """Record an entry point of predlearn itself under its name; imported on first use."""
+        name = entry_point.name.lower()
+        _check_name(self.kind, name)
+        self._declared[name] = entry_point
 
     def load_entry_point(self, entry_point: EntryPoint) -> bool:
         """Load one plugin; report (not raise) a failure. Returns whether it loaded."""
         label = f"{entry_point.name!r} ({entry_point.value}, group {self.group})"
+        if self._declared.get(entry_point.name.lower()) is entry_point:
+            del self._declared[entry_point.name.lower()]  # imported now, registered below
         try:
             obj = entry_point.load()
             # An entry point may name a module (registering through decorators) or a class; a
@@ -124,6 +166,24 @@ class Registry:
 
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def _object_path(value: str) -> str:
+    """An entry point's ``module:Class`` as ``module.Class``."""
+    return value.replace(":", ".")
+
+
+def _is_own(entry_point: EntryPoint) -> bool:
+    dist = getattr(entry_point, "dist", None)
+    return dist is not None and dist.name == _OWN_DISTRIBUTION
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME_PATTERN.match(name):
+        raise ValueError(
+            f"{kind} name {name!r} must be lowercase letters, digits and underscores, "
+            "starting with a letter"
+        )
 
 
 MODELS = Registry("model", "predlearn.models")
@@ -169,7 +229,8 @@ def create_cell(name: str, **kwargs: Any) -> Any:
 
 
 def failed_plugins() -> dict[str, str]:
-    """Plugins that failed to load, by entry-point name, with the reason."""
+    """Plugins that failed to load, by entry-point name, with the reason (every entry is
+    imported to find out)."""
     for registry in (MODELS, CELLS, DATAMODULES):
-        registry._ensure_loaded()
+        registry.load_all()
     return {**MODELS.failed, **CELLS.failed, **DATAMODULES.failed}

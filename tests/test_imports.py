@@ -52,8 +52,8 @@ def test_every_public_name_resolves_on_first_use():
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"], ["sweep", "--help"],
-                                  ["prepare", "--help"]])
-def test_help_answers_without_importing_torch_or_lightning(argv):
+                                  ["prepare", "--help"], ["list"]])
+def test_help_and_list_answer_without_importing_torch_or_lightning(argv):
     code = textwrap.dedent(f"""
         import sys
         from predlearn.cli import main

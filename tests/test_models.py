@@ -1,5 +1,6 @@
-"""Every model of Table 1: the same interface, any channel count and frame size, gradients,
-and `predlearn fit --model=NAME --data=mmnist` on the command line."""
+"""Every registered model (Table 1's, the extensions, installed plugins): the same interface,
+any channel count and frame size, gradients, and `predlearn fit --model=NAME --data=mmnist` on
+the command line. The list comes from the registry, the sizes from each model's tiny_config."""
 
 from __future__ import annotations
 
@@ -13,9 +14,29 @@ from predlearn.cli import run_cli
 from predlearn.paper import TABLE1
 
 
-def test_every_table1_model_is_registered_and_has_tiny_test_sizes():
+def test_every_table1_model_is_registered():
     assert set(TABLE1) <= set(predlearn.list_models())
-    assert set(TINY_MODELS) == set(TABLE1)
+
+
+def test_every_registered_model_gives_a_tiny_config():
+    missing = sorted(set(predlearn.list_models()) - set(TINY_MODELS))
+    assert not missing, (f"registered models without a tiny_config() classmethod (needed by the "
+                         f"generic tests): {missing}")
+
+
+def test_the_stack_takes_any_registered_cell_and_named_models_keep_theirs():
+    stack = predlearn.create_model("stack", cell="conv_lstm", **TINY_MODELS["convlstm"])
+    named = predlearn.create_model("convlstm", **TINY_MODELS["convlstm"])
+    assert type(stack.cells[0]) is type(named.cells[0])
+    assert stack.config["init_args"]["cell"] == "conv_lstm"
+    stack.load_state_dict(named.state_dict())  # the same parameters: the same model
+    frames = torch.rand(1, 3, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(stack(frames, 2), named(frames, 2))
+    with pytest.raises(ValueError, match="name the cell of the stack.*st_lstm"):
+        predlearn.create_model("stack", hidden_channels=[4])
+    with pytest.raises(ValueError, match="built of 'st_lstm' cells.*--model=stack"):
+        predlearn.create_model("predrnn", cell="conv_lstm", hidden_channels=[4])
 
 
 @pytest.mark.parametrize("frame", [(1, 64, 64), (3, 128, 128)], ids=["64x64x1", "128x128x3"])
@@ -25,10 +46,15 @@ def test_shapes_and_gradients(name, frame):
     model = predlearn.create_model(name, frame_channels=frame[0], frame_size=frame[1:],
                                    **TINY_MODELS[name])
     frames = torch.rand(2, 3, *frame)
-    predictions = model(frames, 4)
+    rollout = model.rollout(frames, 4)  # forward's outputs, with any training term of the model
+    predictions = rollout.outputs
     assert predictions.shape == (2, 4, *frame)
+    assert torch.equal(model.eval()(frames, 4), model(frames, 4))  # eval: deterministic
+    model.train()
     targets = torch.rand_like(predictions)
     loss = (predictions - targets).abs().mean() + (predictions - targets).square().mean()
+    if rollout.auxiliary_loss is not None:  # e.g. PredRNN v2's decoupling loss
+        loss = loss + rollout.auxiliary_loss
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing

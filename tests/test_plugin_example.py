@@ -159,3 +159,19 @@ def test_the_examples_own_checks_pass_through_the_installed_plugin(install):
     assert len(checks) >= 4
     for check in checks:
         check()
+
+
+def test_the_plugin_model_passes_the_generic_model_tests(install, tmp_path, monkeypatch):
+    """The generic tests of tests/test_models.py, run on the installed plugin's model with the
+    tiny size it inherits (``RecurrentStack.tiny_config``): a plugin is tested for free."""
+    import support
+    import test_models
+
+    install()
+    tiny = MODELS.get("convgru").tiny_config()
+    assert tiny == {"hidden_channels": [4, 4], "kernel_size": 3}
+    monkeypatch.setitem(support.TINY_MODELS, "convgru", tiny)
+    monkeypatch.setattr(test_models, "TINY_MODELS", support.TINY_MODELS)
+    for frame in ((1, 64, 64), (3, 128, 128)):
+        test_models.test_shapes_and_gradients("convgru", frame)
+    test_models.test_fit_by_registry_name_on_the_command_line("convgru", tmp_path)

@@ -49,8 +49,8 @@ class Scale(Predictor):
         return inputs * self.scale, state
 
 
-TINY_MODELS = {**TINY_MODELS, "predrnn_v2": {"hidden_channels": [4, 4], "kernel_size": 3}}
-EVERY_FRAME_MODELS = [name for name in TINY_MODELS if name != "fc_lstm"]
+EVERY_FRAME_MODELS = [name for name in TINY_MODELS
+                      if predlearn.registry.MODELS.get(name).predicts_every_frame]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,6 +49,27 @@ def test_builtin_plugins_all_loaded():
     assert predlearn.failed_plugins() == {}
 
 
+def test_builtins_are_declared_entry_points_that_resolve_to_their_names():
+    from importlib.metadata import entry_points
+
+    from predlearn.predictor import Predictor
+
+    for registry in (MODELS, registry_module.CELLS, registry_module.DATAMODULES):
+        own = [ep for ep in entry_points(group=registry.group) if ep.dist.name == "predlearn"]
+        assert own, registry.group
+        for ep in own:
+            obj = registry.get(ep.name)
+            assert f"{obj.__module__}:{obj.__qualname__}" == ep.value
+            assert registry.name_of(obj) == ep.name
+            assert registry.path_of(ep.name) == ep.value.replace(":", ".")
+    # every predictor class predlearn.zoo exports is registered (a forgotten entry point fails)
+    zoo = importlib.import_module("predlearn.zoo")
+    predictors = [getattr(zoo, name) for name in zoo.__all__
+                  if isinstance(getattr(zoo, name), type) and issubclass(getattr(zoo, name),
+                                                                          Predictor)]
+    assert {MODELS.name_of(cls) for cls in predictors} == set(predlearn.list_models())
+
+
 @pytest.mark.parametrize(("name", "cls"), [("convlstm", ConvLSTM), ("predrnn_m", PredRNNM),
                                            ("predrnn", PredRNN)])
 def test_create_model_builds_the_registered_class(name, cls):

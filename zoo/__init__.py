@@ -1,4 +1,8 @@
-"""Predictors and recurrent cells, installed as ``predlearn.zoo``. Importing registers them."""
+"""Predictors and recurrent cells, installed as ``predlearn.zoo``.
+
+Their registry names are declared as entry points in ``pyproject.toml`` (groups
+``predlearn.models`` and ``predlearn.cells``), as a plugin package declares its own.
+"""
 
 from predlearn.zoo.cdna import CDNA, apply_cdna
 from predlearn.zoo.cells.base import RecurrentCell

@@ -9,14 +9,13 @@ not pixels from scratch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from predlearn.predictor import Predictor
-from predlearn.registry import register_model
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 
 # (h, c) of each of the seven ConvLSTM layers.
@@ -67,7 +66,6 @@ def _layer_norm(channels: int, enabled: bool) -> nn.Module:
     return nn.GroupNorm(1, channels) if enabled else nn.Identity()
 
 
-@register_model("cdna")
 class CDNA(Predictor):
     """CDNA (Finn et al. 2016): a 7-layer ConvLSTM encoder-decoder predicting kernels and masks.
 
@@ -116,6 +114,11 @@ class CDNA(Predictor):
         peephole: ConvLSTM peepholes (Shi et al.); off in the released code.
         forget_bias: initial forget-gate bias of the ConvLSTMs.
     """
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """Constructor arguments of a tiny instance, for tests that run every registered model."""
+        return {"widths": [2, 3, 2, 3, 4, 2, 3]}
 
     def __init__(
         self,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from predlearn.predictor import Predictor
-from predlearn.registry import register_model
 
 
 def apply_dynamic_filters(frame: Tensor, filters: Tensor) -> Tensor:
@@ -48,7 +48,6 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int
                      padding=kernel_size // 2)
 
 
-@register_model("dfn")
 class DFN(Predictor):
     """Dynamic Filter Network for video prediction (De Brabandere et al. 2016).
 
@@ -84,6 +83,12 @@ class DFN(Predictor):
         head_channels: width of the 1x1 convolution before the filter taps.
         negative_slope: slope of the leaky ReLU.
     """
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """Constructor arguments of a tiny instance, for tests that run every registered model."""
+        return {"encoder_channels": [3, 4, 3, 4], "hidden_channels": 5,
+                "decoder_channels": [4, 3, 4, 3], "head_channels": 4}
 
     def __init__(
         self,

@@ -6,16 +6,14 @@ convolution and no notion of locality; every output pixel depends on every input
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from predlearn.predictor import Predictor
-from predlearn.registry import register_model
 
 
-@register_model("fc_lstm")
 class FCLSTM(Predictor):
     """Encoder LSTM over the J observed frames, future-predictor LSTM emitting the K next frames.
 
@@ -54,6 +52,11 @@ class FCLSTM(Predictor):
 
     # The encoder only reads: there is no prediction of an observed frame (Srivastava et al.).
     predicts_every_frame = False
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """Constructor arguments of a tiny instance, for tests that run every registered model."""
+        return {"hidden_size": 8}
 
     def __init__(
         self,

@@ -8,11 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from predlearn.registry import register_model
 from predlearn.zoo.recurrent_stack import RecurrentStack
 
 
-@register_model("convlstm")
 class ConvLSTM(RecurrentStack):
     """Stacked ConvLSTMs (Shi et al. 2015; paper §2.2): each layer's C stays in its layer.
 
@@ -23,14 +21,12 @@ class ConvLSTM(RecurrentStack):
     cell = "conv_lstm"
 
 
-@register_model("predrnn_m")
 class PredRNNM(RecurrentStack):
     """PredRNN with the spatiotemporal memory M only (paper §3.1, the Table 1 ablation)."""
 
     cell = "spatiotemporal_memory"
 
 
-@register_model("predrnn")
 class PredRNN(RecurrentStack):
     """PredRNN: stacked ST-LSTMs with temporal memory C and zigzag memory M (paper §3.2)."""
 
@@ -49,7 +45,6 @@ def decoupling_loss(delta_c: Tensor, delta_m: Tensor, adapter: nn.Module) -> Ten
     return F.cosine_similarity(c, m, dim=2).abs().mean()
 
 
-@register_model("predrnn_v2")
 class PredRNNv2(RecurrentStack):
     """PredRNN v2 (Wang et al., TPAMI 2022): the ST-LSTM stack trained with a memory-decoupling
     loss that pushes the increments of C and M of every layer apart.

@@ -22,7 +22,9 @@ from predlearn.registry import CELLS
 class RecurrentStack(Predictor):
     """Layers of one registered cell, unrolled over time, with a 1x1 convolution to pixels.
 
-    Subclasses name their cell in the class attribute ``cell``.
+    Registered as ``stack``: any registered cell, chosen by name (``--model=stack
+    --model.predictor.cell=st_lstm``), so a new cell needs no model class. The named models of
+    Table 1 are this class with their cell fixed in the class attribute ``cell``.
 
     Args:
         frame_channels: channels of a frame (1 for Moving MNIST).
@@ -41,9 +43,18 @@ class RecurrentStack(Predictor):
             Weights, states and inputs are kept channels-last (NHWC), the layout oneDNN and
             cuDNN convolutions prefer, which saves a layout conversion around every convolution
             (about 10 % of a CPU training step; docs/benchmarks.md).
+        cell: the registry name of the cell (``predlearn list`` shows them). Required for
+            ``stack``; a named model's own cell otherwise, which it cannot be given another.
     """
 
     cell: str = ""
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """Constructor arguments of a tiny instance, for tests that run every registered model. The stack
+        itself needs a cell; its named subclasses have theirs."""
+        return {"hidden_channels": [4, 4], "kernel_size": 3,
+                **({} if cls.cell else {"cell": "st_lstm"})}
 
     def __init__(
         self,
@@ -55,8 +66,18 @@ class RecurrentStack(Predictor):
         cell_options: dict[str, Any] | None = None,
         checkpoint_steps: bool = False,
         channels_last: bool = False,
+        cell: str | None = None,
     ) -> None:
         super().__init__()
+        fixed = type(self).cell
+        if fixed and cell not in (None, fixed):
+            raise ValueError(f"{type(self).__name__} is built of {fixed!r} cells; for another "
+                             f"cell use the stack model: --model=stack "
+                             f"--model.predictor.cell={cell}")
+        if not (cell or fixed):
+            raise ValueError("name the cell of the stack (e.g. cell='st_lstm'); known cells: "
+                             + ", ".join(CELLS.names()))
+        self.cell = cell or fixed
         height, width = frame_size
         if patch_size < 1 or height % patch_size or width % patch_size:
             raise ValueError(

@@ -8,13 +8,12 @@ ConvLSTM over time, with the PixelCNN decoder replaced by a CNN that emits each 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from predlearn.predictor import Predictor
-from predlearn.registry import register_model
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 
 
@@ -69,7 +68,6 @@ class ResidualMultiplicativeBlock(nn.Module):
         return x + self.expand(self.mu2(self.mu1(self.reduce(x))))
 
 
-@register_model("vpn_baseline")
 class VPNBaseline(Predictor):
     """Resolution-preserving RMB encoder per frame, ConvLSTM over time, one-pass RMB decoder.
 
@@ -113,6 +111,12 @@ class VPNBaseline(Predictor):
         bias: biases in the RMBs' convolutions.
         output_activation: ``"none"`` (linear) or ``"sigmoid"``.
     """
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """Constructor arguments of a tiny instance, for tests that run every registered model."""
+        return {"encoder_channels": 2, "dilations": [1, 2], "lstm_channels": 4,
+                "decoder_channels": 2, "decoder_blocks": 1}
 
     def __init__(
         self,

@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from predlearn.registry import register_cell
 from predlearn.zoo.cells.base import RecurrentCell
 
 
-@register_cell("conv_lstm")
 class ConvLSTMCell(RecurrentCell):
     """ConvLSTM: gates from W_x* X_t + W_h* H_{t-1} plus Hadamard peepholes on C.
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from predlearn.registry import register_cell
 from predlearn.zoo.cells.base import RecurrentCell
 
 
-@register_cell("spatiotemporal_memory")
 class SpatiotemporalMemoryCell(RecurrentCell):
     """A ConvLSTM whose only memory is M, flowing up the layers and on to the next step.
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from predlearn.registry import register_cell
 from predlearn.zoo.cells.base import RecurrentCell
 
 
-@register_cell("st_lstm")
 class SpatiotemporalLSTMCell(RecurrentCell):
     """Two memories: the temporal cell C (same layer, t-1 -> t) and the zigzag memory M.
 
@@ -86,7 +84,6 @@ class SpatiotemporalLSTMCell(RecurrentCell):
         return h_new, c_new, m_new, delta_c, delta_m
 
 
-@register_cell("st_lstm_v2")
 class SpatiotemporalLSTMv2Cell(SpatiotemporalLSTMCell):
     """The ST-LSTM of PredRNN v2 (Wang et al., TPAMI 2022): eq. 4 unchanged, but each step also
     returns the increments of C and M, which the memory-decoupling loss keeps apart
