@@ -1,13 +1,30 @@
-"""File helpers shared by the data modules: atomic writes and progress bars."""
+"""File helpers shared by the data modules: atomic writes and progress bars.
+
+Every data module that writes a file (a download, a cache, a prepared data set) goes through
+``written_atomically``, and every long loop shows its bar through ``progress``, so that both
+behave the same everywhere.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from tqdm.auto import tqdm
+
+__all__ = ["progress", "remove_stale_parts", "written_atomically"]
+
+PART_SUFFIX = ".part"
+_PART_TAIL = re.compile(r"^\d+\.[0-9a-f]{8}\.part$")  # <pid>.<random>.part
+
+
+def _part_prefix(path: Path) -> str:
+    return f".{path.name}."
 
 
 @contextmanager
@@ -15,11 +32,13 @@ def written_atomically(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
     An interrupted or failed write (exception, Ctrl-C) leaves no partial file behind, so a file
-    at ``path`` is always complete.
+    at ``path`` is always complete. The temporary name (``.<name>.<pid>.<random>.part``) is
+    unique to this write: two processes writing the same file never share one, and a leftover
+    from a killed process is never taken for the file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
+    tmp = path.with_name(f"{_part_prefix(path)}{os.getpid()}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -27,23 +46,39 @@ def written_atomically(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def progress(total: int, description: str, unit: str = "it") -> Any:
-    """A tqdm bar (tqdm comes with lightning), or a stand-in printing the count."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _PrintProgress(total, description)
-    return tqdm(total=total, desc=description, unit=unit)
+def remove_stale_parts(path: str | os.PathLike, older_than: float = 3600.0) -> list[Path]:
+    """Delete temporary files of ``written_atomically(path)`` untouched for ``older_than`` s.
+
+    Only a process killed mid-write (SIGKILL, power loss) leaves one. Parts written to recently
+    are kept: they may belong to another process writing the same file right now (another node
+    on a shared folder). Returns the deleted paths.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    deadline = time.time() - older_than
+    removed = []
+    prefix = _part_prefix(path)
+    for part in path.parent.iterdir():
+        if not (part.name.startswith(prefix) and _PART_TAIL.match(part.name[len(prefix):])):
+            continue  # not a part of this file (another file's name may start like this one)
+        try:
+            if part.is_file() and part.stat().st_mtime < deadline:
+                part.unlink()
+                removed.append(part)
+        except FileNotFoundError:  # its writer just finished or cleaned up
+            continue
+    return removed
 
 
-class _PrintProgress:
-    def __init__(self, total: int, description: str) -> None:
-        self.total, self.done, self.description = total, 0, description
-        print(f"{description}: 0/{total}", flush=True)
+def progress(
+    total: int | None, description: str, unit: str = "it", *, disable: bool = False
+) -> tqdm:
+    """A tqdm bar over ``total`` items (None: unknown), written to stderr.
 
-    def update(self, count: int = 1) -> None:
-        self.done += count
-        print(f"{self.description}: {self.done}/{self.total}", flush=True)
-
-    def close(self) -> None:
-        pass
+    With ``unit="B"`` the count is shown in KiB / MiB / GiB. Call ``update(n)`` as work is
+    done and ``close()`` at the end (or use the bar as a context manager).
+    """
+    scaled = unit == "B"
+    return tqdm(total=total, desc=description, unit=unit, unit_scale=scaled,
+                unit_divisor=1024 if scaled else 1000, disable=disable)

@@ -18,12 +18,8 @@ present (hashing 55 MB each run would cost time, and it lets tests use small fak
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import urllib.error
-import urllib.request
-import uuid
 from dataclasses import dataclass
 from importlib.resources import as_file
 from pathlib import Path
@@ -32,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from predlearn.datamodules.bundled import BUNDLED_MD5, bundled_digit_files
+from predlearn.datamodules.download import ChecksumError, download_url, file_digest
 from predlearn.datamodules.idx import read_idx
 
 __all__ = [
@@ -67,10 +64,6 @@ _TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 VAL_FRACTION_OF_TRAIN = 1 / 12
 # "mnist_test" and "bundled": one file split in order 70 % / 10 % / 20 % (7,000 / 1,000 / 2,000).
 SINGLE_FILE_SPLIT = (0.7, 0.1, 0.2)
-
-
-class ChecksumError(ValueError):
-    """A downloaded file does not have the expected md5 sum."""
 
 
 @dataclass(frozen=True)
@@ -114,14 +107,6 @@ def find_mnist_file(root: str | os.PathLike, name: str) -> Path | None:
     return None
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_file(
     name: str,
     md5: str,
@@ -131,34 +116,22 @@ def download_file(
 ) -> Path:
     """Download ``name`` from the first mirror that answers into ``folder``, checking its md5.
 
-    The file goes to a temporary name first and is moved into place only once its md5 matches,
-    so an interrupted or corrupted download never leaves a file that looks complete. Raises
-    ``ChecksumError`` (naming the file and both sums) on a mismatch, after deleting the download,
-    and ``OSError`` when no mirror could be reached.
+    The file goes to a temporary name first and is moved into place only once its md5 matches
+    (``predlearn.datamodules.download.download_url``), so an interrupted or corrupted download
+    never leaves a file that looks complete. Raises ``ChecksumError`` (naming the file and both
+    sums) on a mismatch, after deleting the download, and ``OSError`` when no mirror could be
+    reached.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
+    target = Path(folder) / name
     failures: list[str] = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
-        tmp = folder / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                shutil.copyfileobj(response, out, length=1 << 20)
+            return download_url(url, target, md5=md5, timeout=timeout)
+        except ChecksumError:
+            raise  # a wrong file is reported at once, not hidden by trying the next mirror
         except (urllib.error.URLError, OSError, ValueError) as err:
-            tmp.unlink(missing_ok=True)
             failures.append(f"{url}: {err}")
-            continue
-        actual = _md5(tmp)
-        if actual != md5:
-            tmp.unlink(missing_ok=True)
-            raise ChecksumError(
-                f"{name} downloaded from {url} has md5 {actual}, expected {md5}; the download was "
-                "deleted. Try again, or fetch the file by hand and check it."
-            )
-        os.replace(tmp, target)
-        return target
     raise OSError(f"could not download {name}: " + "; ".join(failures))
 
 
@@ -249,7 +222,7 @@ def load_digits(
         images_file, labels_file = bundled_digit_files()
         with as_file(images_file) as images_path, as_file(labels_file) as labels_path:
             for path in (images_path, labels_path):
-                if _md5(path) != BUNDLED_MD5[path.name]:
+                if file_digest(path) != BUNDLED_MD5[path.name]:
                     raise ValueError(f"{path}: the bundled digits file is damaged (md5 differs)")
             return _split_in_order(_read_checked_pair(images_path, labels_path), source)
     paths = ensure_mnist_files(source, root, download)

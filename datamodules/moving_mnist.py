@@ -1,34 +1,41 @@
 """Moving MNIST (paper §4.1; the bouncing-digits generator of Srivastava et al. 2015).
 
-Each sequence shows ``num_digits`` MNIST digits (28 x 28) moving in a 64 x 64 frame. A digit
-starts at a uniformly random position fully inside the frame, moves with a direction uniform on
-the unit circle and a speed uniform in [3, 5) pixels per frame, and bounces off the edges (the
-position is reflected and the velocity component reversed), so it never leaves the frame. Positions
-are floats; each frame pastes the digits at the rounded positions. Where digits overlap the frame
-takes the pixel-wise maximum, as Srivastava et al.'s generator does: that is how digits occlude
-each other here (``overlap="occlude"`` instead pastes later digits' strokes over earlier ones).
-
 Training sequences are generated on the fly (an unbounded training set); the validation and test
 sets are fixed, generated once from their own digit pools and cached in HDF5 files.
+
+The layers: ``mmnist_render`` (trajectories and frames), ``mmnist_cache`` (the cached fixed
+sets), ``mnist`` (the digit pools) and this module (the training stream and the Lightning data
+module). The public names of the first two are importable from here too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import as_strided
 from torch.utils.data import Dataset
 
-from predlearn.datamodules.base import HDF5Backed, SequenceDataModule
-from predlearn.datamodules.files import progress, written_atomically
+from predlearn.datamodules.base import SequenceDataModule
+from predlearn.datamodules.mmnist_cache import (
+    CACHE_FORMAT_VERSION,
+    CachedSequences,
+    build_cached_sequences,
+    cache_file_name,
+    cache_is_valid,
+    digits_digest,
+)
+from predlearn.datamodules.mmnist_render import (
+    FRAME_SIZE,
+    SPEED_RANGE,
+    Overlap,
+    Trajectories,
+    generate_moving_mnist,
+    render_frames,
+    sample_trajectories,
+    to_tensor,
+)
 from predlearn.datamodules.mnist import DigitPools, DigitSource, load_digits, required_files
 from predlearn.datamodules.stream import BatchStream, ResumableStreamLoader
 from predlearn.registry import register_datamodule
@@ -45,173 +52,8 @@ __all__ = [
     "sample_trajectories",
 ]
 
-Overlap = Literal["max", "occlude"]
-DIGIT_SIZE = 28
-FRAME_SIZE = 64  # paper §4.1: 64 x 64 frames
-SPEED_RANGE = (3.0, 5.0)  # paper §4.1 (Srivastava et al.): speed uniform in [3, 5) px/frame
-CACHE_FORMAT_VERSION = 1
 # Purpose tags mixed into the seeds so the three kinds of sequences never share a random stream.
 _TRAIN_TAG, _VAL_TAG, _TEST_TAG = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class Trajectories:
-    """Where the digits of ``N`` sequences are: arrays over (sequence, frame, digit, row/col).
-
-    Attributes:
-        positions: (N, T, D, 2) float top-left corner (row, column) of each digit in each frame.
-        velocities: (N, T, D, 2) velocity that carries frame t to frame t + 1 (after any bounce
-            at frame t), in pixels per frame.
-        digit_indices: (N, D) index of each digit in the pool it was drawn from.
-    """
-
-    positions: np.ndarray
-    velocities: np.ndarray
-    digit_indices: np.ndarray
-
-    @property
-    def pixel_positions(self) -> np.ndarray:
-        """(N, T, D, 2) int64 positions at which the digits are drawn (the rounded floats)."""
-        return np.rint(self.positions).astype(np.int64)
-
-
-def _check_geometry(frame_size: int, digit_size: int, speed_range: tuple[float, float]) -> int:
-    limit = frame_size - digit_size
-    if limit < 1:
-        raise ValueError(f"frame_size {frame_size} must exceed the digit size {digit_size}")
-    low, high = speed_range
-    if not 0 <= low <= high <= limit:
-        raise ValueError(
-            f"speed_range {speed_range} must satisfy 0 <= low <= high <= {limit} (the free space), "
-            "so that one reflection per step keeps a digit inside the frame"
-        )
-    return limit
-
-
-def sample_trajectories(
-    rng: np.random.Generator,
-    num_sequences: int,
-    num_digits: int = 2,
-    sequence_length: int = 20,
-    frame_size: int = FRAME_SIZE,
-    digit_size: int = DIGIT_SIZE,
-    speed_range: tuple[float, float] = SPEED_RANGE,
-    pool_size: int | None = None,
-) -> Trajectories:
-    """Draw bouncing trajectories (and, with ``pool_size``, which digits) for ``num_sequences``.
-
-    Random numbers are drawn in a fixed order (digit indices, start positions, directions,
-    speeds), so a generator in a given state always gives the same trajectories.
-    """
-    limit = _check_geometry(frame_size, digit_size, speed_range)
-    shape = (num_sequences, num_digits)
-    indices = (
-        rng.integers(0, pool_size, size=shape)
-        if pool_size is not None
-        else np.zeros(shape, dtype=np.int64)
-    )
-    position = rng.uniform(0.0, limit, size=(*shape, 2))
-    angle = rng.uniform(0.0, 2.0 * math.pi, size=shape)
-    speed = rng.uniform(speed_range[0], speed_range[1], size=shape)
-    velocity = np.stack([np.sin(angle), np.cos(angle)], axis=-1) * speed[..., None]
-    positions = np.empty((num_sequences, sequence_length, num_digits, 2))
-    velocities = np.empty_like(positions)
-    for t in range(sequence_length):
-        if t > 0:
-            position = position + velocity
-            low, high = position < 0.0, position > limit
-            position = np.where(low, -position, np.where(high, 2.0 * limit - position, position))
-            velocity = np.where(low | high, -velocity, velocity)
-        positions[:, t] = position
-        velocities[:, t] = velocity
-    return Trajectories(positions, velocities, indices)
-
-
-def render_frames(
-    digits: np.ndarray,
-    pixel_positions: np.ndarray,
-    frame_size: int = FRAME_SIZE,
-    overlap: Overlap = "max",
-) -> np.ndarray:
-    """Paste digits (N, D, S, S) uint8 at integer top-left positions (N, T, D, 2) into frames.
-
-    Returns uint8 frames (N, T, frame_size, frame_size). Overlapping digits combine by the
-    pixel-wise maximum (``"max"``) or the later digit's nonzero pixels replace the earlier
-    ones (``"occlude"``). Positions must keep every digit fully inside the frame.
-    """
-    if overlap not in ("max", "occlude"):
-        raise ValueError(f"overlap must be 'max' or 'occlude', got {overlap!r}")
-    digits = np.asarray(digits, dtype=np.uint8)
-    num_sequences, num_digits, size = digits.shape[0], digits.shape[1], digits.shape[2]
-    sequence_length = pixel_positions.shape[1]
-    if pixel_positions.min(initial=0) < 0 or pixel_positions.max(initial=0) > frame_size - size:
-        raise ValueError("a digit position lies outside the frame")
-    frames = np.zeros((num_sequences, sequence_length, frame_size, frame_size), dtype=np.uint8)
-    rows = np.arange(num_sequences)
-    free = frame_size - size + 1
-    for t in range(sequence_length):
-        frame = frames[:, t]
-        # A writeable view of every size x size window of every frame: windows[n, r, c] is the
-        # patch whose top-left corner is (r, c) in frame n. Each sequence writes its own frame, so
-        # the fancy-indexed writes below never collide.
-        s0, s1, s2 = frame.strides
-        windows = as_strided(
-            frame, (num_sequences, free, free, size, size), (s0, s1, s2, s1, s2), writeable=True
-        )
-        for d in range(num_digits):
-            r, c = pixel_positions[:, t, d, 0], pixel_positions[:, t, d, 1]
-            patch = windows[rows, r, c]
-            digit = digits[:, d]
-            if overlap == "max":
-                windows[rows, r, c] = np.maximum(patch, digit)
-            else:
-                windows[rows, r, c] = np.where(digit > 0, digit, patch)
-    return frames
-
-
-def generate_moving_mnist(
-    digits: np.ndarray,
-    num_sequences: int,
-    rng: np.random.Generator,
-    num_digits: int = 2,
-    sequence_length: int = 20,
-    frame_size: int = FRAME_SIZE,
-    speed_range: tuple[float, float] = SPEED_RANGE,
-    overlap: Overlap = "max",
-    return_trajectories: bool = False,
-) -> np.ndarray | tuple[np.ndarray, Trajectories]:
-    """Generate Moving MNIST sequences from a pool of digits (M, 28, 28) uint8.
-
-    Returns uint8 frames (num_sequences, sequence_length, frame_size, frame_size), and with
-    ``return_trajectories`` also the ``Trajectories`` (positions, velocities, digit indices).
-    Digits are drawn uniformly with replacement from the pool.
-    """
-    digits = np.asarray(digits)
-    if digits.ndim != 3 or digits.shape[1] != digits.shape[2] or len(digits) == 0:
-        raise ValueError(f"digits must be a non-empty (M, S, S) array, got shape {digits.shape}")
-    if num_digits < 1 or sequence_length < 1 or num_sequences < 0:
-        raise ValueError(
-            f"need num_digits >= 1, sequence_length >= 1 and num_sequences >= 0; got "
-            f"{num_digits}, {sequence_length}, {num_sequences}"
-        )
-    trajectories = sample_trajectories(
-        rng, num_sequences, num_digits, sequence_length, frame_size, digits.shape[1],
-        speed_range, pool_size=len(digits),
-    )
-    frames = render_frames(
-        digits[trajectories.digit_indices], trajectories.pixel_positions, frame_size, overlap
-    )
-    return (frames, trajectories) if return_trajectories else frames
-
-
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (..., T, H, W) -> float32 (..., T, 1, H, W) in [0, 1].
-
-    Converted in numpy: a torch element-wise op on such small tensors can cost milliseconds in
-    thread-pool start-up when several intra-op threads are enabled.
-    """
-    scaled = np.divide(frames[..., None, :, :], np.float32(255.0), dtype=np.float32)
-    return torch.from_numpy(scaled)
 
 
 class MovingMNISTStream(BatchStream):
@@ -251,116 +93,7 @@ class MovingMNISTStream(BatchStream):
             self.digits, count, rng, self.num_digits, self.sequence_length,
             speed_range=self.speed_range, overlap=self.overlap,
         )
-        return _to_tensor(frames)
-
-
-def cache_file_name(
-    split: str,
-    source: str,
-    num_digits: int,
-    count: int,
-    sequence_length: int,
-    seed: int,
-    speed_range: tuple[float, float] = SPEED_RANGE,
-    overlap: Overlap = "max",
-) -> str:
-    """File name of a cached fixed set; it encodes every option that changes the content."""
-    low, high = speed_range
-    return (
-        f"mmnist-v{CACHE_FORMAT_VERSION}-{split}-{source}-{num_digits}digits-{count}seq-"
-        f"{sequence_length}frames-seed{seed}-speed{low:g}-{high:g}-{overlap}.h5"
-    )
-
-
-def build_cached_sequences(
-    path: str | os.PathLike,
-    digits: np.ndarray,
-    count: int,
-    num_digits: int,
-    sequence_length: int,
-    seed_entropy: list[int],
-    attrs: dict[str, Any],
-    overlap: Overlap = "max",
-    speed_range: tuple[float, float] = SPEED_RANGE,
-    chunk_size: int = 250,
-) -> Path:
-    """Generate ``count`` sequences into an HDF5 file (uint8, gzip, one chunk per sequence).
-
-    Writes ``frames`` (count, T, 64, 64), ``digit_indices`` (count, D) and ``positions``
-    (count, T, D, 2) plus ``attrs``, to a temporary file renamed into place at the end, so an
-    interrupted build never leaves a file that looks complete.
-    """
-    path = Path(path)
-    rng = np.random.default_rng(np.random.SeedSequence(seed_entropy))
-    bar = progress(count, f"building {path.name}", unit="seq")
-    try:
-        with written_atomically(path) as tmp, h5py.File(tmp, "w") as h5:
-            frames = h5.create_dataset(
-                "frames", (count, sequence_length, FRAME_SIZE, FRAME_SIZE), dtype="u1",
-                chunks=(1, sequence_length, FRAME_SIZE, FRAME_SIZE), compression="gzip",
-                compression_opts=4,
-            )
-            indices = h5.create_dataset("digit_indices", (count, num_digits), dtype="i8")
-            positions = h5.create_dataset(
-                "positions", (count, sequence_length, num_digits, 2), dtype="i2"
-            )
-            for start in range(0, count, chunk_size):
-                stop = min(start + chunk_size, count)
-                batch, trajectories = generate_moving_mnist(
-                    digits, stop - start, rng, num_digits, sequence_length,
-                    speed_range=speed_range, overlap=overlap, return_trajectories=True,
-                )
-                frames[start:stop] = batch
-                indices[start:stop] = trajectories.digit_indices
-                positions[start:stop] = trajectories.pixel_positions
-                bar.update(stop - start)
-            h5.attrs.update(attrs)
-    finally:
-        bar.close()
-    return path
-
-
-def _cache_is_valid(path: Path, attrs: dict[str, Any], shape: tuple[int, ...]) -> bool:
-    """Whether ``path`` is a readable cache with exactly these attributes and frame shape."""
-    try:
-        with h5py.File(path, "r") as h5:
-            stored = dict(h5.attrs)
-            frames = h5["frames"]
-            if frames.shape != shape or frames.dtype != np.uint8:
-                return False
-            frames[-1]  # reading the last sequence catches a file cut short
-    except (OSError, KeyError, ValueError, RuntimeError):
-        return False
-    return all(key in stored and _same_value(stored[key]) == value for key, value in attrs.items())
-
-
-class CachedSequences(HDF5Backed):
-    """A fixed set of sequences read from an HDF5 cache; items are float32 (T, 1, 64, 64)."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__(path)
-        with h5py.File(self.path, "r") as h5:
-            self._length = int(h5["frames"].shape[0])
-            self.attrs = {key: _same_value(value) for key, value in h5.attrs.items()}
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        if not -self._length <= index < self._length:
-            raise IndexError(f"index {index} out of range for {self._length} sequences")
-        return _to_tensor(self.h5["frames"][index])
-
-
-def _same_value(value: Any) -> Any:
-    """An HDF5 attribute as a plain Python value (str, int, float)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _digest(digits: np.ndarray) -> str:
-    return hashlib.md5(np.ascontiguousarray(digits).tobytes()).hexdigest()
+        return to_tensor(frames)
 
 
 @register_datamodule("mmnist")
@@ -484,7 +217,7 @@ class MovingMNISTDataModule(SequenceDataModule):
             "format_version": CACHE_FORMAT_VERSION,
             "split": split,
             "digit_source": self.digits,
-            "digits_md5": _digest(pool),
+            "digits_md5": digits_digest(pool),
             "num_digits": num_digits,
             "count": count,
             "sequence_length": self.sequence_length,
@@ -495,7 +228,7 @@ class MovingMNISTDataModule(SequenceDataModule):
             "overlap": self.overlap,
         }
         shape = (count, self.sequence_length, FRAME_SIZE, FRAME_SIZE)
-        if path.exists() and _cache_is_valid(path, attrs, shape):
+        if path.exists() and cache_is_valid(path, attrs, shape):
             return path
         return build_cached_sequences(
             path, pool, count, num_digits, self.sequence_length,

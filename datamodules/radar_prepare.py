@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from predlearn.datamodules.files import progress as progress_bar
 from predlearn.datamodules.files import written_atomically
 from predlearn.datamodules.radar_readers import (
     RadarFormatError,
@@ -131,14 +132,6 @@ def collect_files(sources: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def _progress(items: Sequence[Path], description: str) -> Iterable[Path]:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=description, unit="file")
-
-
 def prepare_radar(
     sources: Iterable[str | os.PathLike],
     out: str | os.PathLike,
@@ -167,24 +160,28 @@ def prepare_radar(
     source_shape: tuple[int, ...] | None = None
     quantity = ""
     records: list[tuple[int, str, np.ndarray, float]] = []
-    iterator = _progress(files, "radar files") if progress else files
-    for path in iterator:
-        source_format = detect_format(path)
-        if source_format != first_format:
-            raise RadarFormatError(
-                f"{path}: format {source_format}, but {first_file} is {first_format}; "
-                "prepare one format per file"
-            )
-        frame = read_frame(path, source_format)
-        if source_shape is None:
-            source_shape, quantity = frame.values.shape, frame.quantity
-        elif frame.values.shape != source_shape:
-            raise RadarFormatError(
-                f"{path}: grid {frame.values.shape}, but {first_file} has {source_shape}"
-            )
-        image, valid = crop_and_resize(to_unit(frame, dbz_range, zr), size, crop, nodata_value)
-        encoded = np.rint(image * 255.0).clip(0, 255).astype(np.uint8)
-        records.append((frame.timestamp, str(path), encoded, valid))
+    bar = progress_bar(len(files), "radar files", unit="file", disable=not progress)
+    try:
+        for path in files:
+            source_format = detect_format(path)
+            if source_format != first_format:
+                raise RadarFormatError(
+                    f"{path}: format {source_format}, but {first_file} is {first_format}; "
+                    "prepare one format per file"
+                )
+            frame = read_frame(path, source_format)
+            if source_shape is None:
+                source_shape, quantity = frame.values.shape, frame.quantity
+            elif frame.values.shape != source_shape:
+                raise RadarFormatError(
+                    f"{path}: grid {frame.values.shape}, but {first_file} has {source_shape}"
+                )
+            image, valid = crop_and_resize(to_unit(frame, dbz_range, zr), size, crop, nodata_value)
+            encoded = np.rint(image * 255.0).clip(0, 255).astype(np.uint8)
+            records.append((frame.timestamp, str(path), encoded, valid))
+            bar.update(1)
+    finally:
+        bar.close()
     records.sort(key=lambda record: record[0])
     for before, after in pairwise(records):
         if before[0] == after[0]:

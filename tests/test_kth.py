@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from kth_fixtures import (
 )
 
 import predlearn
-from predlearn.datamodules import kth
+from predlearn.datamodules import kth, kth_video
 from predlearn.datamodules.kth import (
     ClipSource,
     KTHDataModule,
@@ -151,7 +152,7 @@ def test_download_verifies_archives(
             raise urllib.error.URLError("offline")
         return io.BytesIO(served[name])
 
-    monkeypatch.setattr(kth.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     with pytest.raises(FileNotFoundError, match="not a zip archive"):
         kth.download_kth(root, ACTIONS)
     assert not (root / "running.zip").exists() and not list(root.glob(".*part"))
@@ -180,7 +181,7 @@ def test_cache_built_once_and_keyed_by_options_and_sources(
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(kth, "decode_clip", no_decoding)
+    monkeypatch.setattr(kth_video, "decode_clip", no_decoding)
     second = make_module(fresh_root)
     second.setup()  # only reads the cache
     assert second.cache_file == path

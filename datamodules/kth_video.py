@@ -1,0 +1,248 @@
+"""KTH action files: finding the clips, decoding them, and the HDF5 cache of decoded frames.
+
+Six actions by 25 persons in four scenarios, 160 x 120 gray AVI at 25 fps (paper §4.2; Schuldt
+et al. 2004). Frames are decoded with PyAV, converted to gray (the luma plane), resized to
+``frame_size`` x ``frame_size`` by bilinear interpolation with antialiasing
+(``torch.nn.functional.interpolate``, ``antialias=True``) and rounded to uint8. Every decoded
+clip goes once into one HDF5 cache (``root/cache/kth-v1-<size>px-<hash>.h5``); later runs only
+read it. The hash covers the options that change the frames and a listing (names, sizes,
+modification times) of the source files, so a changed source or option gives a new cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from predlearn.datamodules.files import progress, written_atomically
+from predlearn.datamodules.kth_annotations import ACTIONS, is_clip_name, parse_clip_name
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "RESIZE_METHOD",
+    "ClipSource",
+    "build_cache",
+    "cache_file_name",
+    "decode_clip",
+    "find_sources",
+    "read_index",
+    "resize_frames",
+]
+
+CACHE_FORMAT_VERSION = 1
+RESIZE_METHOD = "bilinear-antialias"
+_CHUNK_FRAMES = 16
+
+_AVI_NAME = re.compile(r"^(person\d+_[a-z]+_d\d+)_uncomp\.avi$", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where one clip's frames are: an AVI file, a member of a zip archive or a PNG folder."""
+
+    name: str
+    kind: Literal["avi", "zip", "png"]
+    path: Path
+    member: str = ""
+
+    def describe(self) -> str:
+        """The file (and archive member) for messages."""
+        return f"{self.path} (member {self.member})" if self.kind == "zip" else str(self.path)
+
+
+def find_sources(root: str | os.PathLike, actions: Iterable[str] = ACTIONS) -> dict[str, ClipSource]:
+    """Every clip of ``actions`` found under ``root``, by clip name.
+
+    Looked for, in this order of preference: ``root/<action>/personXX_<action>_dY_uncomp.avi``
+    (an extracted archive), ``root/<action>/personXX_<action>_dY_uncomp/image*.png`` (frames
+    extracted to PNG) and the original archive ``root/<action>.zip``.
+    """
+    root = Path(root)
+    found: dict[str, ClipSource] = {}
+    for action in actions:
+        archive = root / f"{action}.zip"
+        if archive.is_file():
+            try:
+                with zipfile.ZipFile(archive) as zf:
+                    members = zf.namelist()
+            except zipfile.BadZipFile as err:
+                raise ValueError(f"{archive} is not a readable zip archive ({err})") from err
+            for member in members:
+                match = _AVI_NAME.match(Path(member).name)
+                if match and parse_clip_name(match[1].lower())[1] == action:
+                    found[match[1].lower()] = ClipSource(match[1].lower(), "zip", archive, member)
+        folder = root / action
+        if folder.is_dir():
+            for entry in sorted(folder.iterdir()):
+                if entry.is_dir() and entry.name.endswith("_uncomp"):
+                    name = entry.name.removesuffix("_uncomp").lower()
+                    if is_clip_name(name) and any(entry.glob("image*.png")):
+                        found[name] = ClipSource(name, "png", entry)
+            for entry in sorted(folder.iterdir()):
+                match = _AVI_NAME.match(entry.name)
+                if match and entry.is_file():
+                    found[match[1].lower()] = ClipSource(match[1].lower(), "avi", entry)
+    return dict(sorted(found.items()))
+
+
+def _png_files(folder: Path) -> list[Path]:
+    def frame_number(path: Path) -> tuple[int, str]:
+        digits = re.sub(r"\D", "", path.stem)
+        return (int(digits) if digits else 0, path.name)
+
+    return sorted(folder.glob("image*.png"), key=frame_number)
+
+
+def _source_listing(sources: Mapping[str, ClipSource]) -> list[list[Any]]:
+    """(clip, kind, file, size, mtime) of every file the clips are read from."""
+    listing = []
+    for name, source in sources.items():
+        files = _png_files(source.path) if source.kind == "png" else [source.path]
+        for file in files:
+            stat = file.stat()
+            listing.append([name, source.kind, file.name, stat.st_size, stat.st_mtime_ns])
+    return listing
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding and the cache
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (T, H, W) -> uint8 (T, size, size): bilinear with antialiasing, rounded."""
+    if frames.shape[1:] == (size, size):
+        return np.ascontiguousarray(frames, dtype=np.uint8)
+    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float()[:, None]
+    resized = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False,
+                            antialias=True)
+    return resized[:, 0].round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _decode_video(handle: Any, label: str) -> np.ndarray:
+    try:
+        with av.open(handle) as container:
+            stream = container.streams.video[0]
+            expected = stream.frames
+            frames = [frame.to_ndarray(format="gray") for frame in container.decode(stream)]
+    except (av.FFmpegError, IndexError, EOFError) as err:
+        raise ValueError(f"{label}: cannot decode the video ({err}); the file may be damaged "
+                         "or truncated: download it again") from err
+    if not frames:
+        raise ValueError(f"{label}: no frames decoded; the file is damaged or truncated")
+    if expected and len(frames) < expected:
+        raise ValueError(f"{label}: decoded {len(frames)} of the {expected} frames the header "
+                         "lists; the file is truncated or damaged: download it again")
+    return np.stack(frames)
+
+
+def decode_clip(source: ClipSource, frame_size: int | None = None) -> np.ndarray:
+    """All frames of a clip as uint8 gray (T, H, W), resized to ``frame_size`` when given.
+
+    Raises ``ValueError`` naming the file when it cannot be decoded.
+    """
+    if source.kind == "avi":
+        frames = _decode_video(str(source.path), str(source.path))
+    elif source.kind == "zip":
+        with zipfile.ZipFile(source.path) as zf:
+            try:
+                data = zf.read(source.member)
+            except (zipfile.BadZipFile, OSError) as err:
+                raise ValueError(f"{source.describe()}: cannot read ({err})") from err
+        frames = _decode_video(io.BytesIO(data), source.describe())
+    else:
+        images = []
+        for file in _png_files(source.path):
+            try:
+                with av.open(str(file)) as container:
+                    images.append(next(container.decode(video=0)).to_ndarray(format="gray"))
+            except (av.FFmpegError, StopIteration) as err:
+                raise ValueError(f"{file}: cannot decode the image ({err})") from err
+        if not images:
+            raise ValueError(f"{source.path}: no image*.png frames")
+        frames = np.stack(images)
+    return frames if frame_size is None else resize_frames(frames, frame_size)
+
+
+def cache_file_name(frame_size: int, sources: Mapping[str, ClipSource]) -> str:
+    """``kth-v1-<size>px-<hash>.h5``; the hash covers the options and the source listing."""
+    key = {
+        "version": CACHE_FORMAT_VERSION,
+        "frame_size": frame_size,
+        "resize": RESIZE_METHOD,
+        "sources": _source_listing(sources),
+    }
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return f"kth-v{CACHE_FORMAT_VERSION}-{frame_size}px-{digest}.h5"
+
+
+def build_cache(path: str | os.PathLike, sources: Mapping[str, ClipSource], frame_size: int) -> Path:
+    """Decode every clip once into one HDF5 file (written to a temporary name, then renamed).
+
+    Layout: ``frames`` (N, S, S) uint8 (gzip, chunks of 16 frames) holds the clips one after
+    the other; ``clip_names``, ``clip_offsets`` and ``clip_lengths`` say where each one is.
+    """
+    path = Path(path)
+    bar = progress(len(sources), f"KTH: decoding {len(sources)} clips into {path.name}",
+                   unit="clip")
+    names, offsets, lengths = [], [], []
+    try:
+        with written_atomically(path) as tmp, h5py.File(tmp, "w") as h5:
+            frames = h5.create_dataset(
+                "frames", (0, frame_size, frame_size), maxshape=(None, frame_size, frame_size),
+                dtype="u1", chunks=(_CHUNK_FRAMES, frame_size, frame_size), compression="gzip",
+            )
+            total = 0
+            for name, source in sources.items():
+                clip = decode_clip(source, frame_size)
+                frames.resize(total + len(clip), axis=0)
+                frames[total:] = clip
+                names.append(name)
+                offsets.append(total)
+                lengths.append(len(clip))
+                total += len(clip)
+                bar.update(1)
+            h5.create_dataset("clip_names", data=np.array(names, dtype="S"))
+            h5.create_dataset("clip_offsets", data=np.array(offsets, dtype=np.int64))
+            h5.create_dataset("clip_lengths", data=np.array(lengths, dtype=np.int64))
+            h5.attrs.update({
+                "format_version": CACHE_FORMAT_VERSION,
+                "frame_size": frame_size,
+                "resize": RESIZE_METHOD,
+                "complete": True,
+            })
+    finally:
+        bar.close()
+    return path
+
+
+def read_index(path: str | os.PathLike) -> dict[str, tuple[int, int]] | None:
+    """clip -> (offset, length) of a complete cache, or None when unreadable."""
+    try:
+        with h5py.File(path, "r") as h5:
+            if not h5.attrs.get("complete", False):
+                return None
+            names = [n.decode() for n in h5["clip_names"][()]]
+            offsets, lengths = h5["clip_offsets"][()], h5["clip_lengths"][()]
+            if len(names) and offsets[-1] + lengths[-1] != h5["frames"].shape[0]:
+                return None
+    except (OSError, KeyError, ValueError):
+        return None
+    return {n: (int(o), int(k)) for n, o, k in zip(names, offsets, lengths)}
