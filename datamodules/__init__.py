@@ -1,4 +1,9 @@
-"""Data modules, installed as ``predlearn.datamodules``. Importing registers them by name."""
+"""Data modules, installed as ``predlearn.datamodules``.
+
+Their registry names are declared as entry points in ``pyproject.toml`` (group
+``predlearn.datamodules``), as a plugin package declares its own. Each data set is a dataset
+layer (reading, decoding, caching, windows) and a thin ``LightningDataModule``.
+"""
 
 from predlearn.datamodules.base import SequenceDataModule
 from predlearn.datamodules.frames import FramesDataModule

@@ -10,7 +10,6 @@ import torch
 from torch.utils.data import TensorDataset
 
 from predlearn.datamodules.base import SequenceDataModule
-from predlearn.registry import register_datamodule
 
 IMAGE_SUFFIXES = (".png",)
 
@@ -73,7 +72,6 @@ def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
-@register_datamodule("frames")
 class FramesDataModule(SequenceDataModule):
     """Sequences of your own for ``predlearn predict``: the last ``context_frames`` of each.
 

@@ -49,7 +49,6 @@ from predlearn.datamodules.kth_video import (
     read_index,
     resize_frames,
 )
-from predlearn.registry import register_datamodule
 
 __all__ = [
     "ACTIONS",
@@ -94,7 +93,6 @@ def _announce(message: str) -> None:
     print(message, flush=True)
 
 
-@register_datamodule("kth")
 class KTHDataModule(SequenceDataModule):
     """KTH action, paper §4.2: 128 x 128 gray frames, train 10 -> 10, test 10 -> 20.
 

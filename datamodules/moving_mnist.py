@@ -38,7 +38,6 @@ from predlearn.datamodules.mmnist_render import (
 )
 from predlearn.datamodules.mnist import DigitPools, DigitSource, load_digits, required_files
 from predlearn.datamodules.stream import BatchStream, ResumableStreamLoader
-from predlearn.registry import register_datamodule
 
 __all__ = [
     "CachedSequences",
@@ -96,7 +95,6 @@ class MovingMNISTStream(BatchStream):
         return to_tensor(frames)
 
 
-@register_datamodule("mmnist")
 class MovingMNISTDataModule(SequenceDataModule):
     """Moving MNIST, paper §4.1: 20-frame sequences (10 observed, 10 predicted) of 64 x 64 frames.
 

@@ -20,7 +20,6 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from predlearn.datamodules.base import FrameWindows, SequenceDataModule
-from predlearn.registry import register_datamodule
 
 __all__ = [
     "RadarDataModule",
@@ -150,7 +149,6 @@ class RadarWindows(FrameWindows):
         self.frames = frames
 
 
-@register_datamodule("radar")
 class RadarDataModule(SequenceDataModule):
     """Radar echo, paper §4.3: sliding 20-frame windows (10 -> 10) of 100 x 100 radar frames.
 

@@ -19,13 +19,15 @@ _EXPORTS = {
     "load_pretrained": "predlearn.pretrained",
     **{name: "predlearn.registry" for name in (
         "create_cell", "create_model", "failed_plugins", "list_cells", "list_datamodules",
-        "list_models", "register_cell", "register_datamodule", "register_model")},
+        "list_metrics", "list_models", "register_cell", "register_datamodule",
+        "register_metric", "register_model")},
 }
 
 __all__ = [
     "__version__", "create_cell", "create_model", "failed_plugins", "list_cells",
-    "list_datamodules", "list_models", "list_pretrained", "load_pretrained", "register_cell",
-    "register_datamodule", "register_model", "set_flush_denormal",
+    "list_datamodules", "list_metrics", "list_models", "list_pretrained", "load_pretrained",
+    "register_cell", "register_datamodule", "register_metric", "register_model",
+    "set_flush_denormal",
 ]
 
 

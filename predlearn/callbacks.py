@@ -7,6 +7,7 @@ from pathlib import Path
 
 import h5py
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import WandbLogger
@@ -20,6 +21,7 @@ from predlearn.visualize import (
     save_prediction_figure,
     save_prediction_gif,
     write_curves_csv,
+    write_gif,
 )
 
 
@@ -214,6 +216,6 @@ def write_prediction_images(sequences, folder: Path) -> int:
         target.mkdir(parents=True, exist_ok=True)
         for step, frame in enumerate(frames, start=1):
             frame.save(target / f"step_{step:02d}.png")
-        frames[0].save(folder / f"seq_{index:04d}.gif", save_all=True, append_images=frames[1:],
-                       duration=250, loop=0)
+        write_gif([np.asarray(frame, dtype=np.float32) / 255 for frame in frames],
+                  folder / f"seq_{index:04d}.gif")
     return len(sequences)

@@ -25,7 +25,7 @@ COMMANDS = {
     "sweep": "train and test every config of a folder: a Table-1-style table and plots",
     "compare": "per-step plots and tables of finished runs (CSV or W&B offline folders)",
     "prepare": "build a data set's file from original products (radar: FMI, KNMI, ODIM)",
-    "list": "the registered models, cells and data modules (plugins included)",
+    "list": "the registered models, cells, data modules and metrics (plugins included)",
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 PREPARERS = {"radar": "predlearn.datamodules.radar_prepare"}
@@ -57,9 +57,10 @@ def print_registry() -> None:
     predlearn's own entries are listed from their declarations, without importing them; other
     packages' plugins are imported (to report those that fail).
     """
-    from predlearn.registry import CELLS, DATAMODULES, MODELS
+    from predlearn.registry import CELLS, DATAMODULES, METRICS, MODELS
 
-    registries = (("models", MODELS), ("cells", CELLS), ("datamodules", DATAMODULES))
+    registries = (("models", MODELS), ("cells", CELLS), ("datamodules", DATAMODULES),
+                  ("metrics", METRICS))
     for title, registry in registries:
         print(f"{title}:")
         for name in registry.names():

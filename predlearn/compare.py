@@ -308,23 +308,18 @@ def metric_keys(runs: Sequence[Run]) -> list[str]:
 def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
                 paper: bool = False) -> Path:
     """``compare_<key>.png``: the metric at each predicted step, one line per run."""
-    from predlearn.visualize import CURVE_LABELS, new_figure, save_figure
+    from predlearn.metrics import curve_label
+    from predlearn.visualize import new_figure, plot_per_step, save_figure
 
     fig, ax = new_figure(figsize=(6, 4))
-    for run in runs:
-        values = run.curves.get(key)
-        if not values:
-            continue
-        line, = ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
-                        label=run.label)
+    with_curve = [run for run in runs if run.curves.get(key)]
+    drawn = plot_per_step(ax, {run.label: run.curves[key] for run in with_curve}, key,
+                          title=f"{curve_label(key)}, {stage} set")
+    for run in with_curve:
         reference = TABLE1.get(run.model)
         if paper and reference is not None and key in PAPER_COLUMNS:
-            ax.axhline(getattr(reference, PAPER_COLUMNS[key]), color=line.get_color(),
+            ax.axhline(getattr(reference, PAPER_COLUMNS[key]), color=drawn[run.label].get_color(),
                        linestyle="--", linewidth=1, label=f"{run.model}: paper")
-    ax.set_xlabel("predicted step")
-    ax.set_ylabel(CURVE_LABELS.get(key, key), fontsize=8)
-    ax.set_title(f"{CURVE_LABELS.get(key, key)}, {stage} set", fontsize=10)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, out / f"compare_{key}.png")
 

@@ -14,6 +14,10 @@ Conventions, named in every logged key:
 Predictions are clipped to [0, 1] before scoring, as the authors' evaluation does. Each metric
 keeps a sum per predicted step and a count of sequences in torchmetrics state, so the result is
 the same on one device or summed across DDP ranks.
+
+The metrics are registered by name like the models (``predlearn list``; entry-point group
+``predlearn.metrics``): each class carries its logged key, its direction and the label of its
+curve, so a plugin adds a metric in one file and ``--model.metrics=[mse,mine]`` uses it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from torchmetrics.functional.image import (
 DATA_RANGE = 1.0  # frames are floats in [0, 1]
 BCE_EPS = 1e-7
 SSIM_WINDOW = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5, "k1": 0.01, "k2": 0.03}
+#: the metrics scored at validation and test unless told otherwise (registry names)
+DEFAULT_METRICS: tuple[str, ...] = ("mse", "bce", "psnr", "ssim")
 
 
 class PerStepMetric(Metric):
@@ -43,6 +49,13 @@ class PerStepMetric(Metric):
     higher_is_better: bool | None = False
     #: the convention, used as the key in logs (e.g. ``mse_per_frame``)
     key: str = ""
+    #: what a plot's axis says for this key (the convention in words)
+    label: str = ""
+
+    @classmethod
+    def labels(cls) -> dict[str, str]:
+        """Every key this metric can log, with its curve label."""
+        return {cls.key: cls.label or cls.key}
 
     def __init__(self, horizon: int, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -80,6 +93,11 @@ class FrameMSE(PerStepMetric):
     """Per-frame MSE: squared error summed over a frame's pixels ([0, 1] scale)."""
 
     key = "mse_per_frame"
+    label = "MSE per frame (sum over pixels, [0, 1])"
+
+    @classmethod
+    def labels(cls) -> dict[str, str]:
+        return {cls.key: cls.label, "mse_per_pixel": "MSE per pixel ([0, 1])"}
 
     def __init__(self, horizon: int, per: str = "frame", **kwargs) -> None:
         super().__init__(horizon, **kwargs)
@@ -97,6 +115,7 @@ class FrameBCE(PerStepMetric):
     """Per-frame binary cross-entropy, summed over a frame's pixels."""
 
     key = "bce_per_frame"
+    label = "cross-entropy per frame (sum over pixels)"
 
     def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
         p = preds.clamp(BCE_EPS, 1 - BCE_EPS)
@@ -108,6 +127,7 @@ class FramePSNR(PerStepMetric):
     """PSNR of each frame (data range 1.0), averaged per step."""
 
     key = "psnr"
+    label = "PSNR (dB, data range 1.0)"
     higher_is_better = True
 
     def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -123,6 +143,7 @@ class FrameSSIM(PerStepMetric):
     """SSIM of each frame (Gaussian window 11, sigma 1.5, data range 1.0), averaged per step."""
 
     key = "ssim"
+    label = "SSIM (Gaussian 11, sigma 1.5)"
     higher_is_better = True
 
     def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -140,12 +161,15 @@ class FrameSSIM(PerStepMetric):
         return ssim.view(b, k)
 
 
-METRICS: dict[str, type[PerStepMetric]] = {
-    "mse": FrameMSE,
-    "bce": FrameBCE,
-    "psnr": FramePSNR,
-    "ssim": FrameSSIM,
-}
+def curve_label(key: str) -> str:
+    """The axis label of a logged curve key (the key itself for an unknown one)."""
+    from predlearn.registry import METRICS
+
+    for name in METRICS.names():
+        label = METRICS.get(name).labels().get(key)
+        if label:
+            return label
+    return key
 
 
 class SequenceMetrics(nn.Module):
@@ -155,15 +179,18 @@ class SequenceMetrics(nn.Module):
     ``curves()`` returns ``{key: (K,) tensor}``.
     """
 
-    def __init__(self, horizon: int, names: Iterable[str] = ("mse", "bce", "psnr", "ssim"),
+    def __init__(self, horizon: int, names: Iterable[str] = DEFAULT_METRICS,
                  prefix: str = "test") -> None:
+        from predlearn.registry import METRICS
+
         super().__init__()
-        unknown = sorted(set(names) - set(METRICS))
+        names = list(names)
+        unknown = sorted(name for name in names if name not in METRICS)
         if unknown:
-            raise ValueError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
+            raise ValueError(f"unknown metrics {unknown}; known: {METRICS.names()}")
         self.prefix = prefix
         self.horizon = horizon
-        self.metrics = nn.ModuleDict({name: METRICS[name](horizon) for name in names})
+        self.metrics = nn.ModuleDict({name: METRICS.get(name)(horizon) for name in names})
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         for metric in self.metrics.values():

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from predlearn.denormals import set_flush_denormal
-from predlearn.metrics import SequenceMetrics, flatten_curves
+from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
 from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
 
@@ -80,7 +80,8 @@ class PredictiveModule(L.LightningModule):
             --lr_scheduler.total_steps=5000``); stepped every training step (``ReduceLROnPlateau``:
             at the end of every epoch, on the latest ``val/loss``). None keeps the rate constant
             (the paper).
-        metrics: per-step metrics at validation and test: "mse", "bce", "psnr", "ssim".
+        metrics: per-step metrics at validation and test, by registry name (``predlearn list``;
+            default "mse", "bce", "psnr", "ssim").
         compile: extension. Run the predictor through ``torch.compile`` (the weights and the
             checkpoints stay those of the plain module).
         compile_backend: the ``torch.compile`` backend ("inductor"; "aot_eager" compiles faster
@@ -111,7 +112,7 @@ class PredictiveModule(L.LightningModule):
         reverse_input: bool = False,
         optimizer: dict | None = None,
         lr_scheduler: dict | None = None,
-        metrics: Sequence[str] = ("mse", "bce", "psnr", "ssim"),
+        metrics: Sequence[str] = DEFAULT_METRICS,
         compile: bool = False,
         compile_backend: str = "inductor",
         flush_denormal: bool = True,

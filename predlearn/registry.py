@@ -85,7 +85,7 @@ class Registry:
         if key in self._declared:
             self.load_entry_point(self._declared[key])
         if key not in self._entries:
-            known = ", ".join(sorted(self._entries)) or "(none)"
+            known = ", ".join(sorted({*self._entries, *self._declared})) or "(none)"
             hint = ""
             if self.failed:
                 hint = f"; plugins that failed to load: {', '.join(sorted(self.failed))}"
@@ -189,6 +189,7 @@ def _check_name(kind: str, name: str) -> None:
 MODELS = Registry("model", "predlearn.models")
 CELLS = Registry("cell", "predlearn.cells")
 DATAMODULES = Registry("datamodule", "predlearn.datamodules")
+METRICS = Registry("metric", "predlearn.metrics")
 
 
 def register_model(name: str | None = None) -> Callable[[T], T]:
@@ -204,6 +205,16 @@ def register_cell(name: str | None = None) -> Callable[[T], T]:
 def register_datamodule(name: str | None = None) -> Callable[[T], T]:
     """Register a LightningDataModule class yielding (B, T, C, H, W) float batches in [0, 1]."""
     return DATAMODULES.register(name)
+
+
+def register_metric(name: str | None = None) -> Callable[[T], T]:
+    """Register a per-step metric class (``predlearn.metrics.PerStepMetric``: its ``key``,
+    direction and curve ``label`` go with it)."""
+    return METRICS.register(name)
+
+
+def list_metrics(pattern: str | None = None) -> list[str]:
+    return METRICS.names(pattern)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -231,6 +242,6 @@ def create_cell(name: str, **kwargs: Any) -> Any:
 def failed_plugins() -> dict[str, str]:
     """Plugins that failed to load, by entry-point name, with the reason (every entry is
     imported to find out)."""
-    for registry in (MODELS, CELLS, DATAMODULES):
+    for registry in (MODELS, CELLS, DATAMODULES, METRICS):
         registry.load_all()
-    return {**MODELS.failed, **CELLS.failed, **DATAMODULES.failed}
+    return {**MODELS.failed, **CELLS.failed, **DATAMODULES.failed, **METRICS.failed}

@@ -198,19 +198,13 @@ def plot_per_step_mse(results: Sequence[SweepResult], out: Path,
     panels = [("test", "test set")]
     if transfer_digits:
         panels.append((f"test_{transfer_digits}digits", f"transfer, {transfer_digits} digits"))
-    from predlearn.visualize import new_figure, save_figure
+    from predlearn.visualize import new_figure, plot_per_step, save_figure
 
     fig, axes = new_figure(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (test_set, title) in zip(axes[0], panels):
-        for result in results:
-            curve = result.curves.get(test_set, {}).get("mse_per_frame")
-            if curve is not None:
-                steps = range(1, len(curve) + 1)
-                ax.plot(steps, curve.numpy(), marker="o", markersize=3, label=result.model)
-        ax.set_title(f"MSE per frame, {title}", fontsize=10)
-        ax.set_xlabel("predicted step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        lines = {result.model: result.curves[test_set]["mse_per_frame"].tolist()
+                 for result in results if "mse_per_frame" in result.curves.get(test_set, {})}
+        plot_per_step(ax, lines, "mse_per_frame", title=f"MSE per frame, {title}")
     return save_figure(fig, out / "per_step_mse.png")
 
 

@@ -18,13 +18,25 @@ from torch import Tensor
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-CURVE_LABELS = {
-    "mse_per_frame": "MSE per frame (sum over pixels, [0, 1])",
-    "mse_per_pixel": "MSE per pixel ([0, 1])",
-    "bce_per_frame": "cross-entropy per frame (sum over pixels)",
-    "psnr": "PSNR (dB, data range 1.0)",
-    "ssim": "SSIM (Gaussian 11, sigma 1.5)",
-}
+def plot_per_step(ax: Any, lines: dict[str, Any], key: str, title: str = "") -> dict[str, Any]:
+    """The one per-step plot of predlearn (callbacks, ``compare``, ``sweep``): each line's value
+    at predicted steps 1..K, the metric's label on the axis (from its registered class), a grid
+    and, with more than one line, a legend. ``lines``: label -> sequence of values. Returns the
+    drawn matplotlib lines by label (e.g. to match their colours)."""
+    from predlearn.metrics import curve_label
+
+    drawn = {}
+    for label, values in lines.items():
+        values = [float(v) for v in values]
+        drawn[label], = ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
+                                label=label)
+    ax.set_xlabel("predicted step")
+    ax.set_ylabel(curve_label(key), fontsize=8)
+    ax.set_title(title or curve_label(key), fontsize=9)
+    ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend(fontsize=8)
+    return drawn
 
 
 def new_figure(rows: int = 1, cols: int = 1, **subplots: Any) -> tuple[Figure, Any]:
@@ -89,10 +101,7 @@ def save_prediction_gif(inputs: Tensor, targets: Tensor, predictions: Tensor,
     The observed frames show in the truth column first; the prediction and error columns stay
     black until the first predicted step. Gray frames only use their first channel.
     """
-    from PIL import Image
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     truth = torch.cat([inputs, targets], dim=1).detach().float().clamp(0, 1).cpu()[:, :, 0]
     predicted = predictions.detach().float().clamp(0, 1).cpu()[:, :, 0]
     context = inputs.shape[1]
@@ -105,8 +114,19 @@ def save_prediction_gif(inputs: Tensor, targets: Tensor, predictions: Tensor,
             gap = torch.ones(truth.shape[2], 2)
             rows.append(torch.cat([truth[s, t], gap, guess, gap, error], dim=1))
             rows.append(torch.ones(2, rows[-1].shape[1]))
-        frame = (torch.cat(rows[:-1], dim=0) * 255).round().to(torch.uint8).numpy()
-        images.append(Image.fromarray(frame, mode="L"))
+        images.append(torch.cat(rows[:-1], dim=0).numpy())
+    return write_gif(images, path, frame_ms)
+
+
+def write_gif(frames: Any, path: str | Path, frame_ms: int = 250) -> Path:
+    """An animated, looping GIF of ``frames``: arrays in [0, 1], each (H, W) gray or (H, W, 3)
+    colour (the one GIF writer of predlearn: figures callback and ``predict``)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray((np.clip(np.asarray(frame, dtype=np.float32), 0, 1) * 255)
+                              .round().astype(np.uint8)) for frame in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
     return path
 
@@ -117,11 +137,7 @@ def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str =
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = new_figure(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False)
     for ax, (key, curve) in zip(axes[0], curves.items()):
-        values = curve.detach().cpu().numpy()
-        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3)
-        ax.set_xlabel("predicted step")
-        ax.set_title(CURVE_LABELS.get(key, key), fontsize=9)
-        ax.grid(alpha=0.3)
+        plot_per_step(ax, {key: curve.detach().cpu().tolist()}, key)
     return save_figure(fig, path, title)
 
 

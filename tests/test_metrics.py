@@ -179,3 +179,37 @@ def test_metrics_agree_on_one_device_and_across_two_processes():
         assert results[rank].keys() == expected.keys()
         for key, value in expected.items():
             assert results[rank][key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_metrics_are_registered_with_their_keys_and_labels(monkeypatch):
+    import predlearn
+    from predlearn import registry
+    from predlearn.metrics import DEFAULT_METRICS, PerStepMetric, SequenceMetrics, curve_label
+
+    assert set(DEFAULT_METRICS) <= set(predlearn.list_metrics())
+    assert curve_label("ssim").startswith("SSIM (Gaussian 11") and curve_label("other") == "other"
+
+    class MaxError(PerStepMetric):
+        """The largest absolute pixel error of a frame."""
+
+        key = "max_error"
+        label = "largest pixel error"
+
+        def per_frame(self, preds, target):
+            return (preds - target).abs().flatten(2).amax(-1)
+
+    metrics = registry.Registry("metric", "predlearn.metrics")
+    metrics.names()  # predlearn's own, declared
+    monkeypatch.setattr(registry, "METRICS", metrics)
+    registry.register_metric("max_error")(MaxError)
+    scored = SequenceMetrics(2, ["mse", "max_error"], prefix="test")
+    preds = torch.zeros(1, 2, 1, 4, 4)
+    target = torch.zeros(1, 2, 1, 4, 4)
+    target[0, 1, 0, 0, 0] = 0.5
+    scored.update(preds, target)
+    values = scored.compute()
+    assert values["test/max_error/step_02"] == 0.5 and values["test/max_error/step_01"] == 0
+    assert values["test/mse_per_frame/step_02"] == 0.25
+    assert curve_label("max_error") == "largest pixel error"
+    with pytest.raises(ValueError, match=r"unknown metrics \['nope'\]; known: .*max_error"):
+        SequenceMetrics(2, ["nope"])

@@ -47,7 +47,7 @@ def test_a_checkpoint_made_in_python_rebuilds_its_predictor(tmp_path):
         "class_path": "predlearn.zoo.predrnn.PredRNN",
         "init_args": {"frame_channels": 1, "frame_size": [64, 64], "hidden_channels": [4, 6],
                       "kernel_size": 3, "patch_size": 4, "cell_options": {"forget_bias": 1.0},
-                      "checkpoint_steps": False, "channels_last": False}}
+                      "checkpoint_steps": False, "channels_last": False, "cell": None}}
     module = PredictiveModule(predictor, learning_rate=5e-4)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(module)
