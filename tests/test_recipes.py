@@ -310,7 +310,7 @@ def test_optimizer_config_replaces_adam():
 @pytest.mark.parametrize("name", list(TINY_MODELS))
 def test_every_recipe_trains_every_model(name):
     """One step of each model with all recipe options at once (fc_lstm: those that apply)."""
-    every_frame = name != "fc_lstm"
+    every_frame = predlearn.registry.MODELS.get(name).predicts_every_frame
     options = {"reverse_input": True, "lr_scheduler": {
         "class_path": "torch.optim.lr_scheduler.OneCycleLR",
         "init_args": {"max_lr": 0.01, "total_steps": 10}}}
