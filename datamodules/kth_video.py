@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import av
 import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning_utilities.core.imports import RequirementCache
 
 from predlearn.datamodules.files import progress, written_atomically
 from predlearn.datamodules.kth_annotations import ACTIONS, is_clip_name, parse_clip_name
@@ -122,6 +122,22 @@ def _source_listing(sources: Mapping[str, ClipSource]) -> list[list[Any]]:
     return listing
 
 
+#: PyAV, the FFmpeg binding that decodes the KTH videos: an optional extra of predlearn
+#: (``pip install "predlearn[kth]"``), needed only when a clip is decoded.
+PYAV = RequirementCache("av>=12")
+
+
+def _pyav() -> Any:
+    """The ``av`` module, or an error that says how to install it."""
+    if not PYAV:
+        raise ModuleNotFoundError(
+            "decoding the KTH videos needs PyAV (the FFmpeg binding): pip install "
+            f"'predlearn[kth]' (or pip install 'av>=12'); {PYAV.message}")
+    import av
+
+    return av
+
+
 # --------------------------------------------------------------------------------------------
 # Decoding and the cache
 
@@ -137,6 +153,7 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def _decode_video(handle: Any, label: str) -> np.ndarray:
+    av = _pyav()
     try:
         with av.open(handle) as container:
             stream = container.streams.video[0]
@@ -168,6 +185,7 @@ def decode_clip(source: ClipSource, frame_size: int | None = None) -> np.ndarray
                 raise ValueError(f"{source.describe()}: cannot read ({err})") from err
         frames = _decode_video(io.BytesIO(data), source.describe())
     else:
+        av = _pyav()
         images = []
         for file in _png_files(source.path):
             try:

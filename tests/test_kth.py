@@ -330,3 +330,15 @@ def test_cli_fit_then_test_with_registry_names(kth_root: Path, tmp_path: Path) -
     assert (run_dir / "test_predictions.png").is_file()
     with (run_dir / "test_curves.csv").open() as handle:
         assert len(handle.read().strip().splitlines()) == 21  # header + 20 steps
+
+
+def test_without_pyav_decoding_says_how_to_install_it(tmp_path, monkeypatch):
+    from lightning_utilities.core.imports import RequirementCache
+
+    from predlearn.datamodules import kth_video
+
+    monkeypatch.setattr(kth_video, "PYAV", RequirementCache("av>=999"))
+    source = kth_video.ClipSource("person01_walking_d1", "avi",
+                                  tmp_path / "person01_walking_d1_uncomp.avi")
+    with pytest.raises(ModuleNotFoundError, match=r"needs PyAV.*pip install 'predlearn\[kth\]'"):
+        kth_video.decode_clip(source)
