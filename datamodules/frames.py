@@ -44,7 +44,8 @@ def read_frames(path: str | Path, dataset: str = "frames") -> np.ndarray:
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(path) as opened:
+        image: Image.Image = opened
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB" if "A" in image.mode or image.mode == "P" else "L")
         pixels = np.asarray(image)
@@ -99,6 +100,13 @@ class FramesDataModule(SequenceDataModule):
                 f"{array.shape[1]} per sequence"
             )
         self.sequences = torch.from_numpy(array[:, -self.context_frames:].copy())
+
+    def train_dataloader(self):
+        raise ValueError(
+            "the frames data module holds sequences to predict from, not training data: use "
+            "`predlearn predict --data=frames --data.path=... --ckpt_path=...`; to train, give a "
+            "data set (`predlearn list` shows them)"
+        )
 
     def predict_dataloader(self):
         if self.sequences is None:
