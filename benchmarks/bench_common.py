@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REFERENCE_CELLS = HERE.parent / "tests" / "reference_cells.py"
 
 
 def max_rss_bytes() -> int:
@@ -38,22 +39,36 @@ def resolve_device(parser, requested: str | None) -> str:
 def peak_tensor_bytes(run) -> int:
     """Peak CPU tensor memory while ``run()`` executes, above what was allocated before it.
 
-    The CPU counterpart of CUDA's ``max_memory_allocated``: torch's profiler records every CPU
-    tensor allocation and free, and the peak of their running sum is what the tensors needed at
-    the busiest moment. The process's resident set size says what the OS saw, which with glibc's
-    malloc can be several times more (freed blocks are kept, docs/benchmarks.md).
+    The CPU counterpart of CUDA's ``max_memory_allocated``: torch's profiler
+    (``torch.profiler.profile(profile_memory=True)``) records every CPU tensor allocation and free
+    made while it runs, and the peak of their running sum is what the tensors needed at the
+    busiest moment. The records are read from the trace that the public ``export_chrome_trace``
+    writes (one ``[memory]`` event per allocation or free, its size in ``args.Bytes``, negative for
+    a free), so the peak is exact to the allocation. (The per-operator ``events()`` /
+    ``key_averages()`` keep only each operator's net memory, which misses the temporaries inside
+    an operator.) Frees of tensors allocated before ``run()`` are not recorded. The process's
+    resident set size says what the OS saw, which with glibc's malloc can be several times more
+    (freed blocks are kept, docs/benchmarks.md).
     """
+    import json
+    import tempfile
+
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         run()
-    events = sorted(
-        (event.start_ns(), event.nbytes())
-        for event in profiler.profiler.kineto_results.events()
-        if event.name() == "[memory]" and "CPU" in str(event.device_type())
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trace.json"
+        profiler.export_chrome_trace(str(path))
+        trace = json.loads(path.read_text())
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    changes = sorted(  # a stable sort: records of the same instant keep the trace's order
+        ((float(event["ts"]), event["args"]["Bytes"]) for event in events
+         if event.get("name") == "[memory]" and event.get("args", {}).get("Device Type") == 0),
+        key=lambda change: change[0],
+    )  # Device Type 0: CPU (c10::DeviceType)
     live = peak = 0
-    for _start, nbytes in events:
+    for _time, nbytes in changes:
         live += nbytes
         peak = max(peak, live)
     return peak
@@ -121,12 +136,13 @@ def describe_machine(device: str, threads: int | None = None,
     return lines
 
 
-def load_textbook_module():
-    """``textbook_cells.py`` of this folder, imported once under a private module name."""
-    name = "predlearn_bench_textbook_cells"
+def load_reference_cells():
+    """``tests/reference_cells.py`` (the textbook per-gate cells, whose home is with the tests
+    that check the fused cells against them), imported once under a private module name."""
+    name = "predlearn_reference_cells"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "textbook_cells.py")
+    spec = importlib.util.spec_from_file_location(name, REFERENCE_CELLS)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)

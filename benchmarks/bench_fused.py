@@ -1,14 +1,16 @@
 """Fused production cells against their textbook (per-gate) forms, inside a whole rollout.
 
 For each configuration the script builds the production model (``predlearn.create_model``) and an
-identical twin whose cells are replaced by the textbook cells of ``textbook_cells.py`` with the
-weights copied (``model.cells[i] = textbook``). The first warm-up forward of each is compared
+identical twin whose cells are replaced by the textbook cells of ``tests/reference_cells.py`` with
+the weights copied (``model.cells[i] = textbook``). The first warm-up forward of each is compared
 (float32 tolerance), then both are timed side by side, interleaved round-robin in one process
 (fused, textbook, fused, textbook, ...), so that the noise of a shared machine falls on both.
 
 One timed iteration: forward over ``context`` observed frames and ``horizon`` predicted frames
-(closed loop), MSE against random targets, backward (no optimizer step). The table gives the
-median seconds per iteration (with the interquartile range) and the ratio textbook / fused.
+(closed loop), the product's training loss against random targets
+(``predlearn.module.sequence_loss``: L1 + L2, paper §4), backward (no optimizer step). The bare
+predictors are called, not ``PredictiveModule``: the cells are what is compared. The table gives
+the median seconds per iteration (with the interquartile range) and the ratio textbook / fused.
 
 Examples::
 
@@ -28,9 +30,9 @@ from dataclasses import dataclass
 
 import bench_common
 import torch
-import torch.nn.functional as F
 
 import predlearn
+from predlearn.module import sequence_loss
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_pair(size: Size, textbook_cells, seed: int):
+def build_pair(size: Size, reference_cells, seed: int):
     """The production model and its textbook-cell twin with the same weights."""
     kwargs = {"frame_channels": 1, "frame_size": size.frame_size,
               "hidden_channels": size.hidden, "kernel_size": size.kernel,
@@ -94,7 +96,7 @@ def build_pair(size: Size, textbook_cells, seed: int):
     textbook = predlearn.create_model(size.model, **kwargs)
     textbook.load_state_dict(fused.state_dict())
     for index, cell in enumerate(fused.cells):
-        textbook.cells[index] = textbook_cells.textbook_from_fused(cell)
+        textbook.cells[index] = reference_cells.textbook_from_fused(cell)
     return fused, textbook
 
 
@@ -103,7 +105,7 @@ def iteration(model, frames, targets, horizon: int) -> tuple[float, torch.Tensor
     model.zero_grad(set_to_none=True)
     start = time.perf_counter()
     predictions = model(frames, horizon=horizon)
-    F.mse_loss(predictions, targets).backward()
+    sequence_loss(predictions, targets).backward()
     return time.perf_counter() - start, predictions.detach()
 
 
@@ -114,11 +116,11 @@ def median_iqr(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), quartiles[2] - quartiles[0]
 
 
-def run_size(name: str, size: Size, args: argparse.Namespace, textbook_cells) -> dict:
+def run_size(name: str, size: Size, args: argparse.Namespace, reference_cells) -> dict:
     context = args.context or size.context
     horizon = args.horizon or size.horizon
     batch = args.batch_size or size.batch
-    fused, textbook = build_pair(size, textbook_cells, args.seed)
+    fused, textbook = build_pair(size, reference_cells, args.seed)
     generator = torch.Generator().manual_seed(args.seed + 1)
     frames = torch.rand(batch, context, 1, *size.frame_size, generator=generator)
     targets = torch.rand(batch, horizon, 1, *size.frame_size, generator=generator)
@@ -152,13 +154,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     bench_common.apply_denormal_mode(args)  # flushed unless --keep-denormals
-    textbook_cells = bench_common.load_textbook_module()
+    reference_cells = bench_common.load_reference_cells()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, iters {args.iters}, "
           f"warmup {args.warmup}", file=sys.stderr)
     rows = []
     for name in args.sizes:
-        rows.append(run_size(name, SIZES[name], args, textbook_cells))
+        rows.append(run_size(name, SIZES[name], args, reference_cells))
     print("| configuration | fused s/iter (IQR) | textbook s/iter (IQR) | textbook / fused "
           "| max abs diff |")
     print("|---|---|---|---|---|")

@@ -13,9 +13,13 @@ Workloads (PredRNN + ST-LSTM, batch 8, 10 -> 10 frames, closed loop, loss L1 + L
   long-horizon, large-frame case that activation checkpointing (``ckpt``) is for. No data rate.
 * ``tiny``: a seconds-long smoke configuration (used by the tests).
 
+The training step is the product's: ``PredictiveModule.training_loss`` (the loss
+``predlearn.module.sequence_loss``) and the optimizer of ``PredictiveModule.configure_optimizers``.
+
 Variants are written as ``+``-joined tokens: ``fp32`` or ``bf16`` (autocast, as
-``--trainer.precision=bf16-mixed``), ``textbook`` (the per-gate cells of ``textbook_cells.py`` with
-the same weights instead of the fused cells), ``compile`` (``torch.compile`` of the predictor),
+``--trainer.precision=bf16-mixed``), ``textbook`` (the per-gate cells of ``tests/reference_cells.py``
+with the same weights instead of the fused cells), ``compile`` (``torch.compile`` of the predictor,
+``PredictiveModule(compile=True)``),
 ``cl`` (``channels_last=True``) and ``ckpt`` (``checkpoint_steps=True``). Every variant of a
 workload runs in its own fresh process; the parent drives them round-robin, one training
 iteration each per round, so ratios between variants are measured side by side.
@@ -38,10 +42,11 @@ What each column is:
   fraction of the step spent at the speed of the bare convolutions (1.0 would mean the cell's
   element-wise work, the rollout and the optimizer cost nothing). With ``ckpt`` the step runs
   every forward twice by design, which the ceiling does not count.
-* conv GFLOP/s: the convolutions' arithmetic in one step (2 operations per multiply-add; forward,
-  weight gradient, and input gradient where needed; recomputation not counted) divided by the
-  step's time, and in brackets by the bare convolutions' time: how close the step, and the
-  convolution library itself, come to the device's peak.
+* conv GFLOP/s: the convolutions' arithmetic in one step (forward, weight gradient, and input
+  gradient where needed, of the calls the ceiling times; recomputation not counted), as
+  ``torch.utils.flop_counter.FlopCounterMode`` counts it (2 operations per multiply-add; biases
+  not counted), divided by the step's time, and in brackets by the bare convolutions' time: how
+  close the step, and the convolution library itself, come to the device's peak.
 * data: batches per second of the workload's training loader (Moving MNIST: the on-the-fly
   stream over the bundled digits; radar: a generated prepared file in the real HDF5 layout),
   including the copy to the device, against the model's steps per second.
@@ -205,9 +210,9 @@ def build_model(workload: Workload, variant: Variant, seed: int):
         checkpoint_steps=variant.checkpoint_steps,
     )
     if variant.textbook:
-        textbook_cells = bench_common.load_textbook_module()
+        reference_cells = bench_common.load_reference_cells()
         for index, cell in enumerate(model.cells):
-            model.cells[index] = textbook_cells.textbook_from_fused(cell)
+            model.cells[index] = reference_cells.textbook_from_fused(cell)
         if variant.channels_last:
             model.to(memory_format=torch.channels_last)
     return model
@@ -235,25 +240,54 @@ def record_convolutions(model, run_forward) -> Counter:
     return calls
 
 
+def counted_convolution_flops(run) -> int:
+    """Floating-point operations of the convolutions ``run()`` performs, as
+    ``torch.utils.flop_counter.FlopCounterMode`` counts them.
+
+    Only the convolution operators of its per-operator breakdown (``get_flop_counts()``) are
+    kept; matrix products (none in these models) are left out. A forward convolution counts
+    2 x N x C_out x (output positions) x C_in / groups x (kernel area): a multiply and an add per
+    weight and output element, biases not counted. Its backward (``convolution_backward``) counts
+    as much for the weight gradient, and as much again for the input gradient where the input
+    needs one. (Its weight-gradient count ignores ``groups``: no grouped convolutions here.)
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    per_operator = counter.get_flop_counts().get("Global", {})
+    return sum(flops for operator, flops in per_operator.items() if "conv" in str(operator))
+
+
+def _call_flops(module, shape: tuple[int, ...], needs_grad: bool) -> int:
+    """``counted_convolution_flops`` of one call, forward and backward, on a copy of the module
+    on the meta device: shapes only, nothing computes."""
+    import copy
+
+    import torch
+
+    probe = copy.deepcopy(module).to("meta")
+    x = torch.empty(shape, device="meta", requires_grad=needs_grad)
+
+    def run() -> None:
+        out = probe(x)
+        # .backward rather than autograd.grad, which FlopCounterMode's module tracker refuses
+        # for a leaf input
+        out.backward(torch.empty_like(out))
+
+    return counted_convolution_flops(run)
+
+
 def convolution_flops(calls: Counter) -> float:
     """Floating-point operations of the recorded convolutions in one training step.
 
-    A call's forward costs 2 x (output elements) x (weights per output element) operations (one
-    multiply and one add each; biases ignored). The backward costs as much again for the weight
-    gradient, and once more for the input gradient where the input needs one.
+    Each distinct call's forward and the backward the step needs (the weight gradient, and the
+    input gradient where the input needs one), counted by ``FlopCounterMode``
+    (``counted_convolution_flops``), times the number of such calls: the arithmetic of what
+    ``time_convolutions`` times.
     """
-    total = 0.0
-    for (module, shape, needs_grad, _layout), count in calls.items():
-        batch, _channels, *spatial = shape
-        out_size = 1
-        for size, kernel, stride, padding, dilation in zip(
-            spatial, module.kernel_size, module.stride, module.padding, module.dilation
-        ):
-            out_size *= (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-        weights_per_output = module.weight[0].numel()  # in_channels / groups x kernel area
-        forward = 2.0 * batch * module.out_channels * out_size * weights_per_output
-        total += count * forward * (2 + int(needs_grad))
-    return total
+    return float(sum(count * _call_flops(module, shape, needs_grad)
+                     for (module, shape, needs_grad, _layout), count in calls.items()))
 
 
 def time_convolutions(calls: Counter, device, autocast, reps: int, sync) -> float:
@@ -288,7 +322,8 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
     "memory" requests."""
     try:
         import torch
-        import torch.nn.functional as F
+
+        from predlearn.module import PredictiveModule
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -298,14 +333,20 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
         if cuda:
             torch.backends.cudnn.benchmark = True  # as Trainer(benchmark=True)
         eager = build_model(workload, variant, args.seed).to(device)
-        model = torch.compile(eager, backend=args.compile_backend) if variant.compile else eager
-        optimizer = torch.optim.Adam(eager.parameters(), lr=1e-3)  # paper §4
+        # The product's training step: loss L1 + L2 (paper §4), Adam at 1e-3 (paper §4).
+        module = PredictiveModule(eager, context_frames=args.context, horizon=args.horizon,
+                                  compile=variant.compile, compile_backend=args.compile_backend,
+                                  metrics=())
+        optimizer = module.configure_optimizers()
         generator = torch.Generator().manual_seed(args.seed + 1)
         frames = torch.rand(args.batch_size, args.context, 1, *workload.frame_size,
                             generator=generator).to(device)
         targets = torch.rand(args.batch_size, args.horizon, 1, *workload.frame_size,
                              generator=generator).to(device)
+        batch = torch.cat([frames, targets], dim=1)  # (B, J + K, 1, H, W), as the loaders give
+        del targets
         use_bf16 = variant.precision == "bf16"
+        steps = 0
 
         def autocast():
             return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -322,16 +363,17 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
             baseline = bench_common.max_rss_bytes()
 
         def train() -> float:
-            eager.train()
+            nonlocal steps
+            module.train()
             sync()
             start = time.perf_counter()
-            with autocast():
-                predictions = model(frames, args.horizon).float()
-            loss = F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)  # §4
+            with autocast():  # as Lightning's bf16-mixed: around the whole training step
+                loss, _ = module.training_loss(batch, steps)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             sync()
+            steps += 1
             return time.perf_counter() - start
 
         tensor_peak: list[int] = []
@@ -345,11 +387,11 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
             return seconds[0]
 
         def infer() -> float:
-            eager.eval()
+            module.eval()
             sync()
             start = time.perf_counter()
             with torch.inference_mode(), autocast():
-                model(frames, args.horizon)
+                module(frames, args.horizon)
             sync()
             return (time.perf_counter() - start) / args.batch_size
 
@@ -360,8 +402,8 @@ def worker(workload: Workload, variant: Variant, args: argparse.Namespace, conn)
                 record["tensors"] = max(tensor_peak)
             return record
 
-        def ceiling() -> tuple[float, int]:
-            eager.train()
+        def ceiling() -> tuple[float, int, float]:
+            module.train()
 
             def forward() -> None:
                 with autocast():

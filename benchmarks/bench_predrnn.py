@@ -7,7 +7,8 @@ alike, and the ratio of two configurations is measured side by side.
 
 One timed iteration is: forward over ``context`` observed frames and ``horizon`` predicted frames
 (closed loop), loss L1 + L2 against random targets, backward, and an Adam step (``zero_grad`` +
-``step``; leave the step out with ``--no-optimizer-step``).
+``step``; leave the step out with ``--no-optimizer-step``): the product's training step,
+``PredictiveModule.training_loss`` and the optimizer of ``PredictiveModule.configure_optimizers``.
 
 Peak memory, measured in each worker for its own configuration only:
 
@@ -128,9 +129,9 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
     """Build one configuration and run one training iteration per "step" message."""
     try:
         import torch
-        import torch.nn.functional as F
 
         import predlearn
+        from predlearn.module import PredictiveModule
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -138,13 +139,19 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
         torch.manual_seed(args.seed)
         device = torch.device(args.device)
         model = predlearn.create_model(config.model, **model_arguments(config, args)).to(device)
-        model.train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        # The product's training step: loss L1 + L2 (paper §4), Adam at 1e-3 (paper §4).
+        module = PredictiveModule(model, context_frames=args.context, horizon=args.horizon,
+                                  metrics=())
+        module.train()
+        optimizer = module.configure_optimizers()
         shape = (args.batch_size, args.context, args.frame_channels, *args.frame_size)
         frames = torch.rand(shape, device=device)
         targets = torch.rand(
             (args.batch_size, args.horizon, args.frame_channels, *args.frame_size), device=device
         )
+        batch = torch.cat([frames, targets], dim=1)  # (B, J + K, C, H, W), as the loaders give
+        del frames, targets
+        steps = 0
         params = sum(p.numel() for p in model.parameters())
         use_autocast = args.precision == "bf16"
         cuda = device.type == "cuda"
@@ -156,12 +163,12 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
             baseline = bench_common.max_rss_bytes()
 
         def iteration() -> float:
+            nonlocal steps
             if cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                predictions = model(frames, args.horizon).float()
-                loss = F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
+                loss, _ = module.training_loss(batch, steps)
             if not args.no_optimizer_step:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -171,6 +178,7 @@ def worker(config: Config, args: argparse.Namespace, conn) -> None:
                 model.zero_grad(set_to_none=True)
             if cuda:
                 torch.cuda.synchronize()
+            steps += 1
             return time.perf_counter() - start
 
         conn.send(("ready", params))

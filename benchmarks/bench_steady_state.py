@@ -21,7 +21,8 @@ one step each per round: the ratios are measured side by side.
 
 Both implementations train the same workload on the same batches, closed loop (no ground truth fed
 after the observed frames), Adam at 1e-3, each with its own loss: predlearn L1 + L2 over the K
-predicted frames (paper §4), the authors' code MSE over all J + K - 1 next-frame outputs (its
+predicted frames (paper §4; its training step, ``PredictiveModule.training_loss`` and
+``configure_optimizers``), the authors' code MSE over all J + K - 1 next-frame outputs (its
 ``forward`` computes it).
 
     python benchmarks/bench_steady_state.py --workload mmnist-p4 --steps 50 \\
@@ -218,9 +219,9 @@ def worker(config: Config, workload: Workload, args: argparse.Namespace, conn) -
     """Build one configuration; answer each "step" with (seconds, loss, denormal count)."""
     try:
         import torch
-        import torch.nn.functional as F
 
         from predlearn.denormals import set_flush_denormal
+        from predlearn.module import PredictiveModule
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -230,26 +231,29 @@ def worker(config: Config, workload: Workload, args: argparse.Namespace, conn) -
             model = build_model(workload, SizesVariant(config.name,
                                                        checkpoint_steps=args.checkpoint_steps),
                                 args.seed)
+            # predlearn's own training step: loss L1 + L2 (paper §4), Adam
+            module = PredictiveModule(model, context_frames=args.context, horizon=args.horizon,
+                                      learning_rate=args.learning_rate, metrics=())
+            module.train()
+            optimizer = module.configure_optimizers()
         else:
             model = build_authors_model(workload, args)
-        optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+            optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
         batch_of = batches(workload, args)
         bf16 = config.precision == "bf16"
         frame_shape = (args.horizon - 1, *(s // workload.patch for s in workload.frame_size),
                        workload.patch ** 2)
         closed_loop = torch.zeros(args.batch_size, *frame_shape)  # the authors' mask_true
 
-        def loss_of(batch):
+        def loss_of(batch, step: int):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 if config.implementation == "authors":
                     _, loss = model(to_patches(batch, workload.patch), closed_loop)
                     return loss.float()
-                predictions = model(batch[:, : args.context], args.horizon).float()
-            targets = batch[:, args.context:]
-            return F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)  # §4
+                return module.training_loss(batch, step)[0]
 
-        def train_step(batch) -> float:
-            loss = loss_of(batch)
+        def train_step(batch, step: int) -> float:
+            loss = loss_of(batch, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -260,10 +264,10 @@ def worker(config: Config, workload: Workload, args: argparse.Namespace, conn) -
         while (message := conn.recv()) in ("step", "census"):
             batch = batch_of(step)
             if message == "census":  # an extra step, not timed
-                conn.send(("census", denormal_census(functools.partial(train_step, batch))))
+                conn.send(("census", denormal_census(functools.partial(train_step, batch, step))))
                 continue
             start = time.perf_counter()
-            loss = train_step(batch)
+            loss = train_step(batch, step)
             seconds = time.perf_counter() - start
             conn.send(("step", (seconds, loss, count_denormals(optimizer))))
             step += 1

@@ -1,5 +1,8 @@
 """Where the time of one training step goes: the top operators by self time (torch.profiler).
 
+The step is the product's: ``PredictiveModule.training_loss`` (loss L1 + L2, paper §4) and the
+backward pass (no optimizer step).
+
     python benchmarks/profile_step.py --model predrnn --patch-size 4 --batch-size 8
     python benchmarks/profile_step.py --device cuda --precision bf16 --hidden 128 128 \
         --kernel-size 3 --patch-size 1 --frame-size 100      # radar, on a GPU
@@ -11,10 +14,10 @@ import argparse
 
 import bench_common
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import predlearn
+from predlearn.module import PredictiveModule
 
 
 def main() -> None:
@@ -37,13 +40,14 @@ def main() -> None:
     model = predlearn.create_model(args.model, frame_size=(args.frame_size,) * 2,
                                    hidden_channels=args.hidden, kernel_size=args.kernel_size,
                                    patch_size=args.patch_size).to(device)
-    frames = torch.rand(args.batch_size, 10, 1, args.frame_size, args.frame_size, device=device)
-    targets = torch.rand(args.batch_size, 10, 1, args.frame_size, args.frame_size, device=device)
+    module = PredictiveModule(model, context_frames=10, horizon=10, metrics=())
+    module.train()
+    # 10 observed + 10 target frames, as the data modules give them
+    batch = torch.rand(args.batch_size, 20, 1, args.frame_size, args.frame_size, device=device)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
-            predictions = model(frames, 10).float()
-        loss = F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
+            loss, _ = module.training_loss(batch, 0)
         model.zero_grad(set_to_none=True)
         loss.backward()
 

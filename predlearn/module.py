@@ -20,6 +20,16 @@ LossName = Literal["l1+l2", "l2", "l1"]
 LossFrames = Literal["predicted", "all"]
 
 
+def sequence_loss(predictions: Tensor, targets: Tensor, name: LossName = "l1+l2") -> Tensor:
+    """The training loss of ``PredictiveModule``: mean L1 + mean squared error by default
+    (paper §4), or ``"l2"`` / ``"l1"`` alone; also for loops outside Lightning (benchmarks)."""
+    if name == "l2":
+        return F.mse_loss(predictions, targets)
+    if name == "l1":
+        return F.l1_loss(predictions, targets)
+    return F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
+
+
 @dataclass(frozen=True)
 class CompiledPredictor:
     """``torch.compile`` of a predictor's forward and rollout. A plain object, not a module, so
@@ -212,11 +222,7 @@ class PredictiveModule(L.LightningModule):
         return batch[:, : self.context_frames], batch[:, self.context_frames :]
 
     def compute_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
-        if self.loss_name == "l2":
-            return F.mse_loss(predictions, targets)
-        if self.loss_name == "l1":
-            return F.l1_loss(predictions, targets)
-        return F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
+        return sequence_loss(predictions, targets, self.loss_name)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         loss, logs = self.training_loss(batch, self.global_step)

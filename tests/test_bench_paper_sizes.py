@@ -1,8 +1,9 @@
 """The one-command benchmark (``benchmarks/bench_paper_sizes.py``) on its tiny workload.
 
 Timings are not asserted (benchmarks measure, tests check behaviour): these tests check the
-variant grammar, the convolution census behind the efficiency column against a hand count, and
-that one run produces every figure of the table.
+variant grammar, the convolution census behind the efficiency column and its FLOPs
+(``torch.utils.flop_counter``) against hand counts, and that one run produces every figure of the
+table.
 """
 
 from __future__ import annotations
@@ -110,9 +111,27 @@ def test_convolution_census_matches_a_hand_count(bench):
     assert seconds > 0 and math.isfinite(seconds)
 
 
+@pytest.mark.parametrize("input_grad, passes", [(False, 1), (True, 1), (False, 2), (True, 3)])
+def test_flop_counter_counts_one_convolution_as_by_hand(bench, input_grad, passes):
+    """FlopCounterMode on one convolution, 2 x N x C_out x H_out x W_out x C_in x k x k forward;
+    the backward adds one such count for the weight gradient and one for the input gradient
+    (passes: 1 = forward alone, 2 = and the weight gradient, 3 = and the input gradient)."""
+    conv = torch.nn.Conv2d(3, 4, 5, stride=2, padding=1)
+    x = torch.rand(2, 3, 9, 11, requires_grad=input_grad)
+    h_out, w_out = (9 + 2 - 5) // 2 + 1, (11 + 2 - 5) // 2 + 1  # 4 x 5
+    forward = 2 * 2 * 4 * h_out * w_out * 3 * 5 * 5
+
+    def run():
+        out = conv(x)
+        if passes > 1:
+            out.sum().backward()
+
+    assert bench.counted_convolution_flops(run) == forward * passes
+
+
 def test_convolution_flops_match_a_hand_count(bench):
-    """Each call: 2 x outputs x weights-per-output forward, once more for the weight gradient and
-    once more for the input gradient where the input needs one."""
+    """Each recorded call: 2 x outputs x weights-per-output forward, once more for the weight
+    gradient and once more for the input gradient where the input needs one."""
     from collections import Counter
 
     same = torch.nn.Conv2d(3, 4, 5, padding=2)  # 'same': 6 x 7 outputs per channel
@@ -123,6 +142,7 @@ def test_convolution_flops_match_a_hand_count(bench):
     valid_forward = 2 * 1 * 6 * (4 * 5) * (2 * 3 * 3)
     expected = 3 * 3 * same_forward + 2 * 2 * valid_forward
     assert bench.convolution_flops(calls) == expected
+    assert same.weight.grad is None and same.weight.device.type == "cpu"  # counted on a copy
 
 
 def test_one_command_prints_every_figure(bench, tmp_path, capsys):

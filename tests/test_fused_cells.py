@@ -1,4 +1,4 @@
-"""The fused production cells against their textbook (per-gate) forms in ``benchmarks/``.
+"""The fused production cells against their textbook (per-gate) forms in ``reference_cells.py``.
 
 The textbook cells write each equation of DESIGN 1.2-1.4 with one convolution per gate and per
 source. With the weights copied from a fused cell, both must give the same (h, c, m) and the same
@@ -7,29 +7,14 @@ gradients with respect to the inputs and to every corresponding weight (float64)
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+import reference_cells
 import torch
 
 import predlearn
 from predlearn.zoo import ConvLSTMCell, SpatiotemporalLSTMCell, SpatiotemporalMemoryCell
 
-TEXTBOOK_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "textbook_cells.py"
 IN, HID, SIZE, K, BATCH = 3, 4, (6, 5), 3, 2
-
-
-def load_textbook_module():
-    spec = importlib.util.spec_from_file_location("predlearn_bench_textbook_cells", TEXTBOOK_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-textbook_cells = load_textbook_module()
 
 # (id, fused class, constructor options, input channels, recurrent channels)
 CASES = [
@@ -54,7 +39,7 @@ def make_pair(cell_class, options, input_channels, recurrent_channels, seed=0):
         for parameter in fused.parameters():
             parameter.copy_(0.4 * torch.randn(parameter.shape, generator=generator,
                                               dtype=torch.float64))
-    return fused, textbook_cells.textbook_from_fused(fused)
+    return fused, reference_cells.textbook_from_fused(fused)
 
 
 def make_inputs(fused, seed=1):
@@ -91,7 +76,7 @@ def loss_of(outputs, seed=2):
                          [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_fused_equals_textbook(cell_class, options, input_channels, recurrent_channels):
     fused, textbook = make_pair(cell_class, options, input_channels, recurrent_channels)
-    assert type(textbook) is textbook_cells.TEXTBOOK_OF[cell_class]
+    assert type(textbook) is reference_cells.TEXTBOOK_OF[cell_class]
     assert sum(p.numel() for p in fused.parameters()) == sum(
         p.numel() for p in textbook.parameters())
     inputs = make_inputs(fused)
@@ -113,7 +98,7 @@ def test_fused_equals_textbook(cell_class, options, input_channels, recurrent_ch
     # Gradients with respect to the weights, slice by slice, and every fused element covered.
     fused_params = dict(fused.named_parameters())
     covered = {name: torch.zeros_like(p, dtype=torch.int64) for name, p in fused_params.items()}
-    for tb_name, fused_name, index in textbook_cells.weight_map(textbook):
+    for tb_name, fused_name, index in reference_cells.weight_map(textbook):
         fused_grad = fused_params[fused_name].grad[index]
         torch.testing.assert_close(textbook.get_parameter(tb_name).grad, fused_grad,
                                    msg=lambda m, n=tb_name: f"{n}: {m}")
@@ -140,11 +125,11 @@ def test_textbook_has_one_convolution_per_gate_and_source():
 
 def test_load_from_fused_rejects_mismatch():
     fused, _ = make_pair(ConvLSTMCell, {}, IN, None)
-    wrong = textbook_cells.TextbookSpatiotemporalLSTMCell(IN, HID, K, SIZE).double()
+    wrong = reference_cells.TextbookSpatiotemporalLSTMCell(IN, HID, K, SIZE).double()
     with pytest.raises(TypeError):
-        textbook_cells.load_from_fused(wrong, fused)
+        reference_cells.load_from_fused(wrong, fused)
     with pytest.raises(ValueError):
-        textbook_cells.TextbookSpatiotemporalLSTMCell(IN, HID, K, SIZE, layer_norm=True)
+        reference_cells.TextbookSpatiotemporalLSTMCell(IN, HID, K, SIZE, layer_norm=True)
 
 
 @pytest.mark.parametrize("model_name", ["convlstm", "predrnn_m", "predrnn"])
@@ -160,6 +145,6 @@ def test_model_with_textbook_cells_matches(model_name):
                                   hidden_channels=(4, 4), kernel_size=3, patch_size=2).double()
     twin.load_state_dict(model.state_dict())
     for index, cell in enumerate(model.cells):
-        twin.cells[index] = textbook_cells.textbook_from_fused(cell)
+        twin.cells[index] = reference_cells.textbook_from_fused(cell)
     frames = torch.rand(2, 3, 1, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(twin(frames, horizon=2), model(frames, horizon=2))

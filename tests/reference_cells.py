@@ -15,6 +15,10 @@ since the upper layers have no x).
 convolutions, slicing the stacked weights in the gate order documented in the cell code;
 ``weight_map(textbook)`` lists that correspondence (used by the tests to compare gradients) and
 ``textbook_from_fused(fused)`` builds a textbook twin of a production cell with its weights.
+
+Used by ``test_fused_cells.py`` (imported as a sibling module) and by the benchmarks that time the
+textbook cells against the fused ones (``bench_fused.py``, ``bench_paper_sizes.py``), which load it
+from here with ``bench_common.load_reference_cells()``.
 """
 
 from __future__ import annotations
