@@ -130,6 +130,19 @@ def test_help_lists_every_option_with_its_default(capsys):
         assert f"default: {default}" in described[:500], option
 
 
+def test_fit_help_leads_with_the_models_and_the_datas_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--model=predrnn", "--data=mmnist", "--help"])
+    out = capsys.readouterr().out
+    model, data = out.index("--model.predictor.hidden_channels"), out.index("--data.digits")
+    assert model < data < out.index("--trainer.max_steps")
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])  # nothing chosen: say how to choose, with the names
+    out = capsys.readouterr().out
+    assert out.startswith("Choose a model and a data set by name")
+    assert "predrnn" in out[:400] and "mmnist" in out[:400]
+
+
 def test_unknown_model_name_lists_the_known_ones(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--model=predrn"])
