@@ -45,7 +45,8 @@ def resolve_registry_names(argv: Sequence[str]) -> list[str]:
 
     Dotted values (class paths) and config files pass through unchanged; an unknown plain name
     fails with the list of registered names. ``--ckpt_path NAME`` of a shipped model
-    (``predlearn.list_pretrained()``) becomes the path of its checkpoint.
+    (``predlearn.list_pretrained()``) becomes the path of its checkpoint. ``--model.cell`` is
+    short for ``--model.predictor.cell`` (``--model=stack --model.cell=st_lstm``).
     """
     out: list[str] = []
     args = list(argv)
@@ -68,6 +69,8 @@ def resolve_registry_names(argv: Sequence[str]) -> list[str]:
             i += consumed
             break
         else:
+            if arg == "--model.cell" or arg.startswith("--model.cell="):  # the stack's cell
+                arg = "--model.predictor.cell" + arg[len("--model.cell"):]
             if arg == "--ckpt_path" and i + 1 < len(args):  # a shipped model's name works too
                 out += [arg, resolve_checkpoint(args[i + 1])]
                 i += 2
@@ -140,7 +143,8 @@ class PredlearnCLI(LightningCLI):
         if not self.config.fit.get("test_after_fit"):
             return
         checkpoint = self.trainer.checkpoint_callback
-        ckpt_path = "best" if checkpoint is not None and checkpoint.best_model_path else None
+        has_best = isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
+        ckpt_path = "best" if has_best else None
         if ckpt_path is None:
             rank_zero_warn("test_after_fit: no validation ran, so there is no best checkpoint; "
                            "testing the final weights")

@@ -79,11 +79,11 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
                          "(no state_dict or hyper_parameters)")
     kept = {key: checkpoint[key] for key in KEPT_KEYS if key in checkpoint}
     kept["predlearn"] = {**kept.get("predlearn", {}), **metadata}
+    from predlearn.datamodules.files import written_atomically
+
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".part")
-    torch.save(kept, partial)
-    partial.replace(destination)
+    with written_atomically(destination) as partial:
+        torch.save(kept, partial)
     return destination
 
 

@@ -24,7 +24,7 @@ def test_every_registered_model_gives_a_tiny_config():
                          f"generic tests): {missing}")
 
 
-def test_the_stack_takes_any_registered_cell_and_named_models_keep_theirs():
+def test_the_stack_takes_any_registered_cell_and_named_models_keep_theirs(tmp_path):
     stack = predlearn.create_model("stack", cell="conv_lstm", **TINY_MODELS["convlstm"])
     named = predlearn.create_model("convlstm", **TINY_MODELS["convlstm"])
     assert type(stack.cells[0]) is type(named.cells[0])
@@ -35,6 +35,15 @@ def test_the_stack_takes_any_registered_cell_and_named_models_keep_theirs():
         assert torch.equal(stack(frames, 2), named(frames, 2))
     with pytest.raises(ValueError, match="name the cell of the stack.*st_lstm"):
         predlearn.create_model("stack", hidden_channels=[4])
+    root = write_fake_mnist(tmp_path / "mnist", n_train=30, n_test=10)
+    cli = run_cli(["fit", "--model=stack", "--model.cell=conv_lstm", "--model.predictor.patch_size=4",
+                   "--model.predictor.hidden_channels=[4]", "--data=mmnist", f"--data.root={root}",
+                   "--data.download=false", "--data.num_val=2", "--data.num_test=2",
+                   "--data.batch_size=2", "--data.train_sequences_per_epoch=4",
+                   "--trainer.max_steps=1", "--trainer.logger=false",
+                   f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+                   "--figures.enabled=false"])
+    assert type(cli.model.predictor.cells[0]).__name__ == "ConvLSTMCell"
     with pytest.raises(ValueError, match="built of 'st_lstm' cells.*--model=stack"):
         predlearn.create_model("predrnn", cell="conv_lstm", hidden_channels=[4])
 

@@ -362,6 +362,14 @@ def test_cli_passes_class_paths_and_other_arguments_through(cli):
         "--data=my.module.MyData", "--model.lr", "0.001", "--config", "configs/x.yaml"]
 
 
+def test_cli_model_cell_is_short_for_the_stacks_cell(cli):
+    assert cli.resolve_registry_names(["fit", "--model=stack", "--model.cell=st_lstm"]) == [
+        "fit", "--model.predictor=predlearn.zoo.recurrent_stack.RecurrentStack",
+        "--model.predictor.cell=st_lstm"]
+    assert cli.resolve_registry_names(["fit", "--model.cell", "conv_lstm"])[1:] == [
+        "--model.predictor.cell", "conv_lstm"]
+
+
 def test_cli_model_config_file_goes_to_the_whole_module(cli):
     assert cli.resolve_registry_names(["fit", "--model=module.yaml"]) == ["fit",
                                                                           "--model=module.yaml"]
