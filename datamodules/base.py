@@ -95,11 +95,11 @@ class UnpaddedDistributedSampler(DistributedSampler):
     def __init__(self, dataset: Any, num_replicas: int | None = None,
                  rank: int | None = None) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.total_size = len(dataset)  # every item once, no padding
         self.num_samples = len(self._indices())
-        self.total_size = len(dataset)
 
     def _indices(self) -> range:
-        return range(self.rank, len(self.dataset), self.num_replicas)
+        return range(self.rank, self.total_size, self.num_replicas)
 
     def __iter__(self):
         return iter(self._indices())

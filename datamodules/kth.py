@@ -211,7 +211,8 @@ class KTHDataModule(SequenceDataModule):
         """Build the window indices of all splits (building the cache if it is missing)."""
         if self.cache_file is None:
             self.cache_file = self.ensure_cache()
-        index = read_index(self.cache_file)
+        cache_file = self.cache_file
+        index = read_index(cache_file)
         if index is None:
             raise ValueError(f"{self.cache_file}: the KTH cache is unreadable; delete it")
         lengths = {name: length for name, (_, length) in index.items()}
@@ -224,13 +225,13 @@ class KTHDataModule(SequenceDataModule):
 
         def windows(persons: Sequence[int], length: int,
                     strides: int | Mapping[str, int]) -> KTHWindows:
-            starts = []
+            starts: list[int] = []
             for name, first, stop in sub_clips(lengths, annotations, self.actions, persons,
                                                self.trimmed_actions):
                 stride = stride_of(strides, parse_clip_name(name)[1])
                 offset = index[name][0]
                 starts.extend(offset + s for s in window_starts(first, stop, length, stride))
-            return KTHWindows(self.cache_file, starts, length)
+            return KTHWindows(cache_file, starts, length)
 
         self.train_set = windows(self.train_persons, self.sequence_length, self.train_stride)
         self.val_set = windows(self.val_persons, self.sequence_length, self.test_strides)

@@ -74,7 +74,8 @@ def gap_free_runs(
     count = len(timestamps)
     if count < 2:
         return [(0, count)] if count else []
-    steps = np.diff(np.asarray(timestamps, dtype=np.int64))
+    # int64 steps (numpy's stubs would type the diff of int64 values as timedelta64)
+    steps: np.ndarray = np.diff(np.asarray(timestamps, dtype=np.int64))
     limit = GAP_FACTOR * float(np.median(steps)) if max_gap_minutes is None else (
         60.0 * max_gap_minutes
     )

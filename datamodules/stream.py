@@ -119,6 +119,8 @@ class ResumableStreamLoader(DataLoader):
     ``on_before_batch_transfer`` hook, once per batch the trainer actually trains on.
     """
 
+    dataset: BatchStream  # set by DataLoader.__init__ to ``stream``
+
     def __init__(self, stream: BatchStream, count_consumed: bool = False,
                  **kwargs: Any) -> None:
         if kwargs.get("num_workers", 0) > 0:  # workers flush denormals as the main thread does
@@ -134,8 +136,10 @@ class ResumableStreamLoader(DataLoader):
         """One more batch of the current epoch was handed to the training step."""
         self._consumed += 1
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        stream: BatchStream = self.dataset
+    # DataLoader.__iter__ returns its iterator object; this generator wraps it to count the
+    # batches served, and whoever iterates a loader needs no more than an iterator.
+    def __iter__(self) -> Iterator[torch.Tensor]:  # type: ignore[override]
+        stream = self.dataset
         epoch, start = self._resume_at or (self._epoch + 1, 0)
         self._resume_at = None
         self._epoch, self._served, self._consumed = epoch, start, start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import h5py
 import lightning as L
@@ -24,15 +25,25 @@ from predlearn.visualize import (
     write_gif,
 )
 
+if TYPE_CHECKING:
+    from predlearn.module import PredictiveModule
+
 
 def run_directory(trainer: L.Trainer) -> Path:
     """Where a run's files go: the W&B run's files folder (synced with it) or the logger's dir."""
     logger = trainer.logger
     if isinstance(logger, WandbLogger):
         return Path(logger.experiment.dir)
-    if logger is not None and getattr(logger, "log_dir", None):
-        return Path(logger.log_dir)
+    log_dir = getattr(logger, "log_dir", None)
+    if log_dir:
+        return Path(log_dir)
     return Path(trainer.default_root_dir)
+
+
+def _predictive(pl_module: L.LightningModule) -> PredictiveModule:
+    """The module as the ``PredictiveModule`` it is: the command line pairs ``PredictionFigures``
+    with it (its ``horizon``, ``test_horizon``, ``split`` and ``curves``)."""
+    return cast("PredictiveModule", pl_module)
 
 
 class PredictionFigures(L.Callback):
@@ -74,12 +85,14 @@ class PredictionFigures(L.Callback):
         self._keep("test", batch, batch_idx, dataloader_idx)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._write(trainer, pl_module, "val", pl_module.horizon)
+        module = _predictive(pl_module)
+        self._write(trainer, module, "val", module.horizon)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._write(trainer, pl_module, "test", pl_module.test_horizon)
+        module = _predictive(pl_module)
+        self._write(trainer, module, "test", module.test_horizon)
 
-    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str,
+    def _write(self, trainer: L.Trainer, pl_module: PredictiveModule, stage: str,
                horizon: int) -> None:
         example = self._examples.pop(stage, None)
         curves = getattr(pl_module, "curves", {}).get(stage)
@@ -104,7 +117,7 @@ class PredictionFigures(L.Callback):
                                         folder / f"{stage}_predictions.gif")
         rank_zero_info(f"predlearn: wrote {picture}, {animation}, {curve_plot} and {table}")
         if stage == "test" and self.pretrained:
-            self._write_pretrained(frames, targets, horizon, folder)
+            self._write_pretrained(self.pretrained, frames, targets, horizon, folder)
         if isinstance(trainer.logger, WandbLogger):
             log_curves_to_wandb(trainer.logger, stage, curves, [picture, curve_plot])
             import wandb
@@ -113,23 +126,24 @@ class PredictionFigures(L.Callback):
                 {f"{stage}/predictions_video": wandb.Video(str(animation), format="gif")})
 
 
-    def _write_pretrained(self, frames: Tensor, targets: Tensor, horizon: int,
+    def _write_pretrained(self, name: str, frames: Tensor, targets: Tensor, horizon: int,
                           folder: Path) -> Path:
-        """The shipped model's predictions of the drawn test sequences, in their own picture."""
+        """The shipped model ``name``'s predictions of the drawn test sequences, in their own
+        picture."""
         from predlearn.pretrained import load_pretrained
 
-        shipped = load_pretrained(self.pretrained)
+        shipped = load_pretrained(name)
         if shipped.context_frames != frames.shape[1]:
             raise ValueError(
-                f"figures.pretrained: {self.pretrained} observes {shipped.context_frames} frames; "
+                f"figures.pretrained: {name} observes {shipped.context_frames} frames; "
                 f"this run's test sequences give {frames.shape[1]}"
             )
         with torch.no_grad():
             predictions = shipped(frames.float(), horizon).cpu()
         path = save_prediction_figure(frames, targets, predictions,
-                                      folder / f"test_predictions_{self.pretrained}.png",
-                                      title=f"test set, shipped model {self.pretrained}")
-        rank_zero_info(f"predlearn: wrote {path} (the shipped model {self.pretrained})")
+                                      folder / f"test_predictions_{name}.png",
+                                      title=f"test set, shipped model {name}")
+        rank_zero_info(f"predlearn: wrote {path} (the shipped model {name})")
         return path
 
 

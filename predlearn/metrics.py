@@ -23,6 +23,7 @@ curve, so a plugin adds a metric in one file and ``--model.metrics=[mse,mine]`` 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypedDict, cast
 
 import torch
 from torch import Tensor, nn
@@ -32,9 +33,21 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
+
+class _SSIMWindow(TypedDict):
+    """The SSIM settings passed to torchmetrics by keyword."""
+
+    gaussian_kernel: bool
+    kernel_size: int
+    sigma: float
+    k1: float
+    k2: float
+
+
 DATA_RANGE = 1.0  # frames are floats in [0, 1]
 BCE_EPS = 1e-7
-SSIM_WINDOW = {"gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5, "k1": 0.01, "k2": 0.03}
+SSIM_WINDOW: _SSIMWindow = {
+    "gaussian_kernel": True, "kernel_size": 11, "sigma": 1.5, "k1": 0.01, "k2": 0.03}
 #: the metrics scored at validation and test unless told otherwise (registry names)
 DEFAULT_METRICS: tuple[str, ...] = ("mse", "bce", "psnr", "ssim")
 
@@ -51,6 +64,9 @@ class PerStepMetric(Metric):
     key: str = ""
     #: what a plot's axis says for this key (the convention in words)
     label: str = ""
+    # torchmetrics states (``add_state`` in ``__init__``): sums per step, and sequences counted
+    total: Tensor
+    count: Tensor
 
     @classmethod
     def labels(cls) -> dict[str, str]:
@@ -158,6 +174,7 @@ class FrameSSIM(PerStepMetric):
             preds.flatten(0, 1), target.flatten(0, 1), data_range=DATA_RANGE,
             reduction="none", **SSIM_WINDOW,
         )
+        assert isinstance(ssim, Tensor)  # a pair only with return_full_image/contrast_sensitivity
         return ssim.view(b, k)
 
 
@@ -192,16 +209,20 @@ class SequenceMetrics(nn.Module):
         self.horizon = horizon
         self.metrics = nn.ModuleDict({name: METRICS.get(name)(horizon) for name in names})
 
+    def _each(self) -> Iterable[PerStepMetric]:
+        # the registry gives PerStepMetric classes; a ModuleDict knows its values only as modules
+        return cast("Iterable[PerStepMetric]", self.metrics.values())
+
     def update(self, preds: Tensor, target: Tensor) -> None:
-        for metric in self.metrics.values():
+        for metric in self._each():
             metric.update(preds, target)
 
     def reset(self) -> None:
-        for metric in self.metrics.values():
+        for metric in self._each():
             metric.reset()
 
     def curves(self) -> dict[str, Tensor]:
-        return {metric.key: metric.compute() for metric in self.metrics.values()}
+        return {metric.key: metric.compute() for metric in self._each()}
 
     def compute(self) -> dict[str, Tensor]:
         return flatten_curves(self.curves(), self.prefix)

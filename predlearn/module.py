@@ -39,7 +39,7 @@ class CompiledPredictor:
     rollout: Any
 
     @classmethod
-    def of(cls, predictor: torch.nn.Module, backend: str) -> CompiledPredictor:
+    def of(cls, predictor: Predictor, backend: str) -> CompiledPredictor:
         return cls(torch.compile(predictor, backend=backend),
                    torch.compile(predictor.rollout, backend=backend))
 

@@ -59,7 +59,8 @@ class Predictor(nn.Module):
         """Make every subclass record the arguments it was built with (``config``)."""
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
-            cls.__init__ = _recording_init(cls.__dict__["__init__"])
+            # deliberately replaces the subclass's own constructor by its recording wrapper
+            cls.__init__ = _recording_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any] | None:
@@ -181,14 +182,19 @@ class Predictor(nn.Module):
         encoded = self.encode(frames.flatten(0, 1)).unflatten(0, (batch, context))
         state = self.initial_state(frames)
         inputs = encoded[:, 0]
-        outputs = []
+        outputs: list[Tensor] = []
+        truth: Tensor | None
         last_step = context + horizon - 2
         needs_context_predictions = every_frame or context_mask is not None
         for t in range(last_step + 1):
             wanted = needs_context_predictions or t >= context - 1
             prediction, state = self.transition(inputs, state, wanted)
-            if wanted and prediction is None:
-                raise RuntimeError(f"{type(self).__name__}.transition predicted nothing at step {t}")
+            if prediction is None:
+                if wanted:
+                    raise RuntimeError(
+                        f"{type(self).__name__}.transition predicted nothing at step {t}")
+                inputs = encoded[:, t + 1]  # not wanted: the next observed frame, fed as it is
+                continue
             if every_frame or t >= context - 1:
                 outputs.append(prediction)
             if t == last_step:
@@ -287,6 +293,8 @@ def select_next_input(
     """The frame fed after predicted step ``step``: the prediction, or the truth where masked."""
     if teacher_mask is None:
         return prediction
+    if targets is None:
+        raise ValueError("teacher_mask needs targets: the ground truth frames to feed")
     use_truth = teacher_mask[:, step].view(-1, *([1] * (prediction.ndim - 1)))
     return torch.where(use_truth, targets[:, step], prediction)
 

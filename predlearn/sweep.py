@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from predlearn.paper import TABLE1
 
@@ -66,14 +66,26 @@ def sweep_configs(paths: Sequence[str | Path]) -> list[Path]:
     return selected
 
 
+def _load_config(config: Path) -> DictConfig:
+    """A run config: a YAML mapping of settings."""
+    loaded = OmegaConf.load(config)
+    if not isinstance(loaded, DictConfig):
+        raise TypeError(f"sweep: {config} is not a run config (a YAML mapping of settings)")
+    return loaded
+
+
 def _is_transfer_only(config: Path) -> bool:
-    data = OmegaConf.to_container(OmegaConf.load(config)).get("data") or {}
+    container = OmegaConf.to_container(_load_config(config))
+    assert isinstance(container, dict)  # a DictConfig converts to a dict
+    data = container.get("data") or {}
     init_args = data.get("init_args", data) if isinstance(data, dict) else {}
     return init_args.get("test_num_digits") is not None
 
 
 def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None) -> SweepResult:
     """fit + test of one config, then the transfer test of its best checkpoint."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     from predlearn.lightning_cli import run_lightning
 
     started = time.perf_counter()
@@ -83,7 +95,12 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
 
     result = SweepResult(config, MODELS.name_of(predictor) or predictor.__name__.lower())
     result.curves["test"] = fitted.model.curves["test"]
-    result.best_checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+    checkpoint = fitted.trainer.checkpoint_callback
+    best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else None
+    if best is None:
+        raise ValueError(f"sweep: {config} trains without a ModelCheckpoint (checkpointing off?); "
+                         "the sweep records and tests the best checkpoint of each run")
+    result.best_checkpoint = best
     result.steps = fitted.trainer.global_step
     result.seconds = time.perf_counter() - started  # includes the test after fit
     _finish_wandb()
@@ -132,7 +149,7 @@ def _model_name(config: Path) -> str:
 
     from predlearn.registry import MODELS
 
-    predictor = OmegaConf.load(config).get("model", {}).get("predictor", {})
+    predictor = _load_config(config).get("model", {}).get("predictor", {})
     module, _, name = str(predictor.get("class_path", "")).rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     return MODELS.name_of(cls) or cls.__name__.lower()

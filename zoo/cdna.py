@@ -8,8 +8,8 @@ not pixels from scratch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -191,9 +191,11 @@ class CDNA(Predictor):
 
     def init_states(self, batch: int, reference: Tensor) -> CDNAState:
         """Zero (h, c) for every ConvLSTM layer, on the device and dtype of ``reference``."""
+        # the ModuleList holds ConvLSTMCells but gives them to the type checker as modules
+        cells = cast("Iterable[ConvLSTMCell]", self.cells)
         return [
             (reference.new_zeros(batch, cell.hidden_channels, *cell.spatial_size),) * 2
-            for cell in self.cells
+            for cell in cells
         ]
 
     def transform_parameters(

@@ -139,7 +139,8 @@ class DFN(Predictor):
             if isinstance(module, nn.Conv2d):
                 # Lasagne's HeUniform(gain=1): U(-sqrt(3 / fan_in), +sqrt(3 / fan_in)); bias 0.
                 nn.init.kaiming_uniform_(module.weight, a=1.0)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def init_state(self, batch: int, reference: Tensor) -> Tensor:
         """The zero hidden state (B, hidden_channels, ceil(H/2), ceil(W/2))."""

@@ -80,7 +80,8 @@ class PredRNNv2(RecurrentStack):
         width = self.hidden_channels[0]
         self.adapter = nn.Conv2d(width, width, 1, bias=False)  # authors' code: no bias
         if self.channels_last:
-            self.adapter.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format (its documentation says so); torch's overloads omit it
+            self.adapter.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def initial_state(self, frames: Tensor) -> dict[str, Any]:
         state = super().initial_state(frames)

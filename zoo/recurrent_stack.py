@@ -127,7 +127,8 @@ class RecurrentStack(Predictor):
         # H^L_t back to pixels; a 1x1 convolution as in the authors' released code (DESIGN 1.4).
         self.head = nn.Conv2d(hidden_channels[-1], patched_channels, 1)
         if channels_last:
-            self.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format (its documentation says so); torch's overloads omit it
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def _layout(self, tensor: Tensor) -> Tensor:
         """``tensor`` in the stack's memory layout (a no-op unless ``channels_last``)."""

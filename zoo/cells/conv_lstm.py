@@ -42,6 +42,8 @@ class ConvLSTMCell(RecurrentCell):
     def forward(
         self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None = None
     ) -> tuple[Tensor, Tensor, None]:
+        if c is None:
+            raise ValueError(f"{type(self).__name__} needs its cell state c; got None")
         g, i, f, o = torch.chunk(self.conv_x(x) + self.conv_h(h), 4, dim=1)
         if self.peephole:
             i = i + self.w_ci * c

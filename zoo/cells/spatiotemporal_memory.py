@@ -45,6 +45,8 @@ class SpatiotemporalMemoryCell(RecurrentCell):
     def forward(
         self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
     ) -> tuple[Tensor, None, Tensor]:
+        if m is None:
+            raise ValueError(f"{type(self).__name__} needs the spatiotemporal memory m; got None")
         pre = self.conv_h(h)
         if self.conv_x is not None:
             if x is None:

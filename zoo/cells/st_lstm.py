@@ -62,6 +62,9 @@ class SpatiotemporalLSTMCell(RecurrentCell):
         self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Eq. 4, returning also the increments i * g of C and i' * g' of M."""
+        if c is None or m is None:
+            raise ValueError(f"{type(self).__name__} needs both memories, the cell state c and "
+                             "the spatiotemporal memory m; got None")
         xg, xi, xf, xg_m, xi_m, xf_m, xo = torch.chunk(self._norm(0, self.conv_x(x)), 7, dim=1)
         hg, hi, hf, ho = torch.chunk(self._norm(1, self.conv_h(h)), 4, dim=1)
         mg, mi, mf = torch.chunk(self._norm(2, self.conv_m(m)), 3, dim=1)
