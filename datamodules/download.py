@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from predlearn.datamodules.files import progress, remove_stale_parts, written_atomically
+from predlearn.errors import ChecksumError
+
+__all__ = ["ChecksumError", "download_url", "file_digest"]
 
 __all__ = ["ChecksumError", "download_url", "file_digest"]
 
 _BLOCK = 1 << 20  # bytes read and written at a time
 
 
-class ChecksumError(ValueError):
-    """A downloaded file does not have the expected checksum."""
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "md5") -> str:
@@ -46,6 +47,13 @@ def _content_length(response: Any) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _cut_short(message: str) -> urllib.error.ContentTooShortError:
+    """The error of a download that stopped early. Its ``content`` is None: nothing is kept."""
+    # typeshed types ``content`` as what urlretrieve passes, (filename, headers); the class keeps
+    # any value, and here there is no file to name
+    return urllib.error.ContentTooShortError(message, None)  # type: ignore[arg-type]
 
 
 def download_url(
@@ -94,15 +102,13 @@ def download_url(
                         received += len(block)
                         bar.update(len(block))
             except http.client.IncompleteRead as err:  # a chunked body cut short
-                raise urllib.error.ContentTooShortError(
-                    f"{url}: the download stopped after {received} bytes ({err!r})", None
+                raise _cut_short(
+                    f"{url}: the download stopped after {received} bytes ({err!r})"
                 ) from err
             finally:
                 bar.close()
         if total is not None and received < total:
-            raise urllib.error.ContentTooShortError(
-                f"{url}: the download stopped after {received} of {total} bytes", None
-            )
+            raise _cut_short(f"{url}: the download stopped after {received} of {total} bytes")
         for name, digest in digests.items():
             actual = digest.hexdigest()
             if actual != expected[name]:

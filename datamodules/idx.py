@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from predlearn.datamodules.files import written_atomically
+from predlearn.errors import BadFileError
 
 __all__ = ["IDXFormatError", "read_idx", "write_idx"]
 
@@ -36,7 +37,7 @@ _KIND_TO_CODE: dict[tuple[str, int], int] = {
 }
 
 
-class IDXFormatError(ValueError):
+class IDXFormatError(BadFileError):
     """An IDX file is truncated, corrupted or not an IDX file at all."""
 
 

@@ -20,6 +20,8 @@ from typing import Literal
 import h5py
 import numpy as np
 
+from predlearn.errors import BadFileError
+
 __all__ = [
     "FORMATS",
     "RadarFormatError",
@@ -42,7 +44,7 @@ ODIM_REFLECTIVITY = ("DBZH", "DBZV", "TH", "TV", "DBZ")
 _STAMP = re.compile(r"(?<!\d)(\d{12}|\d{14})(?!\d)")  # YYYYMMDDHHMM[SS] in a file name
 
 
-class RadarFormatError(ValueError):
+class RadarFormatError(BadFileError):
     """A radar file is unreadable, of an unknown format, or lacks what its format needs."""
 
 

@@ -118,23 +118,37 @@ def run_cli(args: Sequence[str] | None = None) -> Any:
     return None
 
 
+def _debugging(argv: list[str]) -> bool:
+    """Whether tracebacks are wanted (``--debug`` anywhere, removed from ``argv``, or
+    ``PREDLEARN_DEBUG=1``)."""
+    wanted = "--debug" in argv
+    while "--debug" in argv:
+        argv.remove("--debug")
+    return wanted or os.environ.get("PREDLEARN_DEBUG", "") not in ("", "0")
+
+
 def main(args: Sequence[str] | None = None) -> None:
-    """Entry point of the ``predlearn`` console script.
+    """Entry point of the ``predlearn`` console script: the one error boundary.
 
-    Missing or broken data files end with their message alone (it names the file and what to do),
-    not a traceback through Lightning; ``PREDLEARN_DEBUG=1`` shows the traceback.
+    A refusal (a ``predlearn.errors.PredlearnError``, or a missing file) ends with its message in
+    one line, ``predlearn: error: ...``, and exit code 2 (usage) or 1 (data, files, checkpoints),
+    not a traceback through Lightning; ``--debug`` or ``PREDLEARN_DEBUG=1`` shows the traceback.
     """
-    try:
-        run_cli(args)
-    except (FileNotFoundError, ValueError) as err:
-        from predlearn.datamodules.idx import IDXFormatError
-        from predlearn.datamodules.mnist import ChecksumError
+    from predlearn.errors import PredlearnError
 
-        if not isinstance(err, (FileNotFoundError, IDXFormatError, ChecksumError)) \
-                or os.environ.get("PREDLEARN_DEBUG"):
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = _debugging(argv)
+    if args is None:
+        sys.argv[1:] = argv  # without --debug; LightningCLI reads sys.argv
+    try:
+        run_cli(None if args is None else argv)
+    except (PredlearnError, FileNotFoundError) as err:
+        if debug:
             raise
-        print(f"predlearn: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        code = err.exit_code if isinstance(err, PredlearnError) else 1
+        message = str(err).strip().replace("\n", " ")
+        print(f"predlearn: error: {message} (--debug shows where)", file=sys.stderr)
+        raise SystemExit(code) from None
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from predlearn.errors import DataError
 from predlearn.paper import TABLE1
 from predlearn.runs import RUN_INFO
 
@@ -45,7 +46,7 @@ _STEP_COLUMN = re.compile(r"^(?P<stage>[^/]+)/(?P<metric>[^/]+)/step_(?P<step>\d
 _CONFIG_FILES = ("config.yaml", "hparams.yaml")
 
 
-class CompareError(ValueError):
+class CompareError(DataError, ValueError):
     """A RUN_DIR that cannot be compared; the message says which and why, in one line."""
 
 
@@ -146,6 +147,7 @@ def curves_from_metrics_csv(path: Path, stage: str) -> dict[str, list[float]]:
     steps: dict[str, dict[int, float]] = {}
     for column, value in latest.items():
         match = _STEP_COLUMN.match(column)
+        assert match is not None  # only the columns _matches_stage accepted are in ``latest``
         steps.setdefault(match["metric"], {})[int(match["step"])] = float(value)
     if not steps:
         raise CompareError(f"no {stage}/<metric>/step_NN values in {path}")

@@ -240,11 +240,7 @@ def run_lightning(argv: list[str], from_sys_argv: bool = False) -> PredlearnCLI:
     from the console script (LightningCLI then reads them from ``sys.argv``)."""
     from predlearn.datamodules.stream import quiet_known_warnings
 
-    try:
-        argv = resolve_registry_names(argv)
-    except KeyError as err:
-        print(f"predlearn: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    argv = resolve_registry_names(argv)  # an unknown name: UnknownNameError, a usage error
     if _HELP_FLAGS & set(argv):
         _print_help(argv)
         raise SystemExit(0)

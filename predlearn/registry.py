@@ -21,7 +21,10 @@ from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
-T = TypeVar("T")
+from predlearn.errors import UsageError
+
+#: what a registry holds: classes, or factories (functions); both have a ``__name__``
+T = TypeVar("T", bound=Callable[..., Any])
 
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 #: the distribution whose entry points are imported lazily (its own built-ins)
@@ -32,7 +35,7 @@ class PluginWarning(UserWarning):
     """A plugin entry point could not be loaded or registered."""
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UsageError, KeyError):
     """A name is not in a registry; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -1,0 +1,78 @@
+"""predlearn's errors: what went wrong, in one line that names the file, option or shape.
+
+Every refusal predlearn makes on bad input raises one of these; the console script prints it as
+``predlearn: error: <message>`` without a traceback (``--debug`` or ``PREDLEARN_DEBUG=1`` shows
+it) and exits with the error's ``exit_code``: 2 for a command line that cannot be run as given
+(usage), 1 for data, files and checkpoints. Each class also derives from the built-in exception
+Python code would expect (``ValueError``, ``FileNotFoundError``), so callers that catch those
+keep working.
+
+    PredlearnError
+    +-- UsageError              bad command, option or option value (exit 2)
+    |   +-- OptionValueError    one option's value is refused; ``option`` names it
+    +-- DataError               data that cannot be used (exit 1)
+    |   +-- DataNotFoundError   a file or folder is missing; the message says what to put where
+    |   +-- BadFileError        a file is corrupt, truncated, of the wrong format or shape
+    |   +-- ChecksumError     a file's checksum is not the expected one
+    +-- CheckpointError         a checkpoint that cannot be used for this run (exit 1)
+    +-- OutputError             an output would overwrite an input, or cannot be written (exit 1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PredlearnError(Exception):
+    """Base of predlearn's errors; ``exit_code`` is what the console script exits with."""
+
+    exit_code = 1
+
+
+class UsageError(PredlearnError, ValueError):
+    """A command line that cannot be run as given: unknown command, option or name."""
+
+    exit_code = 2
+
+
+class OptionValueError(UsageError):
+    """An option's value is refused: ``option`` names it as on the command line (e.g.
+    ``--data.batch_size``), the message says what it must be."""
+
+    def __init__(self, option: str, message: str, value: Any = None) -> None:
+        self.option, self.value = option, value
+        super().__init__(f"{option}: {message}")
+
+
+class DataError(PredlearnError):
+    """Data that cannot be used; the message names the file and what to do."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A data file or folder is missing; the message says what to put where."""
+
+    def __str__(self) -> str:  # FileNotFoundError(message) prints just the message
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class BadFileError(DataError, ValueError):
+    """A file is corrupt, truncated, or not of the format or shape expected."""
+
+
+class ChecksumError(BadFileError):
+    """A file's checksum is not the one expected (a damaged or different download)."""
+
+
+class CheckpointError(PredlearnError, ValueError):
+    """A checkpoint that cannot be used for this run (another model, damaged, not predlearn's)."""
+
+
+class OutputError(PredlearnError, ValueError):
+    """An output that would overwrite an input, or that cannot be written where asked."""
+
+
+def require(condition: bool, option: str, message: str, value: Any = None) -> None:
+    """Raise ``OptionValueError(option, message)`` unless ``condition``: one line per check in
+    constructors that validate their arguments."""
+    if not condition:
+        raise OptionValueError(option, message, value)
