@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from predlearn.denormals import set_flush_denormal
+from predlearn.errors import OptionValueError, require
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
 from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
@@ -28,6 +29,43 @@ def sequence_loss(predictions: Tensor, targets: Tensor, name: LossName = "l1+l2"
     if name == "l1":
         return F.l1_loss(predictions, targets)
     return F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse nonsense values of ``PredictiveModule``'s arguments (``options``: its arguments
+    by name) with an ``OptionValueError`` named by the argument; on the command line it comes out
+    as ``--model.<argument>: ...``."""
+    for name in ("context_frames", "horizon"):
+        require(options[name] >= 1, name, f"must be at least 1; got {options[name]}",
+                options[name])
+    test_horizon = options["test_horizon"]
+    require(test_horizon is None or test_horizon >= 1, "test_horizon",
+            f"must be at least 1 (or null: the horizon); got {test_horizon}", test_horizon)
+    rate = options["learning_rate"]
+    require(0 < rate < float("inf"), "learning_rate", f"must be positive; got {rate}", rate)
+    for name, choices in (("loss", ("l1+l2", "l2", "l1")), ("loss_frames", ("predicted", "all"))):
+        require(options[name] in choices, name, f"must be one of {', '.join(map(repr, choices))}; "
+                f"got {options[name]!r}", options[name])
+    if options["scheduled_sampling"] and options["reverse_scheduled_sampling"]:
+        raise OptionValueError(
+            "reverse_scheduled_sampling", "choose one of scheduled_sampling and "
+            "reverse_scheduled_sampling (the reverse schedule already includes the teacher "
+            "forcing of future frames)")
+    start = options["sampling_start"]
+    require(0 <= start <= 1, "sampling_start", f"must lie in [0, 1]; got {start}", start)
+    for name in ("sampling_decay", "sampling_stop", "reverse_sampling_start"):
+        require(options[name] >= 0, name, f"must be >= 0; got {options[name]}", options[name])
+    begin, end = options["reverse_sampling_start"], options["reverse_sampling_end"]
+    require(end > begin, "reverse_sampling_end",
+            f"must come after reverse_sampling_start ({begin}); got {end}", end)
+    alpha = options["reverse_sampling_alpha"]
+    require(alpha > 0, "reverse_sampling_alpha", f"must be positive; got {alpha}", alpha)
+    from predlearn.registry import METRICS
+
+    names = [options["metrics"]] if isinstance(options["metrics"], str) else options["metrics"]
+    unknown = sorted(str(name) for name in names if name not in METRICS)
+    require(not unknown, "metrics", f"unknown {', '.join(map(repr, unknown))}; known: "
+            f"{', '.join(METRICS.names())}", options["metrics"])
 
 
 @dataclass(frozen=True)
@@ -129,10 +167,10 @@ class PredictiveModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if predictor is None:
-            raise ValueError(
-                "no predictor: name one (--model=predrnn, `predlearn list` shows them), give a "
-                "--config that has one, or a --ckpt_path whose checkpoint was made by predlearn"
-            )
+            raise OptionValueError(
+                "predictor", "no model: name one (--model=predrnn, `predlearn list` shows them), "
+                "give a --config that has one, or a --ckpt_path whose checkpoint was made by "
+                "predlearn")
         if isinstance(predictor, Mapping):  # a predictor's config, as checkpoints store it
             predictor = build_predictor(predictor)
         if not isinstance(predictor, torch.nn.Module):
@@ -140,21 +178,13 @@ class PredictiveModule(L.LightningModule):
                 f"predictor must be a Predictor module (e.g. predlearn.create_model('predrnn')); "
                 f"got {type(predictor).__name__}"
             )
-        if loss not in ("l1+l2", "l2", "l1"):
-            raise ValueError(f"loss must be 'l1+l2', 'l2' or 'l1'; got {loss!r}")
-        if loss_frames not in ("predicted", "all"):
-            raise ValueError(f"loss_frames must be 'predicted' or 'all'; got {loss_frames!r}")
-        if scheduled_sampling and reverse_scheduled_sampling:
-            raise ValueError(
-                "choose one of scheduled_sampling and reverse_scheduled_sampling (the reverse "
-                "schedule already includes the teacher forcing of future frames)"
-            )
+        check_options(locals())
         needs_every_frame = loss_frames == "all" or reverse_scheduled_sampling
         if needs_every_frame and not getattr(predictor, "predicts_every_frame", True):
-            raise ValueError(
+            raise OptionValueError(
+                "loss_frames" if loss_frames == "all" else "reverse_scheduled_sampling",
                 f"{type(predictor).__name__} does not predict the observed frames while it reads "
-                "them: loss_frames='all' and reverse_scheduled_sampling do not apply to it"
-            )
+                "them: loss_frames='all' and reverse_scheduled_sampling do not apply to it")
         # The predictor is saved as its config (class path and constructor arguments), so a
         # checkpoint rebuilds its model however it was made; one without a config (a plain
         # nn.Module) is passed again to load_from_checkpoint.

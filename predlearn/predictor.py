@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from predlearn.errors import OptionValueError, require
 
 
 class Rollout(NamedTuple):
@@ -260,6 +262,49 @@ def build_predictor(config: Mapping[str, Any]) -> Predictor:
     return cls(**dict(config.get("init_args") or {}))
 
 
+# -- constructor checks shared by the predictors -----------------------------------------------
+# Each raises ``OptionValueError`` named by the constructor argument; on the command line it comes
+# out as ``--model.predictor.<argument>: ...`` (``predlearn.lightning_cli``).
+
+
+def check_frame(frame_channels: int, frame_size: Sequence[int]) -> tuple[int, int]:
+    """``frame_size`` as (height, width), after checking that both and ``frame_channels`` are
+    positive."""
+    require(frame_channels >= 1, "frame_channels", f"must be positive; got {frame_channels}",
+            frame_channels)
+    size = tuple(frame_size)
+    require(len(size) == 2 and min(size) >= 1, "frame_size",
+            f"must be two positive sizes, [height, width]; got {list(size)}", frame_size)
+    return int(size[0]), int(size[1])
+
+
+def check_positive(name: str, value: float) -> None:
+    """``value`` (the constructor argument ``name``) must be positive."""
+    require(value > 0, name, f"must be positive; got {value}", value)
+
+
+def check_kernel_size(name: str, value: int) -> None:
+    """A convolution's filter size: odd (for 'same' padding) and positive."""
+    require(value >= 1 and value % 2 == 1, name,
+            f"must be odd and positive ('same' padding); got {value}", value)
+
+
+def check_widths(name: str, widths: Sequence[int], count: int | None = None) -> list[int]:
+    """Layer widths as a list: at least one (or exactly ``count``), every one positive."""
+    values = [int(w) for w in widths]
+    wanted = f"{count} positive widths" if count else "at least one positive width"
+    require(bool(values) and (count is None or len(values) == count) and min(values) >= 1,
+            name, f"needs {wanted}; got {values}", widths)
+    return values
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise OptionValueError(name, f"must be one of {', '.join(map(repr, choices))}; "
+                                     f"got {value!r}", value)
+
+
 def check_predictor_inputs(
     frames: Tensor, horizon: int, targets: Tensor | None, teacher_mask: Tensor | None
 ) -> None:
@@ -299,4 +344,5 @@ def select_next_input(
     return torch.where(use_truth, targets[:, step], prediction)
 
 
-__all__ = ["Predictor", "Rollout", "check_predictor_inputs", "select_next_input"]
+__all__ = ["Predictor", "Rollout", "check_choice", "check_frame", "check_kernel_size",
+           "check_positive", "check_predictor_inputs", "check_widths", "select_next_input"]

@@ -80,7 +80,7 @@ def test_l1_plus_l2_loss_against_hand_computed_value():
     assert module.compute_loss(predictions, targets).item() == pytest.approx(expected)
     l2 = PredictiveModule(RepeatLastFrame(), loss="l2")
     assert l2.compute_loss(predictions, targets).item() == pytest.approx(0.1875)
-    with pytest.raises(ValueError, match="loss must be"):
+    with pytest.raises(ValueError, match="loss: must be one of"):
         PredictiveModule(RepeatLastFrame(), loss="huber")
 
 

@@ -150,7 +150,7 @@ def test_loss_over_every_frame_against_a_hand_computed_value():
 
 
 def test_loss_frames_is_checked():
-    with pytest.raises(ValueError, match="loss_frames must be 'predicted' or 'all'"):
+    with pytest.raises(ValueError, match="loss_frames: must be one of 'predicted', 'all'"):
         PredictiveModule(Scale(), loss_frames="observed")
 
 

@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor
+from predlearn.errors import require
+from predlearn.predictor import (
+    Predictor,
+    check_choice,
+    check_frame,
+    check_kernel_size,
+    check_positive,
+)
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 
 # (h, c) of each of the seven ConvLSTM layers.
@@ -136,17 +143,14 @@ class CDNA(Predictor):
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
-        if len(widths) != 7 or min(widths) < 1:
-            raise ValueError(f"widths needs seven positive ConvLSTM widths; got {widths}")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive; got {kernel_size}")
-        if num_kernels < 1:
-            raise ValueError(f"num_kernels must be positive; got {num_kernels}")
-        if background not in ("first", "previous"):
-            raise ValueError(f"background must be 'first' or 'previous'; got {background!r}")
-        if kernel_norm not in ("softmax", "relu"):
-            raise ValueError(f"kernel_norm must be 'softmax' or 'relu'; got {kernel_norm!r}")
-        height, width = frame_size
+        require(len(widths) == 7 and min(widths) >= 1, "widths",
+                f"needs seven positive ConvLSTM widths; got {widths}", widths)
+        check_kernel_size("kernel_size", kernel_size)
+        check_kernel_size("lstm_kernel_size", lstm_kernel_size)
+        check_positive("num_kernels", num_kernels)
+        check_choice("background", background, ("first", "previous"))
+        check_choice("kernel_norm", kernel_norm, ("softmax", "relu"))
+        height, width = check_frame(frame_channels, frame_size)
         self.frame_channels = frame_channels
         self.frame_size = (height, width)
         self.widths = widths

@@ -15,7 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor
+from predlearn.predictor import (
+    Predictor,
+    check_frame,
+    check_kernel_size,
+    check_positive,
+    check_widths,
+)
 
 
 def apply_dynamic_filters(frame: Tensor, filters: Tensor) -> Tensor:
@@ -102,17 +108,13 @@ class DFN(Predictor):
         negative_slope: float = 0.01,  # De Brabandere et al. code: Lasagne's leaky_rectify
     ) -> None:
         super().__init__()
-        encoder_channels = [int(c) for c in encoder_channels]
-        decoder_channels = [int(c) for c in decoder_channels]
-        if len(encoder_channels) != 4 or len(decoder_channels) != 4:
-            raise ValueError(
-                "encoder_channels and decoder_channels need four widths each; got "
-                f"{encoder_channels} and {decoder_channels}"
-            )
-        if filter_size < 1 or filter_size % 2 == 0:
-            raise ValueError(f"filter_size must be odd and positive; got {filter_size}")
+        encoder_channels = check_widths("encoder_channels", encoder_channels, count=4)
+        decoder_channels = check_widths("decoder_channels", decoder_channels, count=4)
+        check_positive("hidden_channels", hidden_channels)
+        check_positive("head_channels", head_channels)
+        check_kernel_size("filter_size", filter_size)
         self.frame_channels = frame_channels
-        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.frame_size = check_frame(frame_channels, frame_size)
         self.filter_size = filter_size
         self.hidden_channels = hidden_channels
         self.grid = tuple(-(-s // 2) for s in self.frame_size)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor
+from predlearn.predictor import Predictor, check_choice, check_frame, check_positive
 
 
 class FCLSTM(Predictor):
@@ -69,24 +69,11 @@ class FCLSTM(Predictor):
         output_activation: Literal["none", "sigmoid"] = "none",
     ) -> None:
         super().__init__()
-        height, width = frame_size
-        if min(frame_channels, height, width) < 1:
-            raise ValueError(
-                f"frame_channels and frame_size must be positive; got {frame_channels}, "
-                f"{tuple(frame_size)}"
-            )
-        if hidden_size < 1 or num_layers < 1:
-            raise ValueError(
-                f"hidden_size and num_layers must be positive; got {hidden_size}, {num_layers}"
-            )
-        if first_decoder_input not in ("zeros", "last_frame"):
-            raise ValueError(
-                f"first_decoder_input must be 'zeros' or 'last_frame'; got {first_decoder_input!r}"
-            )
-        if output_activation not in ("none", "sigmoid"):
-            raise ValueError(
-                f"output_activation must be 'none' or 'sigmoid'; got {output_activation!r}"
-            )
+        height, width = check_frame(frame_channels, frame_size)
+        check_positive("hidden_size", hidden_size)
+        check_positive("num_layers", num_layers)
+        check_choice("first_decoder_input", first_decoder_input, ("zeros", "last_frame"))
+        check_choice("output_activation", output_activation, ("none", "sigmoid"))
         self.frame_channels = frame_channels
         self.frame_size = (height, width)
         self.hidden_size = hidden_size

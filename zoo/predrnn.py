@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from predlearn.errors import require
 from predlearn.zoo.recurrent_stack import RecurrentStack
 
 
@@ -68,14 +69,11 @@ class PredRNNv2(RecurrentStack):
         # The authors' v2 cells add a forget bias of 1.0; cell_options can still change it.
         kwargs["cell_options"] = {"forget_bias": 1.0, **(kwargs.get("cell_options") or {})}
         super().__init__(*args, **kwargs)
-        widths = set(self.hidden_channels)
-        if len(widths) != 1:
-            raise ValueError(
+        require(len(set(self.hidden_channels)) == 1, "hidden_channels",
                 "predrnn_v2 shares one 1x1 adapter across layers, so every layer needs the same "
-                f"width; got hidden_channels={self.hidden_channels}"
-            )
-        if decouple_beta < 0:
-            raise ValueError(f"decouple_beta must be >= 0; got {decouple_beta}")
+                f"width; got {self.hidden_channels}", self.hidden_channels)
+        require(decouple_beta >= 0, "decouple_beta", f"must be >= 0; got {decouple_beta}",
+                decouple_beta)
         self.decouple_beta = decouple_beta
         width = self.hidden_channels[0]
         self.adapter = nn.Conv2d(width, width, 1, bias=False)  # authors' code: no bias

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from predlearn.predictor import Predictor
-from predlearn.registry import CELLS
+from predlearn.errors import OptionValueError, require
+from predlearn.predictor import Predictor, check_frame, check_kernel_size, check_widths
+from predlearn.registry import CELLS, UnknownNameError
 
 
 class RecurrentStack(Predictor):
@@ -71,22 +72,23 @@ class RecurrentStack(Predictor):
         super().__init__()
         fixed = type(self).cell
         if fixed and cell not in (None, fixed):
-            raise ValueError(f"{type(self).__name__} is built of {fixed!r} cells; for another "
-                             f"cell use the stack model: --model=stack "
-                             f"--model.predictor.cell={cell}")
+            raise OptionValueError(
+                "cell", f"{type(self).__name__} is built of {fixed!r} cells; for another cell "
+                f"use the stack model: --model=stack --model.predictor.cell={cell}", cell)
         if not (cell or fixed):
-            raise ValueError("name the cell of the stack (e.g. cell='st_lstm'); known cells: "
-                             + ", ".join(CELLS.names()))
+            raise OptionValueError("cell", "name the cell of the stack (e.g. cell='st_lstm'); "
+                                   "known cells: " + ", ".join(CELLS.names()))
         self.cell = cell or fixed
-        height, width = frame_size
-        if patch_size < 1 or height % patch_size or width % patch_size:
-            raise ValueError(
-                f"patch_size {patch_size} must divide the frame size {height}x{width}"
-            )
-        hidden_channels = list(hidden_channels)
-        if not hidden_channels or min(hidden_channels) < 1:
-            raise ValueError(f"hidden_channels needs at least one positive width; got {hidden_channels}")
-        cell_class = CELLS.get(self.cell)
+        height, width = check_frame(frame_channels, frame_size)
+        require(patch_size >= 1 and height % patch_size == 0 and width % patch_size == 0,
+                "patch_size", f"patch_size {patch_size} must divide the frame size "
+                f"{height}x{width}", patch_size)
+        hidden_channels = check_widths("hidden_channels", hidden_channels)
+        check_kernel_size("kernel_size", kernel_size)
+        try:
+            cell_class = CELLS.get(self.cell)
+        except UnknownNameError as error:
+            raise OptionValueError("cell", str(error), self.cell) from None
         self.frame_channels = frame_channels
         self.frame_size = (height, width)
         self.patch_size = patch_size

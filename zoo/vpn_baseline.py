@@ -13,7 +13,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from predlearn.predictor import Predictor
+from predlearn.errors import require
+from predlearn.predictor import (
+    Predictor,
+    check_choice,
+    check_frame,
+    check_kernel_size,
+    check_positive,
+)
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 
 
@@ -30,11 +37,9 @@ class MultiplicativeUnit(nn.Module):
         self, channels: int, kernel_size: int = 3, dilation: int = 1, bias: bool = True
     ) -> None:
         super().__init__()
-        if channels < 1 or dilation < 1 or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(
-                "channels and dilation must be positive and kernel_size odd and positive; got "
-                f"{channels}, {dilation}, {kernel_size}"
-            )
+        check_positive("channels", channels)
+        check_positive("dilation", dilation)
+        check_kernel_size("kernel_size", kernel_size)
         self.channels = channels
         self.dilation = dilation
         # VPN paper: all W are 3 x 3 convolutions (kernel_size default 3).
@@ -135,22 +140,20 @@ class VPNBaseline(Predictor):
         output_activation: Literal["none", "sigmoid"] = "none",
     ) -> None:
         super().__init__()
-        height, width = frame_size
+        height, width = check_frame(frame_channels, frame_size)
+        for name, value in (("encoder_channels", encoder_channels),
+                            ("lstm_channels", lstm_channels),
+                            ("decoder_channels", decoder_channels)):
+            check_positive(name, value)
         dilations = [int(d) for d in dilations]
-        if min(frame_channels, height, width, encoder_channels, lstm_channels,
-               decoder_channels) < 1:
-            raise ValueError("frame_channels, frame_size and every channel width must be positive")
-        if decoder_blocks < 0 or any(d < 1 for d in dilations):
-            raise ValueError(
-                f"decoder_blocks must be >= 0 and dilations positive; got {decoder_blocks}, "
-                f"{dilations}"
-            )
-        if input_kernel_size < 1 or input_kernel_size % 2 == 0:
-            raise ValueError(f"input_kernel_size must be odd and positive; got {input_kernel_size}")
-        if output_activation not in ("none", "sigmoid"):
-            raise ValueError(
-                f"output_activation must be 'none' or 'sigmoid'; got {output_activation!r}"
-            )
+        require(decoder_blocks >= 0, "decoder_blocks", f"must be >= 0; got {decoder_blocks}",
+                decoder_blocks)
+        require(all(d >= 1 for d in dilations), "dilations",
+                f"must all be positive; got {dilations}", dilations)
+        check_kernel_size("kernel_size", kernel_size)
+        check_kernel_size("lstm_kernel_size", lstm_kernel_size)
+        check_kernel_size("input_kernel_size", input_kernel_size)
+        check_choice("output_activation", output_activation, ("none", "sigmoid"))
         self.frame_channels = frame_channels
         self.frame_size = (height, width)
         self.dilations = dilations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from predlearn.predictor import check_kernel_size, check_positive
+
 
 class RecurrentCell(nn.Module):
     """One step of one layer: ``forward(x, h, c, m) -> (h, c, m)``.
@@ -41,10 +43,8 @@ class RecurrentCell(nn.Module):
         recurrent_channels: int | None = None,
     ) -> None:
         super().__init__()
-        if hidden_channels < 1:
-            raise ValueError(f"hidden_channels must be positive; got {hidden_channels}")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive ('same' padding); got {kernel_size}")
+        check_positive("hidden_channels", hidden_channels)
+        check_kernel_size("kernel_size", kernel_size)
         self.input_channels = input_channels
         self.hidden_channels = hidden_channels
         self.kernel_size = kernel_size
