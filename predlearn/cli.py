@@ -146,7 +146,7 @@ def main(args: Sequence[str] | None = None) -> None:
         if debug:
             raise
         code = err.exit_code if isinstance(err, PredlearnError) else 1
-        message = str(err).strip().replace("\n", " ")
+        message = " ".join(str(err).split())  # one line, however the message was wrapped
         print(f"predlearn: error: {message} (--debug shows where)", file=sys.stderr)
         raise SystemExit(code) from None
 
