@@ -12,6 +12,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from predlearn import denormals
+from predlearn.errors import BadFileError, DataNotFoundError, require
+
+
+def is_whole_number(value: Any) -> bool:
+    """Whether ``value`` is an int (numpy ints included, bools not)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def require_positive_int(name: str, value: Any) -> None:
+    """Raise ``OptionValueError(name, ...)`` unless ``value`` is an int >= 1."""
+    require(is_whole_number(value) and value >= 1, name,
+            f"must be a positive whole number; got {value!r}", value)
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -39,11 +51,12 @@ class SequenceDataModule(L.LightningDataModule):
         test_horizon: int | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or context_frames < 1 or horizon < 1 or (test_horizon or 1) < 1:
-            raise ValueError(
-                f"batch_size, context_frames, horizon and test_horizon must be positive; got "
-                f"{batch_size}, {context_frames}, {horizon}, {test_horizon}"
-            )
+        for name, value in (("batch_size", batch_size), ("context_frames", context_frames),
+                            ("horizon", horizon), ("test_horizon", test_horizon)):
+            if value is not None or name != "test_horizon":
+                require_positive_int(name, value)
+        require(is_whole_number(num_workers) and num_workers >= 0, "num_workers",
+                f"must be a whole number >= 0; got {num_workers!r}", num_workers)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.context_frames = context_frames
@@ -119,7 +132,12 @@ class HDF5Backed(Dataset):
     @property
     def h5(self) -> h5py.File:
         if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
+            if not self.path.is_file():
+                raise DataNotFoundError(f"{self.path}: the file is gone (deleted while in use?)")
+            try:
+                self._h5 = h5py.File(self.path, "r")
+            except OSError as error:
+                raise BadFileError(f"{self.path}: cannot open as HDF5 ({error})") from error
         return self._h5
 
     def __getstate__(self) -> dict[str, Any]:

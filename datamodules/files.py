@@ -11,13 +11,15 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress", "remove_stale_parts", "written_atomically"]
+from predlearn.errors import OutputError
+
+__all__ = ["progress", "refuse_overwriting", "remove_stale_parts", "written_atomically"]
 
 PART_SUFFIX = ".part"
 _PART_TAIL = re.compile(r"^\d+\.[0-9a-f]{8}\.part$")  # <pid>.<random>.part
@@ -35,15 +37,46 @@ def written_atomically(path: str | os.PathLike) -> Iterator[Path]:
     at ``path`` is always complete. The temporary name (``.<name>.<pid>.<random>.part``) is
     unique to this write: two processes writing the same file never share one, and a leftover
     from a killed process is never taken for the file.
+
+    Raises ``OutputError`` when ``path`` is a folder or its folder cannot be created.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give the name of the file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(
+            f"cannot create the folder {path.parent} for {path.name} ({error.strerror or error})"
+        ) from error
     tmp = path.with_name(f"{_part_prefix(path)}{os.getpid()}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def refuse_overwriting(
+    output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str = "output"
+) -> None:
+    """Raise ``OutputError`` when ``output`` is one of ``inputs`` (the same file once links
+    and relative paths are resolved), before anything is read or written: an output written
+    over its own input would destroy the input."""
+    target = Path(output).expanduser().resolve()
+    for source in inputs:
+        source_path = Path(source).expanduser()
+        same = source_path.resolve() == target
+        if not same and target.exists() and source_path.exists():
+            try:
+                same = os.path.samefile(source_path, target)  # hard links
+            except OSError:
+                same = False
+        if same:
+            raise OutputError(
+                f"the {what} {output} is also an input ({source}); writing it would destroy "
+                "that input: choose another output name"
+            )
 
 
 def remove_stale_parts(path: str | os.PathLike, older_than: float = 3600.0) -> list[Path]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from predlearn.datamodules.files import written_atomically
-from predlearn.errors import BadFileError
+from predlearn.errors import BadFileError, DataNotFoundError
 
 __all__ = ["IDXFormatError", "read_idx", "write_idx"]
 
@@ -71,10 +71,16 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (gzip detected by its magic bytes, not by the name) into a numpy array.
 
     The array has the file's shape and a native-endian dtype (uint8 for MNIST). Raises
-    ``FileNotFoundError`` for a missing file and ``IDXFormatError`` for a malformed one.
+    ``DataNotFoundError`` (a ``FileNotFoundError``) for a missing file, ``IDXFormatError`` for a
+    malformed one and ``BadFileError`` for one that cannot be read (a folder, no permission).
     """
     path = Path(path)
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as error:
+        raise DataNotFoundError(f"{path}: no such IDX file") from error
+    except OSError as error:
+        raise BadFileError(f"{path}: cannot read ({error.strerror or error})") from error
     data = _decompress_gzip(raw, path) if raw[:2] == GZIP_MAGIC else raw
     if len(data) < 4:
         raise IDXFormatError(f"{path}: {len(data)} bytes is too short for an IDX header")

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from predlearn.errors import BadFileError, DataNotFoundError
+
 __all__ = [
     "ACTIONS",
     "ANNOTATION_FILE",
@@ -60,20 +62,29 @@ def parse_sequence_annotations(path: str | os.PathLike) -> dict[str, list[tuple[
 
     Tolerates CRLF line ends, the free-text header, tabs and stray spaces, any number of ranges
     and ranges out of order. Ranges may touch (the real file has ``232-338, 338-432``); each
-    stays its own sub-clip. A clip marked ``*missing*`` is left out. A line that starts with ``person`` but is not
-    ``personXX_action_dY frames a-b, c-d, ...`` (or has a reversed or 0-based range, or repeats a
-    clip) raises ``ValueError`` naming the file and line number.
+    stays its own sub-clip. A clip marked ``*missing*`` is left out. A line that starts with
+    ``person`` but is not ``personXX_action_dY frames a-b, c-d, ...`` (or has a reversed or
+    0-based range, or repeats a clip), or a file without any such line, raises ``BadFileError``
+    (a ``ValueError``) naming the file and line number; a missing file ``DataNotFoundError``.
     """
     path = Path(path)
-    text = path.read_bytes().decode("latin-1")
+    try:
+        text = path.read_bytes().decode("latin-1")
+    except FileNotFoundError as error:
+        raise DataNotFoundError(
+            f"{path}: the KTH annotation file is missing; put {ANNOTATION_FILE} of the KTH "
+            "distribution there (or let predlearn download it: --data.download=true)"
+        ) from error
+    except OSError as error:
+        raise BadFileError(f"{path}: cannot read ({error.strerror or error})") from error
     result: dict[str, list[tuple[int, int]]] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line.lower().startswith("person") or not line[6:7].isdigit():
             continue  # header text (or blank line)
 
-        def fail(reason: str, line: str = line, number: int = number) -> ValueError:
-            return ValueError(f"{path}, line {number}: {reason}: {line!r}")
+        def fail(reason: str, line: str = line, number: int = number) -> BadFileError:
+            return BadFileError(f"{path}, line {number}: {reason}: {line!r}")
 
         if _MISSING_LINE.match(line):
             continue  # the real file marks its one absent clip 'personXX_action_dY *missing*'
@@ -93,6 +104,11 @@ def parse_sequence_annotations(path: str | os.PathLike) -> dict[str, list[tuple[
                 raise fail(f"frame range {first}-{last} is empty or not 1-based")
             ranges.append((first, last))
         result[name] = sorted(ranges)
+    if not result:
+        raise BadFileError(
+            f"{path}: no line 'personXX_<action>_dY  frames  a-b, ...': this is not the KTH "
+            f"annotation file {ANNOTATION_FILE}; put the original there"
+        )
     return result
 
 

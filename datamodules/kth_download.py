@@ -21,6 +21,7 @@ from predlearn.datamodules.kth_annotations import (
     parse_clip_name,
 )
 from predlearn.datamodules.kth_video import find_sources
+from predlearn.errors import BadFileError, DataNotFoundError, OutputError
 
 __all__ = ["ANNOTATION_MD5", "BASE_URL", "download_kth"]
 
@@ -30,14 +31,14 @@ BASE_URL = "http://www.csc.kth.se/cvap/actions/"
 
 
 def _check_zip(path: Path, url: str) -> None:
-    """Raise ``ValueError`` unless ``path`` is a zip archive whose members all read."""
+    """Raise ``BadFileError`` unless ``path`` is a zip archive whose members all read."""
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
-    except zipfile.BadZipFile as err:
-        raise ValueError(f"{url}: the download is not a zip archive ({err})") from err
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise BadFileError(f"{url}: the download is not a zip archive ({err})") from err
     if bad is not None:
-        raise ValueError(f"{url}: member {bad} of the download is damaged")
+        raise BadFileError(f"{url}: member {bad} of the download is damaged")
 
 
 def _fetch(url: str, target: Path, timeout: float = 60.0) -> Path:
@@ -86,7 +87,7 @@ def download_kth(
 
     Downloads what is missing when ``download`` is true (archives are verified by reading them,
     the annotation file by its md5); otherwise, or when that fails, raises
-    ``FileNotFoundError`` listing the files and where they go.
+    ``DataNotFoundError`` (a ``FileNotFoundError``) listing the files and where they go.
     """
     root = Path(root).expanduser().resolve()
     sources = find_sources(root, actions)
@@ -99,11 +100,15 @@ def download_kth(
         return
     if not download:
         reason = "Downloading is off (download=False)."
-        raise FileNotFoundError(_offline_message(root, missing, needed, reason))
-    root.mkdir(parents=True, exist_ok=True)
+        raise DataNotFoundError(_offline_message(root, missing, needed, reason))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the KTH folder {root} ({err.strerror or err})") \
+            from err
     for name in missing:
         try:
             _fetch(BASE_URL + name, root / name)
         except (urllib.error.URLError, OSError, ValueError) as err:
             reason = f"The download of {BASE_URL + name} failed ({err})."
-            raise FileNotFoundError(_offline_message(root, missing, needed, reason)) from err
+            raise DataNotFoundError(_offline_message(root, missing, needed, reason)) from err

@@ -7,6 +7,12 @@ et al. 2004). Frames are decoded with PyAV, converted to gray (the luma plane), 
 clip goes once into one HDF5 cache (``root/cache/kth-v1-<size>px-<hash>.h5``); later runs only
 read it. The hash covers the options that change the frames and a listing (names, sizes,
 modification times) of the source files, so a changed source or option gives a new cache.
+
+The cache carries a completeness marker written last, with the CRC-32 of its datasets
+(``predlearn.datamodules.sealed``), and Fletcher-32 checksums on its chunks: a cache that is
+truncated, damaged or unfinished (or was made by a predlearn without the marker) is rebuilt
+with a warning when it is opened (``cache_problem``); a damaged chunk found later, while
+reading, raises ``BadFileError`` saying to delete the file.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +35,10 @@ import torch
 import torch.nn.functional as F
 from lightning_utilities.core.imports import RequirementCache
 
-from predlearn.datamodules.files import progress, written_atomically
+from predlearn.datamodules import sealed
+from predlearn.datamodules.files import progress, remove_stale_parts, written_atomically
 from predlearn.datamodules.kth_annotations import ACTIONS, is_clip_name, parse_clip_name
+from predlearn.errors import BadFileError, DataNotFoundError, OutputError, PredlearnError
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -37,6 +46,7 @@ __all__ = [
     "ClipSource",
     "build_cache",
     "cache_file_name",
+    "cache_problem",
     "decode_clip",
     "find_sources",
     "read_index",
@@ -83,8 +93,11 @@ def find_sources(root: str | os.PathLike, actions: Iterable[str] = ACTIONS) -> d
             try:
                 with zipfile.ZipFile(archive) as zf:
                     members = zf.namelist()
-            except zipfile.BadZipFile as err:
-                raise ValueError(f"{archive} is not a readable zip archive ({err})") from err
+            except (zipfile.BadZipFile, OSError) as err:
+                raise BadFileError(
+                    f"{archive} is not a readable zip archive ({err}); it is damaged or "
+                    "truncated: download it again"
+                ) from err
             for member in members:
                 match = _AVI_NAME.match(Path(member).name)
                 if match and parse_clip_name(match[1].lower())[1] == action:
@@ -127,10 +140,14 @@ def _source_listing(sources: Mapping[str, ClipSource]) -> list[list[Any]]:
 PYAV = RequirementCache("av>=12")
 
 
+class PyAVMissingError(PredlearnError, ModuleNotFoundError):
+    """PyAV, needed to decode the KTH videos, is not installed; the message says how to."""
+
+
 def _pyav() -> Any:
     """The ``av`` module, or an error that says how to install it."""
     if not PYAV:
-        raise ModuleNotFoundError(
+        raise PyAVMissingError(
             "decoding the KTH videos needs PyAV (the FFmpeg binding): pip install "
             f"'predlearn[kth]' (or pip install 'av>=12'); {PYAV.message}")
     import av
@@ -160,41 +177,56 @@ def _decode_video(handle: Any, label: str) -> np.ndarray:
             expected = stream.frames
             frames = [frame.to_ndarray(format="gray") for frame in container.decode(stream)]
     except (av.FFmpegError, IndexError, EOFError) as err:
-        raise ValueError(f"{label}: cannot decode the video ({err}); the file may be damaged "
-                         "or truncated: download it again") from err
+        raise BadFileError(f"{label}: cannot decode the video ({err}); the file may be "
+                           "damaged or truncated: download it again") from err
     if not frames:
-        raise ValueError(f"{label}: no frames decoded; the file is damaged or truncated")
+        raise BadFileError(f"{label}: no frames decoded; the file is damaged or truncated: "
+                           "download it again")
     if expected and len(frames) < expected:
-        raise ValueError(f"{label}: decoded {len(frames)} of the {expected} frames the header "
-                         "lists; the file is truncated or damaged: download it again")
+        raise BadFileError(f"{label}: decoded {len(frames)} of the {expected} frames the "
+                           "header lists; the file is truncated or damaged: download it again")
+    shapes = {frame.shape for frame in frames}
+    if len(shapes) > 1:
+        raise BadFileError(f"{label}: frames of different sizes {sorted(shapes)}; the file is "
+                           "damaged: download it again")
     return np.stack(frames)
 
 
 def decode_clip(source: ClipSource, frame_size: int | None = None) -> np.ndarray:
     """All frames of a clip as uint8 gray (T, H, W), resized to ``frame_size`` when given.
 
-    Raises ``ValueError`` naming the file when it cannot be decoded.
+    Raises ``BadFileError`` (a ``ValueError``) naming the file when it cannot be decoded, and
+    ``DataNotFoundError`` when it is gone.
     """
+    av = _pyav()
+    if not source.path.exists():
+        raise DataNotFoundError(f"{source.path}: the KTH clip {source.name} is gone (moved or "
+                                "deleted while predlearn ran?)")
     if source.kind == "avi":
         frames = _decode_video(str(source.path), str(source.path))
     elif source.kind == "zip":
-        with zipfile.ZipFile(source.path) as zf:
-            try:
+        try:
+            with zipfile.ZipFile(source.path) as zf:
                 data = zf.read(source.member)
-            except (zipfile.BadZipFile, OSError) as err:
-                raise ValueError(f"{source.describe()}: cannot read ({err})") from err
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as err:
+            raise BadFileError(f"{source.describe()}: cannot read ({err}); the archive is "
+                               "damaged or truncated: download it again") from err
         frames = _decode_video(io.BytesIO(data), source.describe())
     else:
-        av = _pyav()
         images = []
         for file in _png_files(source.path):
             try:
                 with av.open(str(file)) as container:
                     images.append(next(container.decode(video=0)).to_ndarray(format="gray"))
-            except (av.FFmpegError, StopIteration) as err:
-                raise ValueError(f"{file}: cannot decode the image ({err})") from err
+            except (av.FFmpegError, StopIteration, OSError) as err:
+                raise BadFileError(f"{file}: cannot decode the image ({err}); the file is "
+                                   "damaged: extract it again") from err
         if not images:
-            raise ValueError(f"{source.path}: no image*.png frames")
+            raise DataNotFoundError(f"{source.path}: no image*.png frames")
+        shapes = {image.shape for image in images}
+        if len(shapes) > 1:
+            raise BadFileError(f"{source.path}: frames of different sizes {sorted(shapes)}; "
+                               "every image*.png of a clip must have the same size")
         frames = np.stack(images)
     return frames if frame_size is None else resize_frames(frames, frame_size)
 
@@ -214,53 +246,88 @@ def cache_file_name(frame_size: int, sources: Mapping[str, ClipSource]) -> str:
 def build_cache(path: str | os.PathLike, sources: Mapping[str, ClipSource], frame_size: int) -> Path:
     """Decode every clip once into one HDF5 file (written to a temporary name, then renamed).
 
-    Layout: ``frames`` (N, S, S) uint8 (gzip, chunks of 16 frames) holds the clips one after
-    the other; ``clip_names``, ``clip_offsets`` and ``clip_lengths`` say where each one is.
+    Layout: ``frames`` (N, S, S) uint8 (gzip, chunks of 16 frames, Fletcher-32) holds the clips
+    one after the other; ``clip_names``, ``clip_offsets`` and ``clip_lengths`` say where each one
+    is; the completeness marker (``sealed.seal``) is written last. Temporary files of builds
+    killed long ago are deleted first.
     """
     path = Path(path)
+    remove_stale_parts(path)
     bar = progress(len(sources), f"KTH: decoding {len(sources)} clips into {path.name}",
                    unit="clip")
     names, offsets, lengths = [], [], []
+    sums = sealed.Checksums()
     try:
         with written_atomically(path) as tmp, h5py.File(tmp, "w") as h5:
             frames = h5.create_dataset(
                 "frames", (0, frame_size, frame_size), maxshape=(None, frame_size, frame_size),
                 dtype="u1", chunks=(_CHUNK_FRAMES, frame_size, frame_size), compression="gzip",
+                fletcher32=True,
             )
             total = 0
             for name, source in sources.items():
                 clip = decode_clip(source, frame_size)
                 frames.resize(total + len(clip), axis=0)
                 frames[total:] = clip
+                sums.update("frames", clip)
                 names.append(name)
                 offsets.append(total)
                 lengths.append(len(clip))
                 total += len(clip)
                 bar.update(1)
-            h5.create_dataset("clip_names", data=np.array(names, dtype="S"))
-            h5.create_dataset("clip_offsets", data=np.array(offsets, dtype=np.int64))
-            h5.create_dataset("clip_lengths", data=np.array(lengths, dtype=np.int64))
+            index = {"clip_names": np.array(names, dtype="S"),
+                     "clip_offsets": np.array(offsets, dtype=np.int64),
+                     "clip_lengths": np.array(lengths, dtype=np.int64)}
+            for key, array in index.items():
+                h5.create_dataset(key, data=array)
+                sums.update(key, array)
             h5.attrs.update({
                 "format_version": CACHE_FORMAT_VERSION,
                 "frame_size": frame_size,
                 "resize": RESIZE_METHOD,
                 "complete": True,
             })
+            sealed.seal(h5, sums)
+    except PredlearnError:
+        raise
+    except OSError as error:  # the cache folder is not writable, the disk is full, ...
+        raise OutputError(f"cannot write the KTH cache {path} ({error}); make {path.parent} "
+                          "writable, or give another --data.root") from error
     finally:
         bar.close()
     return path
 
 
-def read_index(path: str | os.PathLike) -> dict[str, tuple[int, int]] | None:
-    """clip -> (offset, length) of a complete cache, or None when unreadable."""
+def _index(path: str | os.PathLike) -> tuple[dict[str, tuple[int, int]] | None, str | None]:
+    """(clip -> (offset, length), None) of a complete cache, or (None, why not)."""
+    reason = sealed.problem(path, required=("frames", "clip_names", "clip_offsets",
+                                            "clip_lengths"))
+    if reason is not None:
+        return None, reason
     try:
         with h5py.File(path, "r") as h5:
-            if not h5.attrs.get("complete", False):
-                return None
-            names = [n.decode() for n in h5["clip_names"][()]]
-            offsets, lengths = h5["clip_offsets"][()], h5["clip_lengths"][()]
-            if len(names) and offsets[-1] + lengths[-1] != h5["frames"].shape[0]:
-                return None
-    except (OSError, KeyError, ValueError):
-        return None
-    return {n: (int(o), int(k)) for n, o, k in zip(names, offsets, lengths)}
+            arrays = {key: h5[key][()] for key in ("clip_names", "clip_offsets", "clip_lengths")}
+            for key, array in arrays.items():
+                reason = reason or sealed.checksum_problem(h5, key, array)
+            total = h5["frames"].shape[0]
+    except (OSError, KeyError, ValueError) as error:
+        return None, f"its index cannot be read ({error})"
+    if reason is not None:
+        return None, reason
+    names = [n.decode() for n in arrays["clip_names"]]
+    offsets, lengths = arrays["clip_offsets"], arrays["clip_lengths"]
+    if not len(names) == len(offsets) == len(lengths) or (
+            len(names) and offsets[-1] + lengths[-1] != total):
+        return None, "its index does not match its frames"
+    return {n: (int(o), int(k)) for n, o, k in zip(names, offsets, lengths)}, None
+
+
+def cache_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a complete KTH cache, or None when it is (cheap checks only)."""
+    return _index(path)[1]
+
+
+def read_index(path: str | os.PathLike) -> dict[str, tuple[int, int]] | None:
+    """clip -> (offset, length) of a complete cache, or None when it is not one
+    (``cache_problem`` says why)."""
+    return _index(path)[0]

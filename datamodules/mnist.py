@@ -30,6 +30,7 @@ import numpy as np
 from predlearn.datamodules.bundled import BUNDLED_MD5, bundled_digit_files
 from predlearn.datamodules.download import ChecksumError, download_url, file_digest
 from predlearn.datamodules.idx import read_idx
+from predlearn.errors import BadFileError, DataError, DataNotFoundError, OptionValueError
 
 __all__ = [
     "MIRRORS",
@@ -78,7 +79,10 @@ class DigitPools:
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
             if len(getattr(self, split)) == 0:
-                raise ValueError(f"the {split} digit pool of {self.source!r} is empty")
+                raise DataError(
+                    f"the {split} digit pool of digits={self.source!r} is empty: the MNIST "
+                    "files hold too few images; use the complete files"
+                )
 
     def pool(self, split: str) -> np.ndarray:
         """The pool named ``split`` ("train", "val" or "test")."""
@@ -95,7 +99,8 @@ def required_files(source: DigitSource) -> tuple[str, ...]:
         return _TEST
     if source == "bundled":
         return ()
-    raise ValueError(f"digits must be 'mnist', 'mnist_test' or 'bundled', got {source!r}")
+    raise OptionValueError("digits", f"must be 'mnist', 'mnist_test' or 'bundled'; got {source!r}",
+                           source)
 
 
 def find_mnist_file(root: str | os.PathLike, name: str) -> Path | None:
@@ -161,21 +166,21 @@ def ensure_mnist_files(
 ) -> dict[str, Path]:
     """Paths of the files ``source`` needs, downloading the missing ones when allowed.
 
-    Raises ``FileNotFoundError`` listing every needed file and the folder when a file is missing
-    and ``download`` is false or the download fails.
+    Raises ``DataNotFoundError`` (a ``FileNotFoundError``) listing every needed file and the
+    folder when a file is missing and ``download`` is false or the download fails.
     """
     root = Path(root).expanduser().resolve()
     found = {name: find_mnist_file(root, name) for name in required_files(source)}
     missing = [name for name, path in found.items() if path is None]
     if missing and not download:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             _offline_message(root, source, missing, "Downloading is off (download=False).")
         )
     for name in missing:
         try:
             found[name] = download_file(name, MNIST_FILES[name], root)
         except OSError as err:  # unreachable mirrors; a ChecksumError propagates as it is
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 _offline_message(root, source, missing, f"The download failed ({err}).")
             ) from err
     return {name: path for name, path in found.items() if path is not None}
@@ -184,8 +189,9 @@ def ensure_mnist_files(
 def _read_images(path: Path) -> np.ndarray:
     images = read_idx(path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise ValueError(
-            f"{path}: expected uint8 images shaped (N, 28, 28), got {images.dtype} {images.shape}"
+        raise BadFileError(
+            f"{path}: expected uint8 images shaped (N, 28, 28), got {images.dtype} "
+            f"{images.shape}: not an MNIST images file; put the official file there"
         )
     return images
 
@@ -194,7 +200,7 @@ def _read_checked_pair(images_path: Path, labels_path: Path) -> np.ndarray:
     images = _read_images(images_path)
     labels = read_idx(labels_path)
     if labels.ndim != 1 or len(labels) != len(images):
-        raise ValueError(
+        raise BadFileError(
             f"{labels_path} holds {labels.shape} labels but {images_path} holds {len(images)} "
             "images; the two files do not belong together"
         )
@@ -216,14 +222,16 @@ def load_digits(
     """Load the train / val / test digit pools of ``source`` (see the module docstring).
 
     Returns uint8 arrays shaped (N, 28, 28). Missing files are downloaded when ``download`` is
-    true; otherwise (or when the download fails) a ``FileNotFoundError`` says what to put where.
+    true; otherwise (or when the download fails) a ``DataNotFoundError`` says what to put where.
+    A damaged file raises ``BadFileError`` naming it; too few digits, ``DataError``.
     """
     if source == "bundled":
         images_file, labels_file = bundled_digit_files()
         with as_file(images_file) as images_path, as_file(labels_file) as labels_path:
             for path in (images_path, labels_path):
                 if file_digest(path) != BUNDLED_MD5[path.name]:
-                    raise ValueError(f"{path}: the bundled digits file is damaged (md5 differs)")
+                    raise BadFileError(f"{path}: the bundled digits file is damaged (md5 "
+                                       "differs); reinstall predlearn")
             return _split_in_order(_read_checked_pair(images_path, labels_path), source)
     paths = ensure_mnist_files(source, root, download)
     test = _read_checked_pair(paths[_TEST[0]], paths[_TEST[1]])

@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from predlearn.datamodules.base import SequenceDataModule
+from predlearn.datamodules.base import SequenceDataModule, require_positive_int
 from predlearn.datamodules.mmnist_cache import (
     CACHE_FORMAT_VERSION,
     CachedSequences,
     build_cached_sequences,
     cache_file_name,
-    cache_is_valid,
     digits_digest,
+    ensure_cached_sequences,
 )
 from predlearn.datamodules.mmnist_render import (
     FRAME_SIZE,
@@ -36,8 +36,9 @@ from predlearn.datamodules.mmnist_render import (
     sample_trajectories,
     to_tensor,
 )
-from predlearn.datamodules.mnist import DigitPools, DigitSource, load_digits, required_files
+from predlearn.datamodules.mnist import DigitPools, DigitSource, load_digits
 from predlearn.datamodules.stream import BatchStream, ResumableStreamLoader
+from predlearn.errors import require
 
 __all__ = [
     "CachedSequences",
@@ -122,7 +123,7 @@ class MovingMNISTDataModule(SequenceDataModule):
         overlap: how overlapping digits combine: ``"max"`` (pixel-wise maximum, as in
             Srivastava et al.) or ``"occlude"`` (later digits drawn over earlier ones).
         download: download missing MNIST files (md5-checked); when false, a missing file raises
-            ``FileNotFoundError`` saying which files to put where.
+            ``DataNotFoundError`` saying which files to put where.
         batch_size: sequences per batch (paper §4: 8).
         num_workers: loader worker processes.
         context_frames: observed frames (paper §4.1: 10).
@@ -148,7 +149,8 @@ class MovingMNISTDataModule(SequenceDataModule):
         horizon: int = 10,  # paper §4.1: 10 predicted frames
     ) -> None:
         super().__init__(batch_size, num_workers, context_frames, horizon)
-        required_files(digits)  # validates the source name
+        require(digits in ("mnist", "mnist_test", "bundled"), "digits",
+                f"must be 'mnist', 'mnist_test' or 'bundled'; got {digits!r}", digits)
         positive = {
             "num_digits": num_digits,
             "num_test": num_test,
@@ -158,12 +160,12 @@ class MovingMNISTDataModule(SequenceDataModule):
         if test_num_digits is not None:
             positive["test_num_digits"] = test_num_digits
         for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        if overlap not in ("max", "occlude"):
-            raise ValueError(f"overlap must be 'max' or 'occlude', got {overlap!r}")
+            require_positive_int(name, value)
+        require(overlap in ("max", "occlude"), "overlap",
+                f"must be 'max' or 'occlude'; got {overlap!r}", overlap)
+        require(not Path(root).expanduser().is_file(), "root",
+                f"{root} is a file; give the folder that holds (or will hold) the MNIST files",
+                root)
         self.save_hyperparameters()
         self.root = Path(root)
         self.digits: DigitSource = digits
@@ -204,7 +206,8 @@ class MovingMNISTDataModule(SequenceDataModule):
         )
 
     def _ensure_cache(self, split: Literal["val", "test"]) -> Path:
-        """Build the cached set of ``split`` unless a valid one (same attributes) exists."""
+        """Build the cached set of ``split`` unless a complete one with the same attributes
+        exists; a damaged, unfinished or different one is rebuilt with a warning."""
         path = self.cache_path(split)
         count, num_digits, tag = (
             (self.num_val, self.num_digits, _VAL_TAG) if split == "val"
@@ -226,12 +229,10 @@ class MovingMNISTDataModule(SequenceDataModule):
             "overlap": self.overlap,
         }
         shape = (count, self.sequence_length, FRAME_SIZE, FRAME_SIZE)
-        if path.exists() and cache_is_valid(path, attrs, shape):
-            return path
-        return build_cached_sequences(
+        return ensure_cached_sequences(path, attrs, shape, lambda: build_cached_sequences(
             path, pool, count, num_digits, self.sequence_length,
             [self.eval_seed, tag, num_digits, count], attrs, self.overlap,
-        )
+        ))
 
     def prepare_data(self) -> None:
         """Download missing MNIST files and build the validation and test caches (rank 0)."""

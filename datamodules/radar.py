@@ -2,6 +2,11 @@
 
 The file comes from ``predlearn prepare radar`` (``predlearn.datamodules.radar_prepare``): dataset
 ``frames`` uint8 (N, H, W) = round(255 x) and ``timestamps`` int64 seconds, strictly increasing.
+The file must carry the completeness marker that ``prepare radar`` writes last, with the CRC-32 of
+its datasets (``predlearn.datamodules.sealed``), checked when the file is read; frames that are not
+uint8 are refused, never divided by 255 as if they were. A file without the marker (unfinished,
+damaged, or from a predlearn before the marker) is refused with a message saying to run
+``predlearn prepare radar`` again.
 The series is split in time: train, then validation (the end of the training period, for
 checkpoint selection), then test (the last ``1 - train_fraction`` of the frames). A window is
 ``context_frames + horizon`` consecutive frames that lie inside one split and never span a gap
@@ -19,7 +24,9 @@ import h5py
 import numpy as np
 from torch.utils.data import DataLoader
 
-from predlearn.datamodules.base import FrameWindows, SequenceDataModule
+from predlearn.datamodules import sealed
+from predlearn.datamodules.base import FrameWindows, SequenceDataModule, require_positive_int
+from predlearn.errors import BadFileError, DataError, DataNotFoundError, require
 
 __all__ = [
     "RadarDataModule",
@@ -35,31 +42,50 @@ GAP_FACTOR = 1.5  # a step longer than 1.5 x the nominal interval is a gap
 
 
 def load_radar_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``frames`` (N, H, W) uint8 and ``timestamps`` (N,) int64 of a prepared radar file."""
+    """``frames`` (N, H, W) uint8 and ``timestamps`` (N,) int64 of a prepared radar file.
+
+    Raises ``DataNotFoundError`` for a missing file and ``BadFileError`` (naming the file and
+    saying to run ``predlearn prepare radar`` again) for one that is not HDF5, is truncated or
+    damaged (its completeness marker or CRC-32 does not match), lacks ``frames`` or
+    ``timestamps``, or holds frames that are not uint8 (N, H, W) — 16-bit or float frames are
+    refused, not rescaled — or times that do not increase.
+    """
     path = Path(path)
+    again = f"make it again with `predlearn prepare radar SOURCE... --out {path}`"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"radar file {path} not found; make it with "
             f"`predlearn prepare radar SOURCE... --out {path}` (see docs/data.md, radar)"
         )
+    reason = sealed.problem(path, required=("frames", "timestamps"))
+    if reason is not None:
+        raise BadFileError(f"{path}: not a complete file of `predlearn prepare radar`: {reason}; "
+                           f"{again}")
     try:
-        h5 = h5py.File(path, "r")
+        with h5py.File(path, "r") as h5:
+            frames, stamps = h5["frames"][()], h5["timestamps"][()]
+            reason = (sealed.checksum_problem(h5, "frames", frames)
+                      or sealed.checksum_problem(h5, "timestamps", stamps))
     except OSError as error:
-        raise ValueError(f"{path}: cannot open as HDF5 ({error})") from error
-    with h5:
-        for name in ("frames", "timestamps"):
-            if name not in h5:
-                raise KeyError(
-                    f"{path}: no dataset {name!r}; is it a file from `predlearn prepare radar`?"
-                )
-        frames, stamps = h5["frames"][()], h5["timestamps"][()].astype(np.int64)
-    if frames.ndim != 3 or len(frames) != len(stamps):
-        raise ValueError(
-            f"{path}: 'frames' {frames.shape} must be (N, H, W) with N = len('timestamps') "
-            f"= {len(stamps)}"
+        raise BadFileError(f"{path}: cannot read ({error}); the file is damaged; {again}") \
+            from error
+    if reason is not None:
+        raise BadFileError(f"{path}: {reason}; {again}")
+    if frames.dtype != np.uint8:
+        raise BadFileError(
+            f"{path}: 'frames' are {frames.dtype}; a prepared radar file holds uint8 frames "
+            f"(round(255 x), x in [0, 1]) and other types are not rescaled; {again}"
         )
+    if frames.ndim != 3 or stamps.ndim != 1 or len(frames) != len(stamps):
+        raise BadFileError(
+            f"{path}: 'frames' {frames.shape} must be (N, H, W) with N = len('timestamps') "
+            f"= {len(stamps)}; {again}"
+        )
+    if not np.issubdtype(stamps.dtype, np.integer):
+        raise BadFileError(f"{path}: 'timestamps' are {stamps.dtype}, not whole seconds; {again}")
+    stamps = stamps.astype(np.int64)
     if len(stamps) > 1 and np.any(np.diff(stamps) <= 0):
-        raise ValueError(f"{path}: 'timestamps' must be strictly increasing")
+        raise BadFileError(f"{path}: 'timestamps' must be strictly increasing; {again}")
     return frames, stamps
 
 
@@ -117,13 +143,12 @@ def split_windows(
     val_fraction) * N)`` (frame indices): train frames are [0, val_start), validation
     [val_start, test_start), test [test_start, N).
     """
-    if not 0.0 < train_fraction <= 1.0 or not 0.0 <= val_fraction < train_fraction:
-        raise ValueError(
-            f"need 0 < train_fraction <= 1 and 0 <= val_fraction < train_fraction; got "
-            f"{train_fraction}, {val_fraction}"
-        )
-    if stride < 1:
-        raise ValueError(f"stride must be at least 1, got {stride}")
+    require(isinstance(train_fraction, (int, float)) and 0.0 < train_fraction <= 1.0,
+            "train_fraction", f"must be in (0, 1]; got {train_fraction!r}", train_fraction)
+    require(isinstance(val_fraction, (int, float)) and 0.0 <= val_fraction < train_fraction,
+            "val_fraction", f"must be in [0, train_fraction = {train_fraction}); got "
+            f"{val_fraction!r}", val_fraction)
+    require_positive_int("stride", stride)
     count = len(timestamps)
     test_start = round(train_fraction * count)
     val_start = round((train_fraction - val_fraction) * count)
@@ -182,8 +207,12 @@ class RadarDataModule(SequenceDataModule):
         test_horizon: int | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, context_frames, horizon, test_horizon)
-        if max_gap_minutes is not None and max_gap_minutes <= 0:
-            raise ValueError(f"max_gap_minutes must be positive, got {max_gap_minutes}")
+        require(max_gap_minutes is None or max_gap_minutes > 0, "max_gap_minutes",
+                f"must be positive (or None: 1.5 x the median step); got {max_gap_minutes!r}",
+                max_gap_minutes)
+        require(not Path(path).expanduser().is_dir(), "path",
+                f"{path} is a folder; give the HDF5 file that `predlearn prepare radar` wrote",
+                path)
         self.save_hyperparameters()
         self.path = Path(path)
         self.train_fraction = train_fraction
@@ -206,14 +235,14 @@ class RadarDataModule(SequenceDataModule):
             self.test_sequence_length, self.stride, self.max_gap_minutes,
         )
         if splits.longest_run < length:
-            raise ValueError(
+            raise DataError(
                 f"radar windows need at least {length} consecutive frames; the longest gap-free "
                 f"run in {self.path} has {splits.longest_run}"
             )
         for name, starts in (("train", splits.train), ("val", splits.val),
                              ("test", splits.test)):
             if len(starts) == 0:
-                raise ValueError(
+                raise DataError(
                     f"{self.path}: no {name} window of {length} frames (train frames "
                     f"[0, {splits.val_start}), val [{splits.val_start}, {splits.test_start}), "
                     f"test [{splits.test_start}, {len(stamps)}) after gaps); adjust "

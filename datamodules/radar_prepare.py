@@ -6,7 +6,15 @@ dBZ = 10 log10(Z). Reflectivity maps linearly to [0, 1] over ``[dbz_min, dbz_max
 0..70 dBZ; values outside clip; no rain / undetect is 0). Pixels without data take
 ``nodata_value`` (default 0, "no echo"); each frame's ``valid_fraction`` is stored. The crop box
 (default: the whole image) is cut to its centre square and averaged down to ``size`` x ``size``
-with ``torch.nn.functional.interpolate(mode="area")``. See docs/data-radar.md.
+with ``torch.nn.functional.interpolate(mode="area")``. See docs/data.md, radar.
+
+Nothing is lost: an output that is one of the sources (the same file, once paths are resolved)
+is refused before anything is read (``OutputError``), and a previous output found in a source
+folder is skipped; the file is written to a temporary name and renamed, with the completeness
+marker (``predlearn.datamodules.sealed``, the CRC-32 of ``frames`` and ``timestamps``) written
+last, so the radar data module can tell a complete file from a damaged one. Nothing is mixed:
+one format, one grid and one product (ODIM ``RATE`` and ``DBZH`` are refused together, naming
+both files); ODIM polar volumes are refused by the reader.
 """
 
 from __future__ import annotations
@@ -22,14 +30,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from predlearn.datamodules import sealed
 from predlearn.datamodules.files import progress as progress_bar
-from predlearn.datamodules.files import written_atomically
+from predlearn.datamodules.files import refuse_overwriting, remove_stale_parts, written_atomically
 from predlearn.datamodules.radar_readers import (
     RadarFormatError,
     RadarFrame,
     detect_format,
     read_frame,
 )
+from predlearn.errors import BadFileError, DataNotFoundError, OptionValueError, require
 
 __all__ = [
     "FORMAT_VERSION",
@@ -42,7 +52,7 @@ __all__ = [
     "to_unit",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: completeness marker with CRC-32s, Fletcher-32 chunks
 DBZ_RANGE = (0.0, 70.0)
 ZR_A, ZR_B = 200.0, 1.6  # Marshall-Palmer Z = a R^b (R in mm/h, Z in mm^6/m^3)
 RADAR_SUFFIXES = (".pgm", ".pgm.gz", ".h5", ".hdf", ".hdf5")
@@ -67,8 +77,8 @@ def to_unit(
 ) -> np.ndarray:
     """A frame's values mapped to [0, 1] through dBZ over ``dbz_range``; NaN (no data) stays."""
     low, high = dbz_range
-    if not high > low:
-        raise ValueError(f"dbz range must be increasing, got {dbz_range}")
+    require(high > low, "--dbz-min/--dbz-max",
+            f"the dBZ range must be increasing; got {low:g} .. {high:g}", dbz_range)
     dbz = frame.values if frame.quantity == "dBZ" else rain_rate_to_dbz(frame.values, *zr)
     with np.errstate(invalid="ignore"):
         unit = (dbz - low) / (high - low)
@@ -80,9 +90,9 @@ def _square(shape: tuple[int, int], crop: Sequence[int] | None) -> tuple[int, in
     height, width = shape
     top, left, bottom, right = crop if crop is not None else (0, 0, height, width)
     if not (0 <= top < bottom <= height and 0 <= left < right <= width):
-        raise ValueError(
-            f"crop {tuple(crop or ())} (top, left, bottom, right) is not inside the "
-            f"{height} x {width} image"
+        raise OptionValueError(
+            "--crop", f"{tuple(crop or ())} (top, left, bottom, right) is not inside the "
+            f"{height} x {width} image", crop
         )
     side = min(bottom - top, right - left)
     top += (bottom - top - side) // 2
@@ -109,8 +119,15 @@ def crop_and_resize(
     return resized.astype(np.float32), float(valid.mean())
 
 
-def collect_files(sources: Iterable[str | os.PathLike]) -> list[Path]:
-    """The files named, and in folders (recursively) those ending in ``RADAR_SUFFIXES``."""
+def collect_files(sources: Iterable[str | os.PathLike],
+                  skip: str | os.PathLike | None = None) -> list[Path]:
+    """The files named, and in folders (recursively) those ending in ``RADAR_SUFFIXES``.
+
+    ``skip`` (the output file) is left out of what the folders hold, so that running the
+    command again does not take its previous output for a source; named explicitly, it stays
+    (and ``prepare_radar`` refuses it).
+    """
+    skipped = Path(skip).expanduser().resolve() if skip is not None else None
     files: list[Path] = []
     for source in sources:
         path = Path(source)
@@ -118,17 +135,17 @@ def collect_files(sources: Iterable[str | os.PathLike]) -> list[Path]:
             found = sorted(
                 p for p in path.rglob("*")
                 if p.is_file() and not p.name.startswith(".")
-                and p.name.lower().endswith(RADAR_SUFFIXES)
+                and p.name.lower().endswith(RADAR_SUFFIXES) and p.resolve() != skipped
             )
             if not found:
-                raise FileNotFoundError(
+                raise DataNotFoundError(
                     f"{path}: no radar files (names ending in {', '.join(RADAR_SUFFIXES)})"
                 )
             files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
+            raise DataNotFoundError(f"{path}: no such file or folder")
     return files
 
 
@@ -144,21 +161,29 @@ def prepare_radar(
 ) -> Path:
     """Read radar files, map to [0, 1], crop and resize, and write the HDF5 file ``out``.
 
-    All files must be of one format and one grid; times must be distinct (duplicates are
-    rejected naming both files). Frames are written in time order. Returns ``out``.
+    All files must be of one format, one grid and one product (``RadarFormatError`` naming the
+    first file that differs and the first file); times must be distinct (duplicates are
+    rejected naming both files). ``out`` must not be one of the sources (``OutputError``,
+    before anything is read). Frames are written in time order. Returns ``out``.
     """
-    if size < 1:
-        raise ValueError(f"size must be positive, got {size}")
-    if crop is not None and len(crop) != 4:
-        raise ValueError(f"crop takes 4 numbers (top, left, bottom, right), got {crop}")
-    if not 0.0 <= nodata_value <= 1.0:
-        raise ValueError(f"nodata_value must be in [0, 1], got {nodata_value}")
-    files = collect_files(sources)
+    require(isinstance(size, int) and size >= 1, "--size",
+            f"must be a positive whole number; got {size!r}", size)
+    require(crop is None or len(crop) == 4, "--crop",
+            f"takes 4 numbers (top, left, bottom, right); got {crop}", crop)
+    require(0.0 <= nodata_value <= 1.0, "--nodata-value",
+            f"must be in [0, 1]; got {nodata_value}", nodata_value)
+    require(dbz_range[1] > dbz_range[0], "--dbz-min/--dbz-max",
+            f"the dBZ range must be increasing; got {dbz_range[0]:g} .. {dbz_range[1]:g}",
+            dbz_range)
+    sources = list(sources)
+    refuse_overwriting(out, [s for s in sources if Path(s).is_file()], "output (--out)")
+    files = collect_files(sources, skip=out)
     if not files:
-        raise FileNotFoundError("no radar files given")
+        raise DataNotFoundError("no radar files given")
+    refuse_overwriting(out, files, "output (--out)")
     first_format, first_file = detect_format(files[0]), files[0]
     source_shape: tuple[int, ...] | None = None
-    quantity = ""
+    quantity = product = ""
     records: list[tuple[int, str, np.ndarray, float]] = []
     bar = progress_bar(len(files), "radar files", unit="file", disable=not progress)
     try:
@@ -171,10 +196,16 @@ def prepare_radar(
                 )
             frame = read_frame(path, source_format)
             if source_shape is None:
-                source_shape, quantity = frame.values.shape, frame.quantity
+                source_shape, quantity, product = frame.values.shape, frame.quantity, frame.product
             elif frame.values.shape != source_shape:
                 raise RadarFormatError(
                     f"{path}: grid {frame.values.shape}, but {first_file} has {source_shape}"
+                )
+            elif frame.product != product:
+                raise RadarFormatError(
+                    f"{path}: product {frame.product} ({frame.quantity}), but {first_file} is "
+                    f"{product} ({quantity}); prepare one product per file, e.g. RATE and DBZH "
+                    "separately"
                 )
             image, valid = crop_and_resize(to_unit(frame, dbz_range, zr), size, crop, nodata_value)
             encoded = np.rint(image * 255.0).clip(0, 255).astype(np.uint8)
@@ -185,26 +216,31 @@ def prepare_radar(
     records.sort(key=lambda record: record[0])
     for before, after in pairwise(records):
         if before[0] == after[0]:
-            raise ValueError(
+            raise BadFileError(
                 f"duplicate time {_iso(before[0])}: {before[1]} and {after[1]}"
             )
     assert source_shape is not None
     square = _square(source_shape, crop)  # type: ignore[arg-type]
     out = Path(out)
     count = len(records)
+    frames = np.stack([r[2] for r in records])
+    stamps = np.array([r[0] for r in records], np.int64)
+    valid_fraction = np.array([r[3] for r in records], np.float32)
+    remove_stale_parts(out)
     with written_atomically(out) as temp, h5py.File(temp, "w") as h5:
         h5.create_dataset(
-            "frames", data=np.stack([r[2] for r in records]),
-            chunks=(min(count, 64), size, size), compression="gzip", compression_opts=4,
+            "frames", data=frames, chunks=(min(count, 64), size, size), compression="gzip",
+            compression_opts=4, fletcher32=True,
         )
-        h5.create_dataset("timestamps", data=np.array([r[0] for r in records], np.int64))
-        h5.create_dataset("valid_fraction", data=np.array([r[3] for r in records], np.float32))
+        h5.create_dataset("timestamps", data=stamps)
+        h5.create_dataset("valid_fraction", data=valid_fraction)
         h5.create_dataset("source_files", data=[r[1] for r in records],
                           dtype=h5py.string_dtype())
         attrs = {
             "format_version": FORMAT_VERSION,
             "source_format": first_format,
             "source_quantity": quantity,
+            "source_product": product,
             "source_shape": list(source_shape),
             "mapping": (
                 "x = clip((dBZ - dbz_min) / (dbz_max - dbz_min), 0, 1); rain rate R (mm/h) "
@@ -225,6 +261,8 @@ def prepare_radar(
         }
         for key, value in attrs.items():
             h5.attrs[key] = value
+        sealed.seal(h5, {"frames": sealed.crc32(frames), "timestamps": sealed.crc32(stamps),
+                         "valid_fraction": sealed.crc32(valid_fraction)})
     return out
 
 
@@ -259,13 +297,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--zr-b", type=float, default=ZR_B, help="Z = a R^b: b (Marshall-Palmer)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    try:
-        out = prepare_radar(
-            args.sources, args.out, args.size, args.crop, (args.dbz_min, args.dbz_max),
-            args.nodata_value, (args.zr_a, args.zr_b), progress=not args.no_progress,
-        )
-    except (RadarFormatError, FileNotFoundError, ValueError) as error:
-        parser.exit(2, f"predlearn prepare radar: error: {error}\n")
+    # refusals are predlearn errors: the console script prints them as one line
+    out = prepare_radar(
+        args.sources, args.out, args.size, args.crop, (args.dbz_min, args.dbz_max),
+        args.nodata_value, (args.zr_a, args.zr_b), progress=not args.no_progress,
+    )
     with h5py.File(out, "r") as h5:
         stamps = h5["timestamps"][()]
         print(

@@ -4,6 +4,12 @@ Each reader returns a ``RadarFrame``: the source grid as float64 in its physical
 (reflectivity in dBZ, or rain rate in mm/h), NaN where there is no data, and the observation time
 in seconds since the epoch (UTC). The format is detected from the file's content
 (``detect_format``), not from its name.
+
+Refusals (``RadarFormatError``, a ``BadFileError``, naming the file): a PGM that is not 8-bit
+with maxval 255 (FMI's encoding dBZ = 0.5 PV - 32 is defined for 8-bit values only, so a 16-bit
+PGM is refused rather than rescaled), an ODIM file that is not an image (``what/object`` other
+than ``COMP`` or ``IMAGE``: a polar volume ``PVOL`` or scan is not a frame), a file that is
+truncated or damaged. A missing file raises ``DataNotFoundError``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import gzip
 import os
 import re
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,7 +27,7 @@ from typing import Literal
 import h5py
 import numpy as np
 
-from predlearn.errors import BadFileError
+from predlearn.errors import BadFileError, DataNotFoundError
 
 __all__ = [
     "FORMATS",
@@ -41,6 +48,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 FMI_NODATA = 255  # FMI PGM: pixel value 255 = no data (outside the radar coverage)
 ODIM_REFLECTIVITY = ("DBZH", "DBZV", "TH", "TV", "DBZ")
+ODIM_IMAGES = ("COMP", "IMAGE")  # what/object of a 2-D image; PVOL, SCAN, ... are not frames
 _STAMP = re.compile(r"(?<!\d)(\d{12}|\d{14})(?!\d)")  # YYYYMMDDHHMM[SS] in a file name
 
 
@@ -58,6 +66,9 @@ class RadarFrame:
         timestamp: observation time, integer seconds since 1970-01-01 UTC.
         source_format: one of ``FORMATS``.
         path: the file read.
+        product: the product's own name of what it measures (ODIM ``RATE`` or ``DBZH``, KNMI
+            ``image_geo_parameter``, FMI ``param``): frames of different products must not be
+            mixed in one data set even when they share a unit.
     """
 
     values: np.ndarray
@@ -65,6 +76,11 @@ class RadarFrame:
     timestamp: int
     source_format: str
     path: str
+    product: str = ""
+
+
+def _missing(path: str | os.PathLike) -> DataNotFoundError:
+    return DataNotFoundError(f"{path}: no such radar file")
 
 
 def _utc(text: str, pattern: str) -> int:
@@ -103,6 +119,8 @@ def detect_format(path: str | os.PathLike) -> Format:
         if head[:2] == GZIP_MAGIC:
             with gzip.open(path, "rb") as handle:
                 head = handle.read(8)
+    except FileNotFoundError as error:
+        raise _missing(path) from error
     except (OSError, EOFError) as error:
         raise RadarFormatError(f"{path}: cannot read the file ({error})") from error
     if head[:2] == b"P5":
@@ -115,8 +133,14 @@ def detect_format(path: str | os.PathLike) -> Format:
                     return "odim_h5"
                 if "image1" in h5 or "overview" in h5:
                     return "knmi_h5"
+                prepared = "frames" in h5 and "timestamps" in h5
         except OSError as error:
             raise RadarFormatError(f"{path}: cannot open as HDF5 ({error})") from error
+        if prepared:
+            raise RadarFormatError(
+                f"{path}: this is a prepared radar file (frames and timestamps, the output of "
+                "`predlearn prepare radar`), not a radar product; give the original files"
+            )
         raise RadarFormatError(
             f"{path}: HDF5 file is neither ODIM_H5 (no 'Conventions' attribute starting with "
             "'ODIM_H5') nor KNMI (no 'image1' group)"
@@ -161,10 +185,17 @@ def _parse_pgm(data: bytes, path: str | os.PathLike) -> tuple[np.ndarray, dict[s
         fields.append(int(token))
         pos = end
     width, height, maxval = fields
-    if width < 1 or height < 1 or not 0 < maxval < 256:
+    if width < 1 or height < 1 or not 0 < maxval < 65536:
         raise RadarFormatError(
             f"{path}: bad PGM header: width {width}, height {height}, maxval {maxval} "
-            "(need positive sizes and an 8-bit maxval)"
+            "(need positive sizes and 0 < maxval < 65536)"
+        )
+    if maxval != 255:
+        bits = "16-bit" if maxval > 255 else "8-bit"
+        raise RadarFormatError(
+            f"{path}: {bits} PGM with maxval {maxval}; FMI reflectivity composites are 8-bit "
+            "with maxval 255 (dBZ = 0.5 PV - 32, 255 = no data), and other encodings are "
+            "refused rather than rescaled: convert the file to that encoding"
         )
     pos += 1  # the single whitespace byte after maxval
     pixels = data[pos : pos + width * height]
@@ -186,8 +217,11 @@ def read_fmi_pgm(path: str | os.PathLike) -> RadarFrame:
             data = handle.read()
         if data[:2] == GZIP_MAGIC:
             data = gzip.decompress(data)
-    except (OSError, EOFError) as error:
-        raise RadarFormatError(f"{path}: cannot read the file ({error})") from error
+    except FileNotFoundError as error:
+        raise _missing(path) from error
+    except (OSError, EOFError, zlib.error) as error:
+        raise RadarFormatError(f"{path}: cannot read the file ({error}); it is truncated or "
+                               "damaged") from error
     image, comments = _parse_pgm(data, path)
     param = comments.get("param", "")
     if param and "reflectivity" not in param.lower():
@@ -207,7 +241,30 @@ def read_fmi_pgm(path: str | os.PathLike) -> RadarFrame:
         )
     values = 0.5 * image.astype(np.float64) - 32.0
     values[image == FMI_NODATA] = np.nan
-    return RadarFrame(values, "dBZ", stamp, "fmi_pgm", str(path))
+    return RadarFrame(values, "dBZ", stamp, "fmi_pgm", str(path), "reflectivity")
+
+
+# --- HDF5 ---------------------------------------------------------------------------------------
+
+
+def _open_h5(path: str | os.PathLike) -> h5py.File:
+    """``path`` opened for reading; a missing or unreadable file raises a predlearn error."""
+    if not Path(path).exists():
+        raise _missing(path)
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise RadarFormatError(f"{path}: cannot open as HDF5 ({error}); it is truncated, "
+                               "damaged or not HDF5") from error
+
+
+def _read(h5: h5py.File, name: str, path: str | os.PathLike) -> np.ndarray:
+    """Dataset ``name`` in full; a damaged one raises ``RadarFormatError`` naming the file."""
+    try:
+        return np.asarray(h5[name][()])
+    except (OSError, ValueError, TypeError) as error:
+        raise RadarFormatError(f"{path}: cannot read '{name}' ({error}); the file is damaged")\
+            from error
 
 
 # --- KNMI HDF5 -----------------------------------------------------------------------------------
@@ -248,14 +305,10 @@ def read_knmi_h5(path: str | os.PathLike) -> RadarFrame:
     (``image_geo_parameter`` containing DBZ) are returned in dBZ. The time is
     ``image1/image_datetime_valid`` or ``overview/product_datetime_end``, else the file name.
     """
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as error:
-        raise RadarFormatError(f"{path}: cannot open as HDF5 ({error})") from error
-    with h5:
+    with _open_h5(path) as h5:
         if "image1/image_data" not in h5:
             raise RadarFormatError(f"{path}: KNMI HDF5 without the dataset 'image1/image_data'")
-        raw = h5["image1/image_data"][()]
+        raw = _read(h5, "image1/image_data", path)
         if "image1/calibration" not in h5:
             raise RadarFormatError(f"{path}: KNMI HDF5 without the group 'image1/calibration'")
         calibration = h5["image1/calibration"].attrs
@@ -289,13 +342,14 @@ def read_knmi_h5(path: str | os.PathLike) -> RadarFrame:
     values = gain * raw.astype(np.float64) + offset
     values[np.isin(raw, list(missing))] = np.nan
     if "DBZ" in parameter:
-        return RadarFrame(values, "dBZ", stamp, "knmi_h5", str(path))
+        return RadarFrame(values, "dBZ", stamp, "knmi_h5", str(path), parameter)
     if "PRECIP" not in parameter and parameter:
         raise RadarFormatError(
             f"{path}: unsupported KNMI image_geo_parameter {parameter!r} "
             "(expected accumulated precipitation [MM] or reflectivity [DBZ])"
         )
-    return RadarFrame(values * 60.0 / minutes, "mm/h", stamp, "knmi_h5", str(path))
+    return RadarFrame(values * 60.0 / minutes, "mm/h", stamp, "knmi_h5", str(path),
+                      parameter or "PRECIPITATION")
 
 
 # --- ODIM_H5 -------------------------------------------------------------------------------------
@@ -307,13 +361,20 @@ def read_odim_h5(path: str | os.PathLike) -> RadarFrame:
 
     ``undetect`` means measured, no echo: 0 mm/h, or -inf dBZ (both map to 0);
     ``nodata`` means not measured: NaN. Quantities: RATE (mm/h) or reflectivity (DBZH, TH, ...).
-    The time is the root ``what`` date/time, else ``dataset1/what`` enddate/endtime.
+    The time is the root ``what`` date/time, else ``dataset1/what`` enddate/endtime. Only images
+    are frames: the root ``what/object`` must be ``COMP`` or ``IMAGE``; a polar volume
+    (``PVOL``), a scan or a file without ``what/object`` is refused.
     """
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as error:
-        raise RadarFormatError(f"{path}: cannot open as HDF5 ({error})") from error
-    with h5:
+    with _open_h5(path) as h5:
+        root_what = h5["what"].attrs if "what" in h5 else {}
+        kind = _text(root_what["object"]).upper() if "object" in root_what else ""
+        if kind not in ODIM_IMAGES:
+            found = f"what/object {kind!r}" if kind else "no what/object attribute"
+            raise RadarFormatError(
+                f"{path}: ODIM_H5 with {found}; only images (object COMP or IMAGE) are radar "
+                "frames: a polar volume (PVOL) or scan must first be made into a composite "
+                "image (e.g. with the BALTRAD or wradlib tools)"
+            )
         if "dataset1/data1/data" not in h5:
             raise RadarFormatError(f"{path}: ODIM_H5 file without the dataset 'dataset1/data1/data'")
         what: dict[str, object] = {}
@@ -325,7 +386,7 @@ def read_odim_h5(path: str | os.PathLike) -> RadarFrame:
         quantity = _text(what["quantity"]).upper()
         gain = _number(what.get("gain", 1.0))
         offset = _number(what.get("offset", 0.0))
-        raw = h5["dataset1/data1/data"][()]
+        raw = _read(h5, "dataset1/data1/data", path)
         stamp = None
         for group, date, clock in (("what", "date", "time"),
                                    ("dataset1/what", "enddate", "endtime")):
@@ -347,10 +408,10 @@ def read_odim_h5(path: str | os.PathLike) -> RadarFrame:
     undetect = raw == _number(what["undetect"]) if "undetect" in what else np.zeros(raw.shape, bool)
     if quantity == "RATE":
         values[undetect] = 0.0
-        return RadarFrame(values, "mm/h", stamp, "odim_h5", str(path))
+        return RadarFrame(values, "mm/h", stamp, "odim_h5", str(path), quantity)
     if quantity in ODIM_REFLECTIVITY:
         values[undetect] = -np.inf
-        return RadarFrame(values, "dBZ", stamp, "odim_h5", str(path))
+        return RadarFrame(values, "dBZ", stamp, "odim_h5", str(path), quantity)
     raise RadarFormatError(
         f"{path}: unsupported ODIM quantity {quantity!r} (supported: RATE, "
         f"{', '.join(ODIM_REFLECTIVITY)})"
@@ -361,5 +422,16 @@ _READERS = {"fmi_pgm": read_fmi_pgm, "knmi_h5": read_knmi_h5, "odim_h5": read_od
 
 
 def read_frame(path: str | os.PathLike, source_format: str | None = None) -> RadarFrame:
-    """Read one radar file of ``source_format`` (detected from the content when None)."""
-    return _READERS[source_format or detect_format(path)](path)
+    """Read one radar file of ``source_format`` (detected from the content when None).
+
+    Anything unexpected inside a file (an attribute of the wrong type, say) is a
+    ``RadarFormatError`` naming the file, never a bare exception from deep inside.
+    """
+    source_format = source_format or detect_format(path)
+    try:
+        return _READERS[source_format](path)
+    except (BadFileError, DataNotFoundError):
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError) as error:
+        raise RadarFormatError(f"{path}: cannot read as {source_format} "
+                               f"({type(error).__name__}: {error})") from error

@@ -10,6 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from predlearn.datamodules.sealed import crc32, seal
+
 FMI_COMMENTS = [
     "composite_area FIN",
     "projection_name SUOMI1",
@@ -147,12 +149,18 @@ def write_fmi_series(
     return paths
 
 
-def write_prepared(path: Path, timestamps: np.ndarray, size: int = 8) -> Path:
-    """A prepared radar file (layout of ``predlearn prepare radar``) whose frame i is all i % 256."""
+def write_prepared(path: Path, timestamps: np.ndarray, size: int = 8, sealed: bool = True,
+                   frames: np.ndarray | None = None) -> Path:
+    """A prepared radar file (layout of ``predlearn prepare radar``) whose frame i is all i % 256
+    (or ``frames``), with the completeness marker written last unless ``sealed`` is false."""
     stamps = np.asarray(timestamps, dtype=np.int64)
-    frames = (np.arange(len(stamps)) % 256).astype(np.uint8)[:, None, None]
+    if frames is None:
+        values = (np.arange(len(stamps)) % 256).astype(np.uint8)[:, None, None]
+        frames = np.broadcast_to(values, (len(stamps), size, size))
     with h5py.File(path, "w") as h5:
-        h5["frames"] = np.broadcast_to(frames, (len(stamps), size, size))
+        h5["frames"] = frames
         h5["timestamps"] = stamps
         h5["valid_fraction"] = np.ones(len(stamps), np.float32)
+        if sealed:
+            seal(h5, {"frames": crc32(frames), "timestamps": crc32(stamps)})
     return path

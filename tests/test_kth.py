@@ -36,6 +36,7 @@ from predlearn.datamodules.kth import (
     sub_clips,
     window_counts,
 )
+from predlearn.errors import OptionValueError
 from predlearn.module import PredictiveModule
 from predlearn.registry import DATAMODULES
 
@@ -261,7 +262,7 @@ def test_strides_and_person_options(kth_root: Path) -> None:
     assert len(dm.test_set) == len(expected_windows([17], 30, dict.fromkeys(ACTIONS, 1)))
     assert len(dm.train_set) == len(expected_windows([1, 2], 20, dict.fromkeys(ACTIONS, 5)))
     assert len(dm.val_set) == 0 and dm.val_dataloader() == []
-    with pytest.raises(ValueError, match="test persons"):
+    with pytest.raises(OptionValueError, match="test_persons: persons .2. are also training"):
         make_module(kth_root, test_persons=[2])
     with pytest.raises(ValueError, match="actions"):
         make_module(kth_root, actions=["dancing"])

@@ -34,6 +34,7 @@ from predlearn.datamodules.radar_readers import (
     read_knmi_h5,
     read_odim_h5,
 )
+from predlearn.errors import BadFileError, DataError
 
 
 def dbz_to_unit(dbz: float) -> float:
@@ -190,9 +191,14 @@ def test_mixed_formats_are_rejected(tmp_path):
 
 
 def test_cli_error_exits_with_the_message(tmp_path, capsys):
+    from predlearn.cli import main as predlearn_main
+
     with pytest.raises(SystemExit) as stop:
-        main([str(tmp_path / "missing"), "--out", str(tmp_path / "o.h5")])
-    assert stop.value.code == 2 and "missing" in capsys.readouterr().err
+        predlearn_main(["prepare", "radar", str(tmp_path / "missing"), "--out",
+                        str(tmp_path / "o.h5")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and err.startswith("predlearn: error: ") and "missing" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 # --- windows and splits -------------------------------------------------------------------------
@@ -253,10 +259,10 @@ def test_datamodule_errors(tmp_path):
     empty = tmp_path / "empty.h5"
     with h5py.File(empty, "w") as h5:
         h5["timestamps"] = np.arange(3)
-    with pytest.raises(KeyError, match="'frames'"):
+    with pytest.raises(BadFileError, match="completeness marker.*predlearn prepare radar"):
         RadarDataModule(str(empty)).setup("fit")
     short = write_prepared(tmp_path / "short.h5", five_minute_stamps(30, gap_after=15))
-    with pytest.raises(ValueError, match="at least 20 consecutive frames.*has 15"):
+    with pytest.raises(DataError, match="at least 20 consecutive frames.*has 15"):
         RadarDataModule(str(short)).setup("fit")
 
 
