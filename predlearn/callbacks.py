@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import h5py
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from predlearn.errors import OptionValueError, OutputError
 from predlearn.registry import DATAMODULES, MODELS
 from predlearn.runs import RUN_INFO
 from predlearn.visualize import (
@@ -27,6 +29,90 @@ from predlearn.visualize import (
 
 if TYPE_CHECKING:
     from predlearn.module import PredictiveModule
+
+
+class ValidatedCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose step checkpoints are ranked only by a fresh validation score.
+
+    With ``every_n_train_steps=N`` and a ``monitor`` (predlearn's ``--checkpoint`` options),
+    Lightning's own callback ranks the weights of step s by the last logged ``val/loss``, which
+    may come from an earlier validation, and writes no ``last`` checkpoint before the first
+    validation. Here, at every N-th step:
+
+    - when a validation runs right after that step, the weights are ranked by that validation's
+      score and both the ranked and the ``last`` checkpoint are written after it (so ``last``
+      holds the ranking, and a run resumed from it goes on exactly as an uninterrupted one);
+    - otherwise only ``last`` is written: the weights of step s are never ranked by another
+      step's score.
+
+    Validations at steps that are not checkpoint steps rank nothing (align
+    ``--trainer.val_check_interval`` with ``every_n_train_steps``). On resume the ranking of the
+    interrupted run is restored even when its folder changed (a new logger version), so the
+    resumed run picks the same best checkpoint as an uninterrupted one. Without
+    ``every_n_train_steps``, or without ``monitor``, it is ``ModelCheckpoint`` unchanged.
+    """
+
+    def _ranks_steps(self) -> bool:
+        return self._every_n_train_steps >= 1 and self.monitor is not None
+
+    def _is_checkpoint_step(self, trainer: L.Trainer) -> bool:
+        return (trainer.global_step % self._every_n_train_steps == 0
+                and not getattr(trainer, "fast_dev_run", False) and not trainer.sanity_checking
+                and trainer.state.fn == "fit")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self._ranks_steps():
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            return
+        if not self._is_checkpoint_step(trainer) or _validation_follows(trainer):
+            return  # a validation runs next: ranked and saved in on_validation_end
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._ranks_steps():
+            super().on_validation_end(trainer, pl_module)
+            return
+        if not self._is_checkpoint_step(trainer):
+            return
+        candidates = self._monitor_candidates(trainer)  # just logged by this validation
+        if self.monitor in candidates:
+            self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._ranks_steps():
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The interrupted run's ranking, also when this run writes to another folder (a new
+        logger version): its files stay where they are, since ``ModelCheckpoint`` never deletes
+        a file outside its own folder."""
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            super().load_state_dict(state_dict)
+            return
+        self.best_model_path = state_dict["best_model_path"]
+        for key in ("best_model_score", "best_k_models", "kth_best_model_path", "kth_value"):
+            if key in state_dict:
+                setattr(self, key, state_dict[key])
+
+
+def _validation_follows(trainer: L.Trainer) -> bool:
+    """Whether the fit loop validates right after the training batch that just ended.
+
+    Asked of Lightning's epoch loop (``_should_check_val_fx``, not public API); if a Lightning
+    version lacks it, False: ``last`` is then written before the validation and written again
+    after it.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    check = getattr(loop, "_should_check_val_fx", None)
+    if check is None:
+        return False
+    try:
+        return bool(check(trainer.fit_loop._data_fetcher))
+    except (AttributeError, TypeError):
+        return False
 
 
 def run_directory(trainer: L.Trainer) -> Path:
@@ -195,20 +281,56 @@ class PredictionWriter(BasePredictionWriter):
 
     def __init__(self, output_path: str | None = None, image_sequences: int = 16) -> None:
         super().__init__(write_interval="epoch")
+        if image_sequences < 0:
+            raise OptionValueError("image_sequences", f"must be >= 0; got {image_sequences}",
+                                   image_sequences)
         self.output_path = output_path
         self.image_sequences = image_sequences
+
+    def output_file(self, trainer: L.Trainer) -> Path:
+        """The HDF5 file this rank writes."""
+        path = Path(self.output_path) if self.output_path else (
+            run_directory(trainer) / "predictions.h5")
+        if trainer.world_size > 1:  # each rank writes the sequences it predicted
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        return path
+
+    def check_output(self, trainer: L.Trainer) -> Path:
+        """The output file, after making sure that neither it nor the ``predictions/`` picture
+        folder beside it is, or holds, one of the data module's inputs (``OutputError``)."""
+        path = self.output_file(trainer)
+        inputs = input_paths(getattr(trainer, "datamodule", None))
+        if trainer.ckpt_path and Path(trainer.ckpt_path).exists():
+            inputs.append(Path(trainer.ckpt_path))  # the checkpoint is read too
+        from predlearn.datamodules.files import refuse_overwriting
+
+        refuse_overwriting(path, inputs, what="predictions file (--predictions.output_path)")
+        if self.image_sequences:
+            images = (path.parent / "predictions").resolve()
+            for source in inputs:
+                if Path(source).resolve().is_relative_to(images):
+                    raise OutputError(
+                        f"the predicted pictures go to {images}, which holds the input {source}; "
+                        "writing them could overwrite it: choose another "
+                        "--predictions.output_path (the pictures go beside it) or "
+                        "--predictions.image_sequences=0")
+        return path
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Refuse an output that would overwrite an input before anything is predicted (here,
+        once the checkpoint is known)."""
+        self.check_output(trainer)
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         if not predictions:
             return
         batches = predictions[0] if isinstance(predictions[0], list) else predictions
         stacked = torch.cat([torch.as_tensor(b).float().cpu() for b in batches]).numpy()
-        path = Path(self.output_path) if self.output_path else (
-            run_directory(trainer) / "predictions.h5")
-        if trainer.world_size > 1:  # each rank writes the sequences it predicted
-            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "w") as handle:
+        path = self.check_output(trainer)
+        from predlearn.datamodules.files import written_atomically
+
+        # closed, then renamed: never a half-written predictions file
+        with written_atomically(path) as partial, h5py.File(partial, "w") as handle:
             handle.create_dataset("predictions", data=stacked, compression="gzip",
                                   chunks=(1, *stacked.shape[1:]))
         images = write_prediction_images(stacked[: self.image_sequences],
@@ -216,6 +338,20 @@ class PredictionWriter(BasePredictionWriter):
         where = f" and {images} sequences as PNG frames and GIFs in {path.parent / 'predictions'}"
         rank_zero_info(f"predlearn: wrote {len(stacked)} predicted sequences to {path}"
                        + (where if images else ""))
+
+
+def input_paths(datamodule: Any) -> list[Path]:
+    """The files and folders a data module reads: its attributes that are paths (``path``,
+    ``root``...) and exist. An output must be none of them."""
+    if datamodule is None:
+        return []
+    found = []
+    for value in vars(datamodule).values():
+        if isinstance(value, (str, os.PathLike)) and str(value):
+            path = Path(value).expanduser()
+            if path.exists():
+                found.append(path)
+    return found
 
 
 def write_prediction_images(sequences, folder: Path) -> int:

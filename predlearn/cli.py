@@ -8,6 +8,7 @@ torch nor Lightning, so they answer at once.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -45,6 +46,17 @@ Docs: docs/getting-started.md.
 """
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose refusals (a wrong value, an unknown or missing option)
+    raise ``predlearn.errors.UsageError``, so that ``main`` prints them as one line like every
+    other refusal, instead of argparse's usage text and exit."""
+
+    def error(self, message: str) -> Any:  # argparse's signature says NoReturn
+        from predlearn.errors import UsageError
+
+        raise UsageError(f"{self.prog}: {message} (`{self.prog} --help` lists the options)")
+
+
 def print_usage(file: Any = None) -> None:
     """The top-level help: every subcommand with one line."""
     commands = "\n".join(f"  {name:10s} {text}" for name, text in COMMANDS.items())
@@ -77,11 +89,15 @@ def _prepare(argv: list[str]) -> None:
     """``predlearn prepare DATASET ...``: build a data set's file from its original products."""
     if argv[:1] in (["-h"], ["--help"]) or not argv or argv[0] not in PREPARERS:
         known = ", ".join(sorted(PREPARERS))
-        print(f"predlearn prepare: name a data set to prepare ({known}), e.g. "
-              "`predlearn prepare radar SOURCE... --out radar.h5`; "
-              "`predlearn prepare radar --help` shows its options",
-              file=sys.stdout if argv[:1] in (["-h"], ["--help"]) else sys.stderr)
-        raise SystemExit(0 if argv[:1] in (["-h"], ["--help"]) else 2)
+        hint = (f"name a data set to prepare ({known}), e.g. `predlearn prepare radar "
+                "SOURCE... --out radar.h5`; `predlearn prepare radar --help` shows its options")
+        if argv[:1] in (["-h"], ["--help"]):
+            print(f"predlearn prepare: {hint}")
+            raise SystemExit(0)
+        from predlearn.errors import UsageError
+
+        given = f"unknown data set {argv[0]!r}: " if argv else ""
+        raise UsageError(f"prepare: {given}{hint}")
     importlib.import_module(PREPARERS[argv[0]]).main(argv[1:])
 
 
@@ -112,9 +128,10 @@ def run_cli(args: Sequence[str] | None = None) -> Any:
 
         run_sweep(argv[1:])
     else:
-        print(f"predlearn: error: unknown command {command!r}; commands: "
-              f"{', '.join(COMMANDS)} (`predlearn --help`)", file=sys.stderr)
-        raise SystemExit(2)
+        from predlearn.errors import UsageError
+
+        raise UsageError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)} "
+                         "(`predlearn --help`)")
     return None
 
 

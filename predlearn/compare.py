@@ -20,13 +20,11 @@ file is missing, from the ``<stage>/<metric>/step_NN`` columns of the CSV logger
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from predlearn.errors import DataError
+from predlearn.errors import DataError, OutputError
 from predlearn.paper import TABLE1
 from predlearn.runs import RUN_INFO
 
@@ -365,6 +363,8 @@ def compare(paths: Iterable[str | Path], out: str | Path, stage: str = "test",
     """Load the runs, write the plots and tables into ``out``; returns the files written."""
     runs = load_runs(paths, stage, labels)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; give a folder for the plots and tables")
     out.mkdir(parents=True, exist_ok=True)
     plots = [plot_metric(runs, key, out, stage, paper) for key in metric_keys(runs)]
     return [*plots, *write_tables(runs, out)]
@@ -372,7 +372,9 @@ def compare(paths: Iterable[str | Path], out: str | Path, stage: str = "test",
 
 def main(argv: list[str]) -> None:
     """Entry point of ``predlearn compare``."""
-    parser = argparse.ArgumentParser(
+    from predlearn.cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog="predlearn compare",
         description="Compare the per-step curves of finished runs (read locally): one plot per "
                     "metric and a table of the means over the predicted steps.",
@@ -391,10 +393,6 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(list(argv))
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
-    try:
-        written = compare(args.runs, out, args.stage, labels, args.paper)
-    except CompareError as err:
-        print(f"predlearn compare: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    written = compare(args.runs, out, args.stage, labels, args.paper)  # refusals: CompareError
     for path in written:
         print(f"predlearn compare: wrote {path}")

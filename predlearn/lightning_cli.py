@@ -9,20 +9,27 @@ here; this module is the one that imports Lightning.
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 import sys
-from collections.abc import Sequence
+from argparse import ArgumentError
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from lightning.pytorch.utilities import rank_zero_warn
 
-from predlearn.callbacks import PredictionFigures, PredictionWriter
+from predlearn.callbacks import PredictionFigures, PredictionWriter, ValidatedCheckpoint
+from predlearn.errors import CheckpointError, OptionValueError, PredlearnError, UsageError
 from predlearn.hardware import cpu_has_native_bf16
 from predlearn.module import PredictiveModule
-from predlearn.pretrained import resolve_checkpoint
+from predlearn.predictor import Predictor
+from predlearn.pretrained import list_pretrained, read_checkpoint, resolve_checkpoint
 from predlearn.registry import DATAMODULES, MODELS
 
 RUN_ROOT = "runs"
@@ -34,6 +41,18 @@ TRAINER_DEFAULTS: dict[str, Any] = {
         "init_args": {"project": "predlearn", "save_dir": RUN_ROOT},
     },
 }
+#: ``--ckpt_path=untrained``: validate, test or predict with the untrained (randomly
+#: initialised) model, on purpose; without a --ckpt_path those commands refuse to run
+UNTRAINED = "untrained"
+#: ``--ckpt_path`` values Lightning resolves itself (within a fit: "best", "last")
+LIGHTNING_CKPT_NAMES = ("best", "last", "hpc", "registry")
+#: module arguments set from the data (``--data.horizon`` etc.) or from --optimizer and
+#: --lr_scheduler, never from a checkpoint
+LINKED_MODULE_ARGUMENTS = ("context_frames", "horizon", "test_horizon", "optimizer",
+                           "lr_scheduler")
+#: predictor arguments that change how it computes, not its weights: the command line may set
+#: them differently from the checkpoint's
+RUNTIME_PREDICTOR_ARGUMENTS = ("checkpoint_steps", "channels_last")
 
 
 def class_path(obj: type) -> str:
@@ -91,7 +110,8 @@ class PredlearnCLI(LightningCLI):
     """LightningCLI with the paper's checkpointing, figures and an optional test after fit."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # A step checkpoint is ranked only by the validation of its own step (ValidatedCheckpoint).
+        parser.add_lightning_class_args(ValidatedCheckpoint, "checkpoint")
         parser.set_defaults({
             # The best checkpoint is chosen on the validation split, never on the test set.
             "checkpoint.monitor": "val/loss",
@@ -120,9 +140,90 @@ class PredlearnCLI(LightningCLI):
                  "bf16 natively (AMX or AVX512-BF16), in the trainer's precision otherwise",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, remembering which options the command line gives (``given_options``: keys
+        such as ``model.predictor.kernel_size``), to tell them from defaults when a checkpoint
+        brings its own settings."""
+        argv = sys.argv[1:] if args is None else args
+        self.given_options = _given_options(argv if isinstance(argv, Sequence) else [])
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path``: required by validate, test and predict (or ``untrained``); a shipped
+        model's name becomes its file; the checkpoint is read safely and its settings fill in
+        what the command line leaves out, but never replace a model or size it names
+        (``CheckpointError``). Replaces LightningCLI's own step, which lets the checkpoint's
+        hyper-parameters override the command line silently."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        given = config.get("ckpt_path")
+        if given == UNTRAINED:
+            config["ckpt_path"] = None
+            if subcommand != "fit":
+                name = _registry_name(MODELS, config.get("model", {}).get("predictor")) \
+                    or "the model"
+                print(f"predlearn: note: --ckpt_path={UNTRAINED}: {subcommand} runs {name} "
+                      "with untrained, random weights", file=sys.stderr)
+            return
+        if given is None:
+            if subcommand != "fit":
+                shipped = ", ".join(list_pretrained())
+                raise OptionValueError(
+                    "--ckpt_path", f"`predlearn {subcommand}` runs a trained model: pass "
+                    "--ckpt_path=<checkpoint file or shipped model name"
+                    + (f" ({shipped})" if shipped else "") + f">, or --ckpt_path={UNTRAINED} "
+                    "to run the untrained model on purpose")
+            return
+        if given in LIGHTNING_CKPT_NAMES:
+            if subcommand != "fit" and given in ("best", "last"):
+                raise OptionValueError(
+                    "--ckpt_path", f"{given!r} names a checkpoint of a fit in the same run; "
+                    f"`predlearn {subcommand}` needs the checkpoint file (e.g. "
+                    "<run folder>/checkpoints/last.ckpt) or a shipped model's name")
+            return
+        path = resolve_checkpoint(str(given))
+        if not Path(path).is_file():
+            shipped = ", ".join(list_pretrained()) or "none"
+            raise CheckpointError(f"--ckpt_path: no checkpoint file {given} (and no shipped "
+                                  f"model of that name; shipped: {shipped})")
+        config["ckpt_path"] = path
+        model = config.get("model")
+        named = model.get("predictor") if model is not None else None
+        checkpoint = read_checkpoint(path, needs_predictor=named is None)
+        self._take_checkpoint_settings(subcommand, dict(checkpoint["hyper_parameters"] or {}),
+                                       path)
+
+    def _take_checkpoint_settings(self, subcommand: str, hparams: dict[str, Any],
+                                  path: str) -> None:
+        """Fill the model's settings the command line leaves out from the checkpoint's
+        ``hparams``; a predictor class or size that differs from one the command line names is
+        a ``CheckpointError``."""
+        model = self.config[subcommand].get("model")
+        for key in ("_instantiator", "_class_path", *LINKED_MODULE_ARGUMENTS):
+            hparams.pop(key, None)
+        saved = hparams.get("predictor")
+        named = model.get("predictor") if model is not None else None
+        if named is not None and isinstance(saved, Mapping):
+            hparams["predictor"] = _same_predictor(named, saved, path, self.given_options)
+        elif named is not None:
+            hparams.pop("predictor", None)  # a checkpoint without a predictor config
+        defaults = _defaults(PredictiveModule)
+        for key in list(hparams):
+            if key != "predictor" and model is not None and key in model and (
+                    f"model.{key}" in self.given_options
+                    or _plain(model.get(key)) != _plain(defaults.get(key, _UNSET))):
+                del hparams[key]  # chosen on the command line (or its config): it stays
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except ArgumentError as error:
+            raise CheckpointError(f"{path}: its settings do not fit this predlearn "
+                                  f"({_condense(str(error))[1]})") from error
+
     def before_instantiate_classes(self) -> None:
         """Group W&B runs by data set and tag them by model, so that runs compare in one view;
-        apply ``--auto_bf16``."""
+        apply ``--auto_bf16``; keep the logger's files under ``--trainer.default_root_dir``."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("auto_bf16") and _runs_on_cpu(config.get("trainer", {})) \
                 and cpu_has_native_bf16():
@@ -132,6 +233,9 @@ class PredlearnCLI(LightningCLI):
                 "AutoWandbLogger"):
             return
         init_args = logger.get("init_args")
+        root = config.get("trainer", {}).get("default_root_dir")
+        if root and init_args.get("save_dir") == RUN_ROOT and str(root) != RUN_ROOT:
+            init_args["save_dir"] = str(root)  # runs/ is only the default of both
         model = _registry_name(MODELS, config.get("model", {}).get("predictor", {}))
         data = _registry_name(DATAMODULES, config.get("data", {}))
         if init_args.get("group") is None and data:
@@ -161,7 +265,13 @@ with them, --help shows their own options first, each with its default.
 
 
 def _build(argv: list[str] | None) -> PredlearnCLI:
-    """Run LightningCLI on ``argv`` (None: on ``sys.argv``)."""
+    """Run LightningCLI on ``argv`` (None: on ``sys.argv``).
+
+    Refusals come out as predlearn errors named as on the command line: a value the parser
+    refuses (wrong type, unknown option) as a ``UsageError`` of one line, an
+    ``OptionValueError`` raised by a model, module, data module or callback with its option
+    prefixed (``--model.predictor.kernel_size``, ``--data.batch_size``).
+    """
     saved = sys.argv
     if argv is not None:  # arguments given in Python: hide the caller's own (e.g. pytest's)
         sys.argv = sys.argv[:1]
@@ -172,10 +282,133 @@ def _build(argv: list[str] | None) -> PredlearnCLI:
             subclass_mode_data=True,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False},  # parse errors raise ArgumentError
             args=argv,
         )
+    except ArgumentError as error:
+        option, message = _condense(str(error))
+        raise (OptionValueError(option, message) if option else UsageError(message)) from error
+    except Exception as error:
+        found = _predlearn_error(error)
+        if found is None:
+            raise
+        named = _named_as_typed(found)
+        if named is error:
+            raise
+        raise named from error
     finally:
         sys.argv = saved
+
+
+#: whose constructor or method raised an OptionValueError -> its options' prefix
+_OPTION_OWNERS: tuple[tuple[type, str], ...] = (
+    (Predictor, "model.predictor"),
+    (LightningModule, "model"),
+    (LightningDataModule, "data"),
+    (PredictionFigures, "figures"),
+    (PredictionWriter, "predictions"),
+    (ModelCheckpoint, "checkpoint"),
+)
+
+
+def _predlearn_error(error: BaseException) -> PredlearnError | None:
+    """``error`` if it is a predlearn error, else the one it wraps (jsonargparse wraps what a
+    constructor raises in a ValueError of its own), else None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, PredlearnError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _named_as_typed(error: PredlearnError) -> PredlearnError:
+    """An ``OptionValueError`` with a bare argument name (``kernel_size``) as the option of the
+    command line (``--model.predictor.kernel_size``), found from the object that raised it;
+    any other error unchanged."""
+    if not isinstance(error, OptionValueError) or error.option.startswith("-"):
+        return error
+    owner = _raised_by(error.__traceback__)
+    if owner is None:
+        return error
+    option = f"--{owner}.{error.option}"
+    if owner == "model" and error.option in ("context_frames", "horizon", "test_horizon"):
+        option = f"--data.{error.option}"  # the data sets these (linked to the model)
+    message = str(error)
+    if message.startswith(f"{error.option}: "):
+        message = message[len(error.option) + 2:]
+    return OptionValueError(option, message, error.value)
+
+
+def _raised_by(trace: TracebackType | None) -> str | None:
+    """The option prefix of the innermost model, data module or callback whose code is on the
+    traceback ``trace`` (its ``self``)."""
+    frames = []
+    while trace is not None:
+        frames.append(trace.tb_frame)
+        trace = trace.tb_next
+    for frame in reversed(frames):
+        owner = frame.f_locals.get("self")
+        for cls, prefix in _OPTION_OWNERS:
+            if isinstance(owner, cls):
+                return prefix
+    return None
+
+
+_PARSER_KEY = re.compile(r'^Parser key "([^"]+)":\s*(.*)$')
+_NOT_ACCEPTED = re.compile(r"^Option '([^']+)' is not accepted$")
+_EXPECTED = re.compile(r"^Expected a (.+?)\. Got value: (.*)$")
+#: lines of jsonargparse's nested messages that describe the structure, not the problem
+_STRUCTURE = ("Does not validate against", "Subtypes:", "Errors:", "Given value",
+              "Expected a <class 'NoneType'>", "Expected a path but", "Expected a <class 'bool'>",
+              "Expected a <class 'collections.abc.Iterable'>")
+
+
+def _condense(message: str) -> tuple[str | None, str]:
+    """jsonargparse's (nested, multi-line) parse error as (the option as typed, or None; what
+    is wrong, in one line)."""
+    keys: list[str] = []
+    detail = ""
+    class_path = ""
+    for raw in message.splitlines():
+        line = raw.strip().lstrip("- ").strip()
+        if not line or line.startswith(_STRUCTURE):
+            continue
+        key = _PARSER_KEY.match(line)
+        if key:
+            keys.append(key.group(1))
+            class_path = ""
+            if key.group(2):
+                detail = key.group(2)
+                break
+            continue
+        if line.startswith("Problem with given class_path"):
+            class_path = line.split("'")[1] if "'" in line else ""
+            continue
+        detail = line
+        break
+    if not keys and not detail:
+        return None, message.strip().replace("\n", " ")
+    not_accepted = _NOT_ACCEPTED.match(detail)
+    if not_accepted:
+        keys.append(not_accepted.group(1))
+        owner = class_path.rpartition(".")[2] or "it"
+        detail = f"no such option of {owner} (--help lists the options)"
+    expected = _EXPECTED.match(detail)
+    if expected:
+        wanted, value = expected.groups()
+        literal = re.match(r"typing\.Literal\[(.*)\]$", wanted)
+        wanted = f"one of {literal.group(1)}" if literal else re.sub(
+            r"<class '(?:[\w.]*\.)?(\w+)'>", r"\1", wanted)
+        detail = f"expected {wanted}; got {value!r}"
+    elif class_path and detail and not not_accepted:
+        detail = f"cannot use {class_path}: {detail}"
+    if detail.startswith("unrecognized arguments"):
+        detail += " (--help lists the options)"
+    option = "--" + ".".join(keys) if keys else None
+    return option, detail
 
 
 def _print_help(argv: list[str]) -> None:
@@ -218,6 +451,83 @@ def _frames_of(attribute: str):
         return getattr(datamodule, attribute, defaults[attribute])
 
     return compute
+
+
+_UNSET = object()
+
+
+def _given_options(argv: Sequence[Any]) -> set[str]:
+    """The option keys an argument list sets (``--model.predictor.init_args.kernel_size=3`` ->
+    ``model.predictor.kernel_size``)."""
+    keys = set()
+    for arg in argv:
+        if isinstance(arg, str) and arg.startswith("--"):
+            key = arg[2:].split("=", 1)[0].replace(".init_args.", ".")
+            keys.add(key)
+    return keys
+
+
+def _plain(value: Any) -> Any:
+    """Namespaces as dicts and tuples as lists, all the way down, to compare settings."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """The default values of ``cls``'s constructor arguments."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: _plain(p.default) for name, p in parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _model_name(class_path: str) -> str:
+    """A predictor's registry name (or class path) for messages."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return class_path
+    return MODELS.name_of(cls) or class_path
+
+
+def _same_predictor(named: Any, saved: Mapping[str, Any], path: str,
+                    given: set[str]) -> dict[str, Any]:
+    """The checkpoint's predictor config ``saved``, after checking that it is the one the
+    command line names (``named``): the same class, and the same value of every argument the
+    command line sets (given, or not the default); the command line's computing-only arguments
+    (``RUNTIME_PREDICTOR_ARGUMENTS``) are kept."""
+    named_path, saved_path = str(named.get("class_path")), str(saved.get("class_path"))
+    if named_path != saved_path:
+        raise CheckpointError(
+            f"{path} holds a {_model_name(saved_path)} model, not the {_model_name(named_path)} "
+            "named on the command line: leave out --model to use the checkpoint's model, or give "
+            f"a checkpoint of {_model_name(named_path)}")
+    named_args = _plain(named.get("init_args")) or {}
+    saved_args = dict(_plain(saved.get("init_args")) or {})
+    module, _, name = named_path.rpartition(".")
+    defaults = _defaults(getattr(importlib.import_module(module), name))
+    differ = []
+    for key, value in named_args.items():
+        chosen = f"model.predictor.{key}" in given or (
+            key in defaults and value != defaults[key])
+        if key in RUNTIME_PREDICTOR_ARGUMENTS:
+            if chosen:
+                saved_args[key] = value
+        elif chosen and key in saved_args and value != saved_args[key]:
+            differ.append(f"{key}={saved_args[key]} (command line: {value})")
+    if differ:
+        raise CheckpointError(
+            f"{path} holds a {_model_name(saved_path)} with {', '.join(differ)}: leave those "
+            "options out to use the checkpoint's, or give a checkpoint made with them")
+    return {"class_path": saved_path, "init_args": saved_args}
 
 
 def _registry_name(registry, component) -> str | None:

@@ -17,7 +17,6 @@ the transfer test itself. Extra arguments are passed to every run (``--trainer.m
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
+from predlearn.errors import BadFileError, DataNotFoundError, UsageError
 from predlearn.paper import TABLE1
 
 if TYPE_CHECKING:  # the command's --help answers without importing torch
@@ -59,18 +59,23 @@ def sweep_configs(paths: Sequence[str | Path]) -> list[Path]:
         elif path.is_file():
             configs.append(path)
         else:
-            raise FileNotFoundError(f"sweep: no config file or folder {path}")
+            raise DataNotFoundError(f"sweep: no config file or folder {path}")
     selected = [c for c in configs if not _is_transfer_only(c)]
     if not selected:
-        raise FileNotFoundError(f"sweep: no training configs (*.yaml) in {', '.join(map(str, paths))}")
+        raise DataNotFoundError(
+            f"sweep: no training configs (*.yaml) in {', '.join(map(str, paths))}")
     return selected
 
 
 def _load_config(config: Path) -> DictConfig:
     """A run config: a YAML mapping of settings."""
-    loaded = OmegaConf.load(config)
+    try:
+        loaded = OmegaConf.load(config)
+    except Exception as error:  # YAML and OmegaConf refuse broken files in many ways
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadFileError(f"sweep: {config} is not valid YAML ({reason})") from error
     if not isinstance(loaded, DictConfig):
-        raise TypeError(f"sweep: {config} is not a run config (a YAML mapping of settings)")
+        raise BadFileError(f"sweep: {config} is not a run config (a YAML mapping of settings)")
     return loaded
 
 
@@ -98,8 +103,12 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
     checkpoint = fitted.trainer.checkpoint_callback
     best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else None
     if best is None:
-        raise ValueError(f"sweep: {config} trains without a ModelCheckpoint (checkpointing off?); "
+        raise UsageError(f"sweep: {config} trains without a ModelCheckpoint (checkpointing off?); "
                          "the sweep records and tests the best checkpoint of each run")
+    if not best:
+        raise UsageError(f"sweep: {config} ran no validation, so it has no best checkpoint to "
+                         "record and test; let it validate (--trainer.limit_val_batches, "
+                         "--trainer.val_check_interval)")
     result.best_checkpoint = best
     result.steps = fitted.trainer.global_step
     result.seconds = time.perf_counter() - started  # includes the test after fit
@@ -227,7 +236,9 @@ def plot_per_step_mse(results: Sequence[SweepResult], out: Path,
 
 def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
     """Entry point of ``predlearn sweep``."""
-    parser = argparse.ArgumentParser(
+    from predlearn.cli import ArgumentParser
+
+    parser = ArgumentParser(
         prog="predlearn sweep",
         description="Train and test every config in a folder and write a Table-1-style table "
                     "and the per-step MSE plot. Other arguments go to every run.",

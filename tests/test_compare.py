@@ -10,6 +10,7 @@ import pytest
 from mnist_fixtures import write_fake_mnist
 from test_cli import tiny_run
 
+from predlearn.cli import main as predlearn_main
 from predlearn.cli import run_cli
 from predlearn.compare import CompareError, load_runs, main
 
@@ -79,7 +80,7 @@ def test_labels_and_the_validation_stage(runs, tmp_path):
     assert [r["label"] for r in rows] == ["mine", "theirs"]
     means = curve_means(runs["predrnn"] / "val_curves.csv")
     assert float(rows[0]["mse_per_frame_mean"]) == pytest.approx(means["mse_per_frame"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(CompareError, match="--labels gives 2 labels for 1 runs"):
         main([str(runs["predrnn"]), f"--out={out}", "--labels=a,b"])
 
 
@@ -102,11 +103,11 @@ def test_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
     empty.mkdir()
     (empty / "notes.txt").write_text("nothing here")
     with pytest.raises(SystemExit) as exit_info:
-        main([str(runs["predrnn"]), str(empty), f"--out={tmp_path / 'out'}"])
+        predlearn_main(["compare", str(runs["predrnn"]), str(empty), f"--out={tmp_path / 'out'}"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"predlearn compare: error: no test_curves.csv or test/<metric>/step_NN "
-                   f"columns in metrics.csv in {empty}")
+    assert err == (f"predlearn: error: no test_curves.csv or test/<metric>/step_NN "
+                   f"columns in metrics.csv in {empty} (--debug shows where)")
     with pytest.raises(CompareError, match="no such run folder"):
         load_runs([tmp_path / "missing"])
 
@@ -119,7 +120,7 @@ def test_runs_with_different_horizons(runs, tmp_path, capsys):
         writer.writerow(["step", "mse_per_frame"])
         writer.writerows([step, 100.0 + step] for step in range(1, 21))
     with pytest.raises(SystemExit):
-        main([str(runs["predrnn"]), str(long), f"--out={tmp_path / 'out'}"])
+        predlearn_main(["compare", str(runs["predrnn"]), str(long), f"--out={tmp_path / 'out'}"])
     err = capsys.readouterr().err
     assert ("runs have different numbers of predicted steps: predrnn (run/version_0) has 10, "
             "? (long) has 20") in err

@@ -104,7 +104,8 @@ def test_predict_with_a_shipped_name_on_the_command_line(shipped, tmp_path):
 
 def test_test_figures_also_draw_the_shipped_model(shipped, tmp_path):
     mnist = write_fake_mnist(tmp_path / "mnist", n_train=60, n_test=30)
-    cli = run_cli(["test", *tiny_run(mnist, tmp_path), "--figures.pretrained=tiny-predrnn"])
+    cli = run_cli(["test", *tiny_run(mnist, tmp_path), "--figures.pretrained=tiny-predrnn",
+                   "--ckpt_path=untrained"])
     folder = Path(cli.trainer.logger.log_dir)
     assert (folder / "test_predictions.png").stat().st_size > 1000
     assert (folder / "test_predictions_tiny-predrnn.png").stat().st_size > 1000
