@@ -237,7 +237,8 @@ class RadarDataModule(SequenceDataModule):
         if splits.longest_run < length:
             raise DataError(
                 f"radar windows need at least {length} consecutive frames; the longest gap-free "
-                f"run in {self.path} has {splits.longest_run}"
+                f"run in {self.path} has {splits.longest_run}: prepare more frames, or lower "
+                "context_frames / horizon (or raise max_gap_minutes)"
             )
         for name, starts in (("train", splits.train), ("val", splits.val),
                              ("test", splits.test)):

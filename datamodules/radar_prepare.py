@@ -149,6 +149,15 @@ def collect_files(sources: Iterable[str | os.PathLike],
     return files
 
 
+def _is_prepared(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file written by ``prepare_radar`` (frames and timestamps)."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return "frames" in h5 and "timestamps" in h5
+    except (OSError, ValueError):
+        return False
+
+
 def prepare_radar(
     sources: Iterable[str | os.PathLike],
     out: str | os.PathLike,
@@ -177,7 +186,8 @@ def prepare_radar(
             dbz_range)
     sources = list(sources)
     refuse_overwriting(out, [s for s in sources if Path(s).is_file()], "output (--out)")
-    files = collect_files(sources, skip=out)
+    # a previous output in a source folder is skipped; any other file there is a source
+    files = collect_files(sources, skip=out if _is_prepared(out) else None)
     if not files:
         raise DataNotFoundError("no radar files given")
     refuse_overwriting(out, files, "output (--out)")
