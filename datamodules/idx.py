@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from predlearn.datamodules.files import written_atomically
+from predlearn.datamodules.files import remove_stale_parts, written_atomically
 from predlearn.errors import BadFileError, DataNotFoundError
 
 __all__ = ["IDXFormatError", "read_idx", "write_idx"]
@@ -140,6 +140,7 @@ def write_idx(
         compress = path.name.endswith(".gz")
     if compress:
         data = gzip.compress(data, compresslevel=9, mtime=0)
+    remove_stale_parts(path)
     # open(..., "xb") rather than mkstemp so that the file gets the usual umask permissions.
     with written_atomically(path) as tmp, open(tmp, "xb") as handle:
         handle.write(data)
