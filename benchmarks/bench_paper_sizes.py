@@ -494,10 +494,15 @@ def write_synthetic_radar(path: Path, frames: int, size: tuple[int, int]) -> Pat
     import h5py
     import numpy as np
 
+    from predlearn.datamodules.sealed import crc32, seal
+
     rng = np.random.default_rng(0)
+    content = {"frames": rng.integers(0, 256, (frames, *size), dtype=np.uint8),
+               "timestamps": 1_500_000_000 + 360 * np.arange(frames, dtype=np.int64)}  # 6 min
     with h5py.File(path, "w") as h5:
-        h5["frames"] = rng.integers(0, 256, (frames, *size), dtype=np.uint8)
-        h5["timestamps"] = 1_500_000_000 + 360 * np.arange(frames, dtype=np.int64)  # 6 minutes
+        for name, array in content.items():
+            h5[name] = array
+        seal(h5, {name: crc32(array) for name, array in content.items()})  # written last
     return path
 
 
