@@ -116,6 +116,14 @@ def run_cli(args: Sequence[str] | None = None) -> Any:
 
         return run_lightning(argv, from_sys_argv=args is None)
     if command == "list":
+        if argv[1:2] in (["-h"], ["--help"]):
+            print(f"usage: predlearn list\n\n{COMMANDS['list']}")
+            return None
+        if argv[1:]:
+            from predlearn.errors import UsageError
+
+            raise UsageError(f"list takes no arguments; got {' '.join(argv[1:])} "
+                             "(`predlearn list` shows every registry)")
         print_registry()
     elif command == "prepare":
         _prepare(argv[1:])

@@ -1,0 +1,306 @@
+"""Every refusal of the ``predlearn`` command is one line that names the option or file.
+
+One test per class of bad input (not per message) for each command: a missing file, a nonsense
+value, a wrong checkpoint where one is read; each asserts the exit code (2: the command line,
+1: data, files, checkpoints), that stderr ends with the one ``predlearn: error:`` line and holds
+no traceback, and that the line names the option or file. ``--debug`` shows the traceback.
+The data modules' own files (corrupt IDX, AVI, PGM, HDF5) are in ``test_data_errors.py``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mnist_fixtures import write_fake_mnist
+
+from predlearn.cli import main, run_cli
+from predlearn.errors import OptionValueError
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory) -> Path:
+    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), n_train=20, n_test=10)
+
+
+def tiny(mnist_root: Path, folder: Path, *extra: str) -> list[str]:
+    """A tiny PredRNN on fake MNIST, quiet, writing into ``folder``."""
+    return ["--model=predrnn", "--model.predictor.hidden_channels=[2]",
+            "--model.predictor.kernel_size=3", "--model.predictor.patch_size=4",
+            "--data=mmnist", f"--data.root={mnist_root}", "--data.download=false",
+            "--data.num_val=2", "--data.num_test=2", "--data.batch_size=2",
+            "--trainer.logger=false", f"--trainer.default_root_dir={folder}",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            "--figures.enabled=false", *extra]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(mnist_root, tmp_path_factory) -> Path:
+    """The last checkpoint of one training step of the tiny PredRNN."""
+    folder = tmp_path_factory.mktemp("run")
+    cli = run_cli(["fit", *tiny(mnist_root, folder, "--trainer.max_steps=1",
+                                "--trainer.limit_val_batches=0")])
+    return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+def refused(capsys: pytest.CaptureFixture, argv: list[str], code: int, *named: str) -> str:
+    """Run the console script in-process: it must exit with ``code``, its stderr must end with
+    the one ``predlearn: error:`` line and hold no traceback, and that line must contain every
+    string of ``named``. Returns the line."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    lines = err.rstrip().splitlines()
+    errors = [line for line in lines if line.startswith("predlearn: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert "Traceback" not in err
+    assert stop.value.code == code, err
+    for name in named:
+        assert name in errors[0], (name, errors[0])
+    return errors[0]
+
+
+def whole_stderr_is_the_line(capsys: pytest.CaptureFixture, argv: list[str], code: int,
+                             *named: str) -> str:
+    """``refused``, for refusals made before anything runs: stderr is that one line alone."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("predlearn: error:"), err
+    assert stop.value.code == code
+    for name in named:
+        assert name in err, (name, err)
+    return err.strip()
+
+
+# --- fit ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argument", "option"), [
+    ("--model.predictor.kernel_size=4", "--model.predictor.kernel_size"),  # model refuses it
+    ("--model.predictor.patch_size=3", "--model.predictor.patch_size"),
+    ("--model.predictor.hidden_channels=[0]", "--model.predictor.hidden_channels"),
+    ("--model.learning_rate=-1", "--model.learning_rate"),  # the module refuses it
+    ("--data.batch_size=0", "--data.batch_size"),  # the data module refuses it
+    ("--predictions.image_sequences=-1", "--predictions.image_sequences"),  # a callback
+    ("--model.predictor.kernel_size=five", "--model.predictor.kernel_size"),  # wrong type
+    ("--model.loss=huber", "--model.loss"),  # not one of the choices
+    ("--model.predictor.kernel_sise=3", "--model.predictor.kernel_sise"),  # no such option
+    ("--trainer.max_steps=many", "--trainer.max_steps"),
+])
+def test_fit_nonsense_values_name_the_option(mnist_root, tmp_path, capsys, argument, option):
+    refused(capsys, ["fit", *tiny(mnist_root, tmp_path), argument], 2, f"{option}: ")
+
+
+def test_fit_unknown_names_and_options(mnist_root, tmp_path, capsys):
+    whole_stderr_is_the_line(capsys, ["fit", "--model=no_such_model", "--data=mmnist"], 2,
+                             "no_such_model", "predrnn")  # the known ones are listed
+    whole_stderr_is_the_line(capsys, ["fit", *tiny(mnist_root, tmp_path), "--no_such=1"], 2,
+                             "--no_such=1")
+    whole_stderr_is_the_line(capsys, ["fitt"], 2, "'fitt'")
+
+
+def test_fit_missing_files_are_named(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(capsys, ["fit", *tiny(empty, tmp_path)], 1, str(empty),
+            "t10k-images-idx3-ubyte.gz")
+    missing = tmp_path / "missing.yaml"
+    whole_stderr_is_the_line(capsys, ["fit", f"--config={missing}"], 2, "--config",
+                             str(missing))
+
+
+def test_fit_resumed_from_a_damaged_checkpoint_names_it(mnist_root, checkpoint, tmp_path,
+                                                        capsys):
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(checkpoint.read_bytes()[:2000])
+    refused(capsys, ["fit", *tiny(mnist_root, tmp_path), f"--ckpt_path={damaged}"], 1,
+            str(damaged), "damaged or truncated")
+
+
+# --- validate, test, predict: the checkpoint ---------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_scoring_needs_a_checkpoint_or_untrained_on_purpose(mnist_root, tmp_path, capsys,
+                                                            command):
+    line = whole_stderr_is_the_line(capsys, [command, *tiny(mnist_root, tmp_path)], 2,
+                                    "--ckpt_path", "--ckpt_path=untrained")
+    assert f"predlearn {command}" in line
+    missing = tmp_path / "missing.ckpt"
+    whole_stderr_is_the_line(capsys, [command, *tiny(mnist_root, tmp_path),
+                                      f"--ckpt_path={missing}"], 1, str(missing))
+    whole_stderr_is_the_line(capsys, [command, *tiny(mnist_root, tmp_path),
+                                      "--ckpt_path=best"], 2, "--ckpt_path", "'best'")
+
+
+def test_untrained_on_purpose_runs_and_says_so(mnist_root, tmp_path, capsys):
+    cli = run_cli(["test", *tiny(mnist_root, tmp_path), "--ckpt_path=untrained"])
+    assert "test/mse_per_frame" in cli.trainer.callback_metrics
+    err = capsys.readouterr().err
+    assert ("predlearn: note: --ckpt_path=untrained: test runs predrnn with untrained, random "
+            "weights") in err
+
+
+def _other_model(checkpoint: Path, tmp_path: Path) -> tuple[Path, list[str], tuple[str, ...]]:
+    return checkpoint, ["--model=convlstm"], (str(checkpoint), "predrnn", "convlstm")
+
+
+def _other_size(checkpoint: Path, tmp_path: Path) -> tuple[Path, list[str], tuple[str, ...]]:
+    return checkpoint, ["--model.predictor.hidden_channels=[4]"], (
+        str(checkpoint), "hidden_channels=[2]", "[4]")
+
+
+def _damaged(checkpoint: Path, tmp_path: Path) -> tuple[Path, list[str], tuple[str, ...]]:
+    path = tmp_path / "truncated.ckpt"
+    path.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    return path, [], (str(path), "damaged or truncated")
+
+
+def _not_a_checkpoint(checkpoint: Path, tmp_path: Path) -> tuple[Path, list[str], tuple[str, ...]]:
+    path = tmp_path / "notes.ckpt"
+    path.write_text("these are my notes, not a checkpoint\n")
+    return path, [], (str(path), "not a readable checkpoint")
+
+
+def _not_predlearns(checkpoint: Path, tmp_path: Path) -> tuple[Path, list[str], tuple[str, ...]]:
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "their.Module"}}, path)
+    return path, [], (str(path), "not a checkpoint of a predlearn model", "their.Module")
+
+
+class Payload:
+    """Stands for any pickled object a checkpoint must not make predlearn import and run."""
+
+
+def _pickled_code(checkpoint: Path, tmp_path: Path) -> tuple[Path, list[str], tuple[str, ...]]:
+    path = tmp_path / "pickled.ckpt"
+    contents = torch.load(checkpoint, weights_only=True)
+    contents["hyper_parameters"]["extra"] = Payload()
+    torch.save(contents, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    return path, [], (str(path), "pickled Python objects")
+
+
+WRONG_CHECKPOINTS = {"other_model": _other_model, "other_size": _other_size,
+                     "damaged": _damaged, "not_a_checkpoint": _not_a_checkpoint,
+                     "not_predlearns": _not_predlearns, "pickled_code": _pickled_code}
+
+
+@pytest.mark.parametrize("kind", WRONG_CHECKPOINTS)
+def test_a_wrong_checkpoint_is_refused_naming_it(mnist_root, checkpoint, tmp_path, capsys,
+                                                 kind):
+    path, extra, named = WRONG_CHECKPOINTS[kind](checkpoint, tmp_path)
+    before = path.read_bytes()
+    refused(capsys, ["test", *tiny(mnist_root, tmp_path), f"--ckpt_path={path}", *extra], 1,
+            *named)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["validate", "predict"])
+def test_validate_and_predict_refuse_another_models_checkpoint(mnist_root, checkpoint, tmp_path,
+                                                               capsys, command):
+    refused(capsys, [command, *tiny(mnist_root, tmp_path), f"--ckpt_path={checkpoint}",
+                     "--model=convlstm"], 1, str(checkpoint), "convlstm")
+
+
+def test_a_model_named_without_sizes_takes_the_checkpoints(mnist_root, checkpoint, tmp_path):
+    args = [a for a in tiny(mnist_root, tmp_path) if not a.startswith("--model.predictor")]
+    cli = run_cli(["validate", *args, f"--ckpt_path={checkpoint}"])  # --model=predrnn only
+    assert cli.model.predictor.hidden_channels == [2]
+    assert "val/loss" in cli.trainer.callback_metrics
+
+
+def test_a_nonsense_value_with_a_checkpoint_names_the_option(mnist_root, checkpoint, tmp_path,
+                                                             capsys):
+    refused(capsys, ["test", *tiny(mnist_root, tmp_path), f"--ckpt_path={checkpoint}",
+                     "--model.metrics=[mse,nope]"], 2, "--model.metrics", "'nope'")
+
+
+# --- predict: outputs never overwrite inputs --------------------------------------------------
+
+
+def test_predictions_are_never_written_over_an_input(checkpoint, tmp_path, capsys):
+    clip = tmp_path / "clip.npy"
+    np.save(clip, np.random.default_rng(0).integers(0, 256, (10, 64, 64), dtype=np.uint8))
+    common = ["predict", "--data=frames", f"--data.path={clip}", f"--ckpt_path={checkpoint}",
+              "--trainer.logger=false", "--trainer.enable_progress_bar=false"]
+    inputs = {path: path.read_bytes() for path in (clip, checkpoint)}
+    for target in (clip, tmp_path / "." / "clip.npy", checkpoint):
+        refused(capsys, [*common, f"--predictions.output_path={target}"], 1,
+                "--predictions.output_path", "also an input")
+    # the pictures go to predictions/ beside the output: not where the input frames are
+    frames = tmp_path / "predictions" / "seq_0000"
+    frames.mkdir(parents=True)
+    np.save(frames / "clip.npy", np.load(clip))
+    refused(capsys, [*common[:2], f"--data.path={frames / 'clip.npy'}", *common[3:],
+                     f"--predictions.output_path={tmp_path / 'p.h5'}"], 1,
+            str(tmp_path / "predictions"), "--predictions.image_sequences=0")
+    assert {path: path.read_bytes() for path in inputs} == inputs
+    assert not (tmp_path / "p.h5").exists()
+
+
+def test_predict_missing_frames_are_named(checkpoint, tmp_path, capsys):
+    missing = tmp_path / "missing.npy"
+    refused(capsys, ["predict", "--data=frames", f"--data.path={missing}",
+                     f"--ckpt_path={checkpoint}", "--trainer.logger=false"], 1, str(missing))
+
+
+# --- compare, sweep, list, prepare -------------------------------------------------------------
+
+
+def test_compare_refusals(tmp_path, capsys):
+    missing = tmp_path / "no_run"
+    whole_stderr_is_the_line(capsys, ["compare", str(missing), f"--out={tmp_path / 'out'}"], 1,
+                             str(missing))
+    whole_stderr_is_the_line(capsys, ["compare", str(tmp_path), "--stage=train"], 2,
+                             "--stage", "'train'")
+    whole_stderr_is_the_line(capsys, ["compare"], 2, "RUN_DIR")
+
+
+def test_sweep_refusals(mnist_root, tmp_path, capsys):
+    missing = tmp_path / "no_configs"
+    whole_stderr_is_the_line(capsys, ["sweep", str(missing)], 1, str(missing))
+    whole_stderr_is_the_line(capsys, ["sweep", str(tmp_path), "--transfer-digits=three"], 2,
+                             "--transfer-digits", "'three'")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    whole_stderr_is_the_line(capsys, ["sweep", str(broken)], 1, str(broken))
+    nonsense = tmp_path / "configs" / "predrnn.yaml"
+    nonsense.parent.mkdir()
+    nonsense.write_text("model:\n  predictor:\n    class_path: predlearn.zoo.predrnn.PredRNN\n"
+                        "    init_args:\n      kernel_size: 4\n")
+    refused(capsys, ["sweep", str(nonsense.parent), f"--out={tmp_path / 'out'}",
+                     *tiny(mnist_root, tmp_path)[4:]], 2, "--model.predictor.kernel_size")
+
+
+def test_list_and_prepare_refusals(tmp_path, capsys):
+    whole_stderr_is_the_line(capsys, ["list", "--models"], 2, "list", "--models")
+    whole_stderr_is_the_line(capsys, ["prepare", "kittens"], 2, "'kittens'", "radar")
+    missing = tmp_path / "no_radar"
+    whole_stderr_is_the_line(capsys, ["prepare", "radar", str(missing), "--out",
+                                      str(tmp_path / "r.h5"), "--no-progress"], 1, str(missing))
+
+
+# --- --debug -----------------------------------------------------------------------------------
+
+
+def test_debug_shows_the_traceback(mnist_root, tmp_path, monkeypatch):
+    argv = ["fit", *tiny(mnist_root, tmp_path), "--model.predictor.kernel_size=4"]
+    with pytest.raises(OptionValueError) as raised:
+        main([*argv, "--debug"])  # re-raised: Python prints the traceback
+    assert raised.value.option == "--model.predictor.kernel_size"
+    # the traceback Python prints goes down the chain of causes to the check that refused it
+    files, error = [], raised.value
+    while error is not None:
+        trace = error.__traceback__
+        while trace is not None:
+            files.append(Path(trace.tb_frame.f_code.co_filename).name)
+            trace = trace.tb_next
+        error = error.__cause__ or error.__context__
+    assert "recurrent_stack.py" in files and "predictor.py" in files
+    monkeypatch.setenv("PREDLEARN_DEBUG", "1")
+    with pytest.raises(OptionValueError):
+        main(argv)
