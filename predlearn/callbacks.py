@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from predlearn.errors import OptionValueError, OutputError
@@ -74,6 +74,8 @@ class ValidatedCheckpoint(ModelCheckpoint):
         if not self._ranks_steps():
             super().on_validation_end(trainer, pl_module)
             return
+        if not trainer.sanity_checking:
+            self._validated = True
         if not self._is_checkpoint_step(trainer):
             return
         candidates = self._monitor_candidates(trainer)  # just logged by this validation
@@ -84,6 +86,16 @@ class ValidatedCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._ranks_steps():
             super().on_train_epoch_end(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self._ranks_steps() and getattr(self, "_validated", False) \
+                and not self.best_model_path:
+            rank_zero_warn(
+                f"checkpoint: no validation ran at a checkpoint step (every_n_train_steps="
+                f"{self._every_n_train_steps}), so no checkpoint was ranked by {self.monitor}; "
+                "make --trainer.val_check_interval a multiple of it "
+                "(--trainer.check_val_every_n_epoch=null counts it in steps)")
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """The interrupted run's ranking, also when this run writes to another folder (a new
@@ -150,6 +162,16 @@ class PredictionFigures(L.Callback):
 
     def __init__(self, enabled: bool = True, num_sequences: int = 4,
                  output_dir: str | None = None, pretrained: str | None = None) -> None:
+        if num_sequences < 1:
+            raise OptionValueError("num_sequences", f"must be at least 1; got {num_sequences}",
+                                   num_sequences)
+        if pretrained is not None:
+            from predlearn.pretrained import list_pretrained
+
+            shipped = list_pretrained()
+            if pretrained not in shipped:
+                raise OptionValueError("pretrained", f"no shipped model named {pretrained!r}; "
+                                       f"shipped: {', '.join(shipped) or 'none'}", pretrained)
         self.enabled = enabled
         self.num_sequences = num_sequences
         self.output_dir = output_dir

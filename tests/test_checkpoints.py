@@ -104,3 +104,15 @@ def test_a_resumed_run_picks_the_same_best_checkpoint(mnist_root, tmp_path, stop
                                  for c in (got, expected))
     for name, value in expected_weights.items():
         torch.testing.assert_close(weights[name], value)
+
+
+def test_validations_that_never_meet_a_checkpoint_step_are_reported(mnist_root, tmp_path):
+    args = tiny_run(mnist_root, tmp_path, "--trainer.max_steps=5",
+                    "--checkpoint.every_n_train_steps=2", "--trainer.val_check_interval=3",
+                    "--trainer.check_val_every_n_epoch=null", "--figures.enabled=false")
+    with pytest.warns(UserWarning, match=r"no validation ran at a checkpoint step "
+                                         r"\(every_n_train_steps=2\)"):
+        cli = run_cli(["fit", *args])
+    assert sorted(val_losses(tmp_path)) == [3]
+    assert cli.trainer.checkpoint_callback.best_model_path == ""  # step 3 is no checkpoint step
+    assert saved(cli.trainer.checkpoint_callback.last_model_path)["global_step"] == 4

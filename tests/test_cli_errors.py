@@ -86,6 +86,7 @@ def whole_stderr_is_the_line(capsys: pytest.CaptureFixture, argv: list[str], cod
     ("--model.learning_rate=-1", "--model.learning_rate"),  # the module refuses it
     ("--data.batch_size=0", "--data.batch_size"),  # the data module refuses it
     ("--predictions.image_sequences=-1", "--predictions.image_sequences"),  # a callback
+    ("--figures.pretrained=no_such_model", "--figures.pretrained"),
     ("--model.predictor.kernel_size=five", "--model.predictor.kernel_size"),  # wrong type
     ("--model.loss=huber", "--model.loss"),  # not one of the choices
     ("--model.predictor.kernel_sise=3", "--model.predictor.kernel_sise"),  # no such option
