@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from predlearn.denormals import set_flush_denormal
-from predlearn.errors import OptionValueError, require
+from predlearn.errors import BadFileError, OptionValueError, require
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
 from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
@@ -244,7 +244,7 @@ class PredictiveModule(L.LightningModule):
             batch = batch[0]
         expected = self.context_frames + horizon
         if batch.ndim != 5 or batch.shape[1] != expected:
-            raise ValueError(
+            raise BadFileError(  # data of another shape than the model's: exit 1 on the CLI
                 f"batches must be (batch, {expected}, channels, height, width): context_frames "
                 f"{self.context_frames} + horizon {horizon}; got {tuple(batch.shape)}. Set the same "
                 "context_frames and horizon on the model and the data."

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from predlearn.errors import OptionValueError, require
+from predlearn.errors import BadFileError, OptionValueError, require
 
 
 class Rollout(NamedTuple):
@@ -93,9 +93,11 @@ class Predictor(nn.Module):
             return
         expected = (channels, *size)
         if tuple(frames.shape[2:]) != expected:
-            raise ValueError(
+            # data of another shape than the model's (a BadFileError: exit 1 on the command line)
+            raise BadFileError(
                 f"{type(self).__name__} was built for frames (C, H, W) = {expected}; "
-                f"got {tuple(frames.shape[2:])}. Set frame_channels and frame_size."
+                f"got {tuple(frames.shape[2:])}. Set frame_channels and frame_size "
+                "(--model.predictor.frame_size=[H,W]) to the data's, or give data of that size."
             )
 
     # -- the pieces a predictor gives -------------------------------------------------------

@@ -243,6 +243,15 @@ def test_predictions_are_never_written_over_an_input(checkpoint, tmp_path, capsy
     assert not (tmp_path / "p.h5").exists()
 
 
+def test_predict_frames_of_another_size_than_the_model(checkpoint, tmp_path, capsys):
+    small = tmp_path / "small.npy"
+    np.save(small, np.zeros((10, 32, 32), dtype=np.uint8))
+    refused(capsys, ["predict", "--data=frames", f"--data.path={small}",
+                     f"--ckpt_path={checkpoint}", "--trainer.logger=false",
+                     f"--predictions.output_path={tmp_path / 'p.h5'}"], 1,
+            "(1, 64, 64); got (1, 32, 32)", "--model.predictor.frame_size")
+
+
 def test_predict_missing_frames_are_named(checkpoint, tmp_path, capsys):
     missing = tmp_path / "missing.npy"
     refused(capsys, ["predict", "--data=frames", f"--data.path={missing}",
