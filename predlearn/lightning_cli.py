@@ -4,6 +4,13 @@
 Names are rewritten to class paths before LightningCLI parses the arguments (DESIGN 2.3): a model
 name selects the predictor that the one ``PredictiveModule`` wraps. ``predlearn.cli`` dispatches
 here; this module is the one that imports Lightning.
+
+Refusals leave as predlearn errors that ``predlearn.cli.main`` prints in one line: the parser's
+(a wrong type, an unknown option) as ``UsageError``, a constructor's ``OptionValueError`` with
+its option as typed (``--model.predictor.kernel_size``, ``--data.batch_size``). ``validate``,
+``test`` and ``predict`` need ``--ckpt_path`` (a file, a shipped model's name, or ``untrained``
+on purpose); a checkpoint is read without running pickled code and fills in only the settings
+the command line leaves out (``CheckpointError`` when it holds another model or sizes).
 """
 
 from __future__ import annotations
@@ -191,9 +198,9 @@ class PredlearnCLI(LightningCLI):
         config["ckpt_path"] = path
         model = config.get("model")
         named = model.get("predictor") if model is not None else None
-        checkpoint = read_checkpoint(path, needs_predictor=named is None)
-        self._take_checkpoint_settings(subcommand, dict(checkpoint["hyper_parameters"] or {}),
-                                       path)
+        hparams = read_checkpoint(path, needs_predictor=named is None).get("hyper_parameters")
+        self._take_checkpoint_settings(
+            subcommand, dict(hparams) if isinstance(hparams, Mapping) else {}, path)
 
     def _take_checkpoint_settings(self, subcommand: str, hparams: dict[str, Any],
                                   path: str) -> None:

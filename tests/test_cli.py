@@ -302,14 +302,19 @@ def test_lr_scheduler_and_optimizer_from_the_command_line(mnist_root, tmp_path):
 
 
 def test_default_root_dir_holds_the_whole_run(mnist_root, tmp_path, monkeypatch):
+    import wandb
+
+    wandb.finish()  # a run left open by an earlier test would be reused
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)  # runs/ would appear here if the folder were ignored
     root = tmp_path / "elsewhere"
     args = [a for a in tiny_run(mnist_root, root) if not a.startswith("--trainer.logger")]
     cli = run_cli(["fit", *args, "--trainer.max_steps=1", "--trainer.limit_val_batches=0",
                    "--figures.enabled=false"])  # the default logger: W&B, offline
+    assert cli.trainer.logger.save_dir == str(root)
     files = Path(cli.trainer.logger.experiment.dir).resolve()
     assert files.is_relative_to((root / "wandb").resolve())
     assert Path(cli.trainer.checkpoint_callback.last_model_path).resolve().is_relative_to(
         root.resolve())
     assert not (tmp_path / "runs").exists()
+    wandb.finish()
