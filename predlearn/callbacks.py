@@ -39,11 +39,12 @@ class ValidatedCheckpoint(ModelCheckpoint):
     may come from an earlier validation, and writes no ``last`` checkpoint before the first
     validation. Here, at every N-th step:
 
+    - ``last`` is written;
     - when a validation runs right after that step, the weights are ranked by that validation's
-      score and both the ranked and the ``last`` checkpoint are written after it (so ``last``
-      holds the ranking, and a run resumed from it goes on exactly as an uninterrupted one);
-    - otherwise only ``last`` is written: the weights of step s are never ranked by another
-      step's score.
+      score, and the ranked checkpoint and ``last`` are written after it (so ``last`` holds the
+      ranking, and a run resumed from it goes on exactly as an uninterrupted one; a run killed
+      during that validation resumes from the ``last`` written before it, without its score);
+    - the weights of step s are never ranked by another step's score.
 
     Validations at steps that are not checkpoint steps rank nothing (align
     ``--trainer.val_check_interval`` with ``every_n_train_steps``). On resume the ranking of the
@@ -65,8 +66,10 @@ class ValidatedCheckpoint(ModelCheckpoint):
         if not self._ranks_steps():
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             return
-        if not self._is_checkpoint_step(trainer) or _validation_follows(trainer):
-            return  # a validation runs next: ranked and saved in on_validation_end
+        if not self._is_checkpoint_step(trainer):
+            return
+        # Whether a validation follows is the fit loop's business (not public API), so `last`
+        # is written now, and again after a validation of this step, with its ranking.
         if self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
@@ -108,23 +111,6 @@ class ValidatedCheckpoint(ModelCheckpoint):
         for key in ("best_model_score", "best_k_models", "kth_best_model_path", "kth_value"):
             if key in state_dict:
                 setattr(self, key, state_dict[key])
-
-
-def _validation_follows(trainer: L.Trainer) -> bool:
-    """Whether the fit loop validates right after the training batch that just ended.
-
-    Asked of Lightning's epoch loop (``_should_check_val_fx``, not public API); if a Lightning
-    version lacks it, False: ``last`` is then written before the validation and written again
-    after it.
-    """
-    loop = trainer.fit_loop.epoch_loop
-    check = getattr(loop, "_should_check_val_fx", None)
-    if check is None:
-        return False
-    try:
-        return bool(check(trainer.fit_loop._data_fetcher))
-    except (AttributeError, TypeError):
-        return False
 
 
 def run_directory(trainer: L.Trainer) -> Path:

@@ -154,13 +154,21 @@ class PredlearnCLI(LightningCLI):
         argv = sys.argv[1:] if args is None else args
         self.given_options = _given_options(argv if isinstance(argv, Sequence) else [])
         super().parse_arguments(parser, args)
+        self._checkpoint_path: str | None = None
+        self._take_checkpoint()
+        # LightningCLI would next merge the checkpoint's hyper-parameters over the command line
+        # (silently replacing a model or size it names); the path is held back until
+        # before_instantiate_classes, so that step finds no checkpoint and ours stands.
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path"):
+            self._checkpoint_path = self.config[subcommand]["ckpt_path"]
+            self.config[subcommand]["ckpt_path"] = None
 
-    def _parse_ckpt_path(self) -> None:
+    def _take_checkpoint(self) -> None:
         """``--ckpt_path``: required by validate, test and predict (or ``untrained``); a shipped
         model's name becomes its file; the checkpoint is read safely and its settings fill in
         what the command line leaves out, but never replace a model or size it names
-        (``CheckpointError``). Replaces LightningCLI's own step, which lets the checkpoint's
-        hyper-parameters override the command line silently."""
+        (``CheckpointError``)."""
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -232,6 +240,8 @@ class PredlearnCLI(LightningCLI):
         """Group W&B runs by data set and tag them by model, so that runs compare in one view;
         apply ``--auto_bf16``; keep the logger's files under ``--trainer.default_root_dir``."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self._checkpoint_path is not None:
+            config["ckpt_path"] = self._checkpoint_path  # held back in parse_arguments
         if config.get("auto_bf16") and _runs_on_cpu(config.get("trainer", {})) \
                 and cpu_has_native_bf16():
             config["trainer"]["precision"] = "bf16-mixed"

@@ -387,10 +387,11 @@ def test_cli_unknown_name_lists_known_names(cli, argv):
 
 
 def test_cli_unknown_name_exits_with_the_message(capsys):
-    from predlearn.cli import run_cli
+    from predlearn.cli import main
 
     with pytest.raises(SystemExit) as caught:
-        run_cli(["fit", "--model=nope"])
+        main(["fit", "--model=nope"])
     assert caught.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown model 'nope'" in err and "predrnn" in err
+    assert err.startswith("predlearn: error: unknown model 'nope'") and "predrnn" in err
+    assert "Traceback" not in err
