@@ -19,7 +19,6 @@ both files); ODIM polar volumes are refused by the reader.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
@@ -282,7 +281,9 @@ def _iso(stamp: int) -> str:
 
 def main(argv: list[str]) -> None:
     """``predlearn prepare radar SOURCE... --out radar.h5 [options]``."""
-    parser = argparse.ArgumentParser(
+    from predlearn.cli import ArgumentParser  # its refusals are one-line UsageErrors
+
+    parser = ArgumentParser(
         prog="predlearn prepare radar",
         description=(
             "Build one HDF5 file of radar frames in [0, 1] (uint8 = round(255 x)) from FMI PGM, "

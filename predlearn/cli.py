@@ -152,6 +152,15 @@ def _debugging(argv: list[str]) -> bool:
     return wanted or os.environ.get("PREDLEARN_DEBUG", "") not in ("", "0")
 
 
+def _one_line(message: str) -> str:
+    """An error's message as one line. A DataLoader worker's error arrives wrapped ("Caught X in
+    DataLoader worker process N. Original Traceback ... X: message"): only its message is kept."""
+    if "Original Traceback" in message:
+        last = [line for line in message.splitlines() if line.strip()][-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(message.split())
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``predlearn`` console script: the one error boundary.
 
@@ -171,7 +180,7 @@ def main(args: Sequence[str] | None = None) -> None:
         if debug:
             raise
         code = err.exit_code if isinstance(err, PredlearnError) else 1
-        message = " ".join(str(err).split())  # one line, however the message was wrapped
+        message = _one_line(str(err))
         print(f"predlearn: error: {message} (--debug shows where)", file=sys.stderr)
         raise SystemExit(code) from None
 

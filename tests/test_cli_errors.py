@@ -314,3 +314,27 @@ def test_debug_shows_the_traceback(mnist_root, tmp_path, monkeypatch):
     monkeypatch.setenv("PREDLEARN_DEBUG", "1")
     with pytest.raises(OptionValueError):
         main(argv)
+
+
+def test_an_error_raised_in_a_loader_worker_is_printed_as_its_own_line(capsys, monkeypatch):
+    """PyTorch re-raises a worker's error with the worker's traceback inside the message; the
+    boundary prints only the error's own message."""
+    from torch.utils.data._utils import ExceptionWrapper
+
+    from predlearn import cli
+    from predlearn.errors import BadFileError
+
+    def fails_in_a_worker(argv):
+        try:
+            raise BadFileError("data/cache/x.h5: a damaged chunk; delete it and run again")
+        except BadFileError:
+            ExceptionWrapper(where="in DataLoader worker process 1").reraise()
+
+    monkeypatch.setattr(cli, "run_cli", fails_in_a_worker)
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["fit"])
+    assert caught.value.code == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [(
+        "predlearn: error: data/cache/x.h5: a damaged chunk; delete it and run again "
+        "(--debug shows where)")]
