@@ -1,9 +1,12 @@
-"""Callbacks that write the pictures and per-step curves of a run."""
+"""Callbacks that write a run's checkpoints, pictures, per-step curves and predictions."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -114,14 +117,62 @@ class ValidatedCheckpoint(ModelCheckpoint):
 
 
 def run_directory(trainer: L.Trainer) -> Path:
-    """Where a run's files go: the W&B run's files folder (synced with it) or the logger's dir."""
-    logger = trainer.logger
-    if isinstance(logger, WandbLogger):
-        return Path(logger.experiment.dir)
-    log_dir = getattr(logger, "log_dir", None)
-    if log_dir:
-        return Path(log_dir)
-    return Path(trainer.default_root_dir)
+    """A run's folder (``trainer.log_dir``): the folder predlearn chose for the run with W&B or
+    without a logger (``predlearn.runs``), a CSV logger's ``version_N``."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The per-step validation curves a run reports: those of its best checkpoint (with the
+    step they were computed at), or, without one, of its last validation."""
+
+    curves: dict[str, Tensor]
+    step: int | None
+    checkpoint: str | None = None  # the best checkpoint's file; None: the last validation
+
+    def describe(self) -> str:
+        if self.checkpoint:
+            return f"best checkpoint (step {self.step})"
+        return f"last validation (step {self.step})"
+
+
+def _load(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by this run (tensors and plain values only), memory-mapped."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def best_validation(trainer: L.Trainer, pl_module: L.LightningModule) -> Validation | None:
+    """The validation curves of the best checkpoint (kept in it by ``PredictiveModule``), or of
+    the last validation when there is no best checkpoint (or it predates those records);
+    None when no validation ran."""
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+    if best and Path(best).is_file():
+        record = _load(best).get("predlearn", {}).get("validation")
+        if record:
+            curves = {key: torch.tensor(values) for key, values in record["curves"].items()}
+            return Validation(curves, record["step"], best)
+    module = _predictive(pl_module)
+    last = module.curves.get("val")
+    if not last:
+        return None
+    return Validation(last, module.curve_steps.get("val"))
+
+
+@contextmanager
+def weights_of(pl_module: L.LightningModule, checkpoint: str | None) -> Iterator[None]:
+    """The module with the weights of ``checkpoint`` inside the block, its own again after it
+    (None: its own throughout)."""
+    if checkpoint is None:
+        yield
+        return
+    own = {key: value.detach().clone() for key, value in pl_module.state_dict().items()}
+    pl_module.load_state_dict(_load(checkpoint)["state_dict"])
+    try:
+        yield
+    finally:
+        pl_module.load_state_dict(own)
 
 
 def _predictive(pl_module: L.LightningModule) -> PredictiveModule:
@@ -133,9 +184,11 @@ def _predictive(pl_module: L.LightningModule) -> PredictiveModule:
 class PredictionFigures(L.Callback):
     """Writes ``<stage>_predictions.png`` (input | truth | prediction), ``<stage>_predictions.gif``
     (truth | prediction | absolute error, animated), ``<stage>_curves.png`` and
-    ``<stage>_curves.csv`` at the end of fitting (validation set) and of testing (test set), and
-    sends them to W&B when it is the logger, with the per-step curves on a shared x-axis
-    ("predicted step") so runs compare on one chart.
+    ``<stage>_curves.csv`` into the run's folder: at the end of fitting for the validation set
+    (the best checkpoint's curves and predictions), of ``validate`` and of testing (test set);
+    with W&B, the pictures and the animation go to the run too (``<stage>/predictions``,
+    ``<stage>/curves``, ``<stage>/predictions_video``; the curves themselves are sent by
+    ``predlearn.wandb_report.WandbReport``).
 
     Args:
         enabled: write the files at all.
@@ -180,16 +233,28 @@ class PredictionFigures(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         module = _predictive(pl_module)
-        self._write(trainer, module, "val", module.horizon)
+        best = best_validation(trainer, module) if self.enabled else None
+        if best is None or not trainer.is_global_zero:
+            return
+        checkpoint = best.checkpoint if best.step != trainer.global_step else None
+        with weights_of(module, checkpoint):
+            self._write(trainer, module, "val", module.horizon, best.curves,
+                        f"val set, {best.describe()}")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate" and not trainer.sanity_checking:
+            module = _predictive(pl_module)
+            self._write(trainer, module, "val", module.horizon, module.curves.get("val"),
+                        f"val set, step {trainer.global_step}")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         module = _predictive(pl_module)
-        self._write(trainer, module, "test", module.test_horizon)
+        self._write(trainer, module, "test", module.test_horizon, module.curves.get("test"),
+                    f"test set, step {trainer.global_step}")
 
     def _write(self, trainer: L.Trainer, pl_module: PredictiveModule, stage: str,
-               horizon: int) -> None:
+               horizon: int, curves: dict[str, Tensor] | None, title: str) -> None:
         example = self._examples.pop(stage, None)
-        curves = getattr(pl_module, "curves", {}).get(stage)
         if not self.enabled or not trainer.is_global_zero or example is None or not curves:
             return
         folder = Path(self.output_dir) if self.output_dir else run_directory(trainer)
@@ -199,12 +264,10 @@ class PredictionFigures(L.Callback):
         with torch.no_grad():
             predictions = pl_module(frames.to(pl_module.device), horizon).cpu()
         pl_module.train(was_training)
-        step = trainer.global_step
         picture = save_prediction_figure(frames, targets, predictions,
-                                         folder / f"{stage}_predictions.png",
-                                         title=f"{stage} set, step {step}")
+                                         folder / f"{stage}_predictions.png", title=title)
         curve_plot = save_curves_figure(curves, folder / f"{stage}_curves.png",
-                                        title=f"{stage} set, per predicted step")
+                                        title=f"{title}, per predicted step")
         table = write_curves_csv(curves, folder / f"{stage}_curves.csv")
         write_run_info(trainer, pl_module, folder)
         animation = save_prediction_gif(frames, targets, predictions,
@@ -213,12 +276,11 @@ class PredictionFigures(L.Callback):
         if stage == "test" and self.pretrained:
             self._write_pretrained(self.pretrained, frames, targets, horizon, folder)
         if isinstance(trainer.logger, WandbLogger):
-            log_curves_to_wandb(trainer.logger, stage, curves, [picture, curve_plot])
-            import wandb
-
-            trainer.logger.experiment.log(
-                {f"{stage}/predictions_video": wandb.Video(str(animation), format="gif")})
-
+            # one key per picture: W&B shows the pictures of one key side by side, same size
+            trainer.logger.log_image(key=f"{stage}/predictions", images=[str(picture)])
+            trainer.logger.log_image(key=f"{stage}/curves", images=[str(curve_plot)])
+            trainer.logger.log_video(key=f"{stage}/predictions_video", videos=[str(animation)],
+                                     format=["gif"])
 
     def _write_pretrained(self, name: str, frames: Tensor, targets: Tensor, horizon: int,
                           folder: Path) -> Path:
@@ -241,7 +303,6 @@ class PredictionFigures(L.Callback):
         return path
 
 
-
 def write_run_info(trainer: L.Trainer, pl_module: L.LightningModule, folder: Path) -> Path:
     """``predlearn_run.json``: which model and data made the run's files (read by ``compare``)."""
     datamodule = getattr(trainer, "datamodule", None)
@@ -256,22 +317,6 @@ def write_run_info(trainer: L.Trainer, pl_module: L.LightningModule, folder: Pat
     path = folder / RUN_INFO
     path.write_text(json.dumps(info, indent=2) + "\n")
     return path
-
-
-def log_curves_to_wandb(logger: WandbLogger, stage: str, curves: dict[str, Tensor],
-                        images: list[Path]) -> None:
-    """Per-step curves against a "predicted step" axis (one line per run), a table, pictures."""
-    experiment = logger.experiment
-    axis = f"{stage}_curve/step"
-    experiment.define_metric(axis)
-    experiment.define_metric(f"{stage}_curve/*", step_metric=axis)
-    length = len(next(iter(curves.values())))
-    for step in range(length):
-        experiment.log({axis: step + 1,
-                        **{f"{stage}_curve/{key}": float(c[step]) for key, c in curves.items()}})
-    logger.log_table(key=f"{stage}/per_step", columns=["step", *curves],
-                     data=[[s + 1, *(float(c[s]) for c in curves.values())] for s in range(length)])
-    logger.log_image(key=f"{stage}/figures", images=[str(p) for p in images])
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -2,14 +2,18 @@
 
 Each RUN_DIR is resolved to one or more runs:
 
-- a CSV-logger version folder (``<save_dir>/<name>/version_N/``),
-- a folder holding several version folders (or several runs, at any depth),
-- a W&B offline run folder (``offline-run-*``) or its ``files/`` folder,
+- a predlearn run folder (``runs/<model>-<data>-<time>/``) or a CSV-logger version folder
+  (``<save_dir>/<name>/version_N/``),
+- a folder holding several runs, at any depth (a run's own W&B files are not a second run),
+- a W&B offline run folder (``offline-run-*``), decoded locally (``predlearn.wandb_runs``),
 - any folder with a ``<stage>_curves.csv``.
 
-A run's curves come from ``<stage>_curves.csv`` (written by ``PredictionFigures``) or, when that
-file is missing, from the ``<stage>/<metric>/step_NN`` columns of the CSV logger's
-``metrics.csv`` (the last logged value of each column). The command writes into ``--out``:
+``--wandb PROJECT`` also fetches the runs of a W&B project through the W&B API.
+
+A run's curves come from ``<stage>_curves.csv`` (written by ``PredictionFigures``), else from
+the ``<stage>/<metric>/step_NN`` columns of the CSV logger's ``metrics.csv`` (the last logged
+value of each column), else from the ``<stage>_curve/<metric>`` history of its W&B run (what the
+W&B charts show). The command writes into ``--out``:
 
 - ``compare_<metric>.png``: the metric against the predicted step, one line per run (the paper's
   Figures 3 and 5); with ``--paper`` the paper's Table 1 mean of each model it lists is drawn as a
@@ -21,9 +25,11 @@ file is missing, from the ``<stage>/<metric>/step_NN`` columns of the CSV logger
 from __future__ import annotations
 
 import csv
+import functools
 import importlib
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -36,6 +42,13 @@ import yaml
 from predlearn.errors import DataError, OutputError
 from predlearn.paper import TABLE1
 from predlearn.runs import RUN_INFO
+from predlearn.wandb_runs import (
+    OfflineRun,
+    curves_from_history,
+    fetch_runs,
+    read_offline_run,
+    run_file,
+)
 
 STAGES = ("test", "val")
 #: Table 1 column of each metric that the paper reports (MNIST-2).
@@ -85,15 +98,45 @@ def _matches_stage(column: str, stage: str) -> bool:
     return match is not None and match["stage"] == stage
 
 
-def _is_run(folder: Path, stage: str) -> bool:
+def _offline_curves(folder: Path, stage: str) -> dict[str, list[float]]:
+    """The curves of ``stage`` in a W&B offline run folder (decoded once per folder)."""
+    run = _offline_run(str(folder))
+    return curves_from_history(run.history, stage) if run is not None else {}
+
+
+def _offline_run(folder: str) -> OfflineRun | None:
+    """The decoded W&B offline run in ``folder`` (None: none), decoded again only when its
+    file changed."""
+    path = run_file(folder)
+    if path is None:
+        return None
+    stat = path.stat()
+    return _decoded(str(path.parent), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _decoded(folder: str, modified: int, size: int) -> OfflineRun:
+    return read_offline_run(folder)
+
+
+def _source(folder: Path, stage: str) -> str | None:
+    """Where a folder's curves of ``stage`` are: ``curves`` (``<stage>_curves.csv``),
+    ``metrics`` (a CSV logger's ``metrics.csv``), ``wandb`` (a W&B offline run), or None."""
     if (folder / f"{stage}_curves.csv").is_file():
-        return True
+        return "curves"
     metrics = folder / "metrics.csv"
-    return metrics.is_file() and _has_step_columns(metrics, stage)
+    if metrics.is_file() and _has_step_columns(metrics, stage):
+        return "metrics"
+    if folder.name != "files" and run_file(folder) is not None \
+            and _offline_curves(folder, stage):
+        return "wandb"
+    return None
 
 
 def find_runs(path: str | Path, stage: str = "test") -> list[Path]:
-    """The run folders that ``path`` names: itself, its W&B ``files/``, or runs below it.
+    """The run folders that ``path`` names: itself (or its W&B ``files/``), or the runs below
+    it, each counted once (the walk does not go into a run: a run folder's own W&B files are
+    not a second run).
 
     Raises ``CompareError`` for a missing folder or one without any run of ``stage``.
     """
@@ -102,18 +145,22 @@ def find_runs(path: str | Path, stage: str = "test") -> list[Path]:
         raise CompareError(f"no such run folder: {folder}")
     if not folder.is_dir():
         raise CompareError(f"not a folder: {folder}")
-    for candidate in (folder, folder / "files"):  # W&B offline-run-*/files/
-        if candidate.is_dir() and _is_run(candidate, stage):
+    for candidate in (folder, folder / "files"):  # an older W&B offline-run-*/files/
+        if candidate.is_dir() and _source(candidate, stage):
             return [candidate]
-    found = sorted(
-        {p.parent for p in folder.rglob(f"{stage}_curves.csv")}
-        | {p.parent for p in folder.rglob("metrics.csv") if _has_step_columns(p, stage)}
-    )
+    found = []
+    for parent, children, _ in os.walk(folder):
+        here = Path(parent)
+        if here != folder and _source(here, stage):
+            found.append(here)
+            children.clear()
+        children.sort()
     if not found:
         raise CompareError(
-            f"no {stage}_curves.csv or {stage}/<metric>/step_NN columns in metrics.csv in {folder}"
+            f"no {stage}_curves.csv, {stage}/<metric>/step_NN columns in metrics.csv or W&B "
+            f"offline run with {stage} curves in {folder}"
         )
-    return found
+    return sorted(found)
 
 
 # --- reading a run ------------------------------------------------------------------------------
@@ -159,14 +206,20 @@ def curves_from_metrics_csv(path: Path, stage: str) -> dict[str, list[float]]:
 
 def read_curves(folder: Path, stage: str = "test") -> tuple[dict[str, list[float]], Path]:
     """A run's curves of ``stage`` and the file they came from."""
-    curves_csv = folder / f"{stage}_curves.csv"
-    if curves_csv.is_file():
-        return read_curves_csv(curves_csv), curves_csv
-    metrics_csv = folder / "metrics.csv"
-    if metrics_csv.is_file() and _has_step_columns(metrics_csv, stage):
-        return curves_from_metrics_csv(metrics_csv, stage), metrics_csv
+    source = _source(folder, stage)
+    if source == "curves":
+        path = folder / f"{stage}_curves.csv"
+        return read_curves_csv(path), path
+    if source == "metrics":
+        path = folder / "metrics.csv"
+        return curves_from_metrics_csv(path, stage), path
+    if source == "wandb":
+        found = run_file(folder)
+        assert found is not None  # the source says there is one
+        return _offline_curves(folder, stage), found
     raise CompareError(
-        f"no {stage}_curves.csv or {stage}/<metric>/step_NN columns in metrics.csv in {folder}"
+        f"no {stage}_curves.csv, {stage}/<metric>/step_NN columns in metrics.csv or W&B "
+        f"offline run with {stage} curves in {folder}"
     )
 
 
@@ -210,9 +263,28 @@ def model_name(class_path: str) -> str:
     return name or class_name.lower()
 
 
+def model_of_wandb_run(config: dict[str, Any], tags: Sequence[str]) -> str | None:
+    """The model of a W&B run: ``model`` in its config (set by predlearn), the predictor's
+    class path in it, or a tag that names a registered model."""
+    from predlearn.registry import MODELS
+
+    if isinstance(config.get("model"), str):
+        return config["model"]
+    found = _find_predictor(config)
+    if found:
+        return model_name(found)
+    return next((tag for tag in tags if tag in MODELS.names()), None)
+
+
 def find_model(folder: Path) -> str:
-    """The model of a run: from its ``predlearn_run.json``, ``config.yaml``/``hparams.yaml`` (for a W&B run: its
-    ``files/`` or run folder, or the command line in ``wandb-metadata.json``), else ``?``."""
+    """The model of a run: from its ``predlearn_run.json``, ``config.yaml``/``hparams.yaml``
+    (for a W&B run: its ``files/`` or run folder, its config and tags, or the command line in
+    ``wandb-metadata.json``), else ``?``."""
+    offline = _offline_run(str(folder)) if folder.name != "files" else None
+    if offline is not None:
+        found = model_of_wandb_run(offline.config, offline.tags)
+        if found:
+            return found
     places = [folder, folder.parent] if folder.name == "files" else [folder]
     for place in places:
         info = place / RUN_INFO  # written next to the curves by the figures callback
@@ -266,17 +338,44 @@ def run_name(folder: Path) -> str:
 def load_run(folder: Path, stage: str = "test", label: str | None = None) -> Run:
     curves, source = read_curves(folder, stage)
     model = find_model(folder)
-    return Run(folder, model, label or f"{model} ({run_name(folder)})", curves, str(source))
+    offline = _offline_run(str(folder)) if source.suffix == ".wandb" else None
+    name = offline.name if offline is not None and offline.name else run_name(folder)
+    return Run(folder, model, label or f"{model} ({name})", curves, str(source))
+
+
+def load_wandb_runs(project: str, stage: str = "test", group: str | None = None,
+                    api: Any = None) -> list[Run]:
+    """The runs of a W&B project with curves of ``stage`` (``predlearn.wandb_runs``), fetched
+    through the W&B API (``api``: one to use instead of ``wandb.Api()``)."""
+    runs = []
+    for online in fetch_runs(project, stage, group, api):
+        model = model_of_wandb_run(online.config, online.tags) or "?"
+        runs.append(Run(Path(online.path), model, f"{model} ({online.name})", online.curves,
+                        f"wandb:{online.path}"))
+    if not runs:
+        raise CompareError(f"no run of the W&B project {project}"
+                           + (f" in group {group}" if group else "") + f" has {stage} curves")
+    return runs
 
 
 def load_runs(paths: Iterable[str | Path], stage: str = "test",
-              labels: Sequence[str] | None = None) -> list[Run]:
-    """Every run that ``paths`` name, all with the same number of predicted steps."""
+              labels: Sequence[str] | None = None, wandb_project: str | None = None,
+              wandb_group: str | None = None, api: Any = None) -> list[Run]:
+    """Every run that ``paths`` name, then those of ``wandb_project`` (fetched online), all
+    with the same number of predicted steps."""
     folders = [run for path in paths for run in find_runs(path, stage)]
-    if labels is not None and len(labels) != len(folders):
-        raise CompareError(f"--labels gives {len(labels)} labels for {len(folders)} runs: "
-                           + ", ".join(map(str, folders)))
+    fetched = load_wandb_runs(wandb_project, stage, wandb_group, api) if wandb_project else []
+    count = len(folders) + len(fetched)
+    if count == 0:
+        raise CompareError("nothing to compare: name run folders, or a W&B project (--wandb)")
+    if labels is not None and len(labels) != count:
+        raise CompareError(f"--labels gives {len(labels)} labels for {count} runs: "
+                           + ", ".join([*map(str, folders), *(r.label for r in fetched)]))
     runs = [load_run(f, stage, labels[i] if labels else None) for i, f in enumerate(folders)]
+    for index, run in enumerate(fetched, start=len(folders)):
+        if labels:
+            run.label = labels[index]
+        runs.append(run)
     _make_labels_unique(runs)
     first = runs[0]
     for run in runs[1:]:
@@ -359,9 +458,12 @@ def write_tables(runs: Sequence[Run], out: Path) -> tuple[Path, Path]:
 
 
 def compare(paths: Iterable[str | Path], out: str | Path, stage: str = "test",
-            labels: Sequence[str] | None = None, paper: bool = False) -> list[Path]:
-    """Load the runs, write the plots and tables into ``out``; returns the files written."""
-    runs = load_runs(paths, stage, labels)
+            labels: Sequence[str] | None = None, paper: bool = False,
+            wandb_project: str | None = None, wandb_group: str | None = None,
+            api: Any = None) -> list[Path]:
+    """Load the runs (folders, and a W&B project's when ``wandb_project`` is given), write the
+    plots and tables into ``out``; returns the files written."""
+    runs = load_runs(paths, stage, labels, wandb_project, wandb_group, api)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file; give a folder for the plots and tables")
@@ -379,9 +481,16 @@ def main(argv: list[str]) -> None:
         description="Compare the per-step curves of finished runs (read locally): one plot per "
                     "metric and a table of the means over the predicted steps.",
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                        help="a run folder (CSV-logger version_N, W&B offline-run-*, any folder "
-                             "with <stage>_curves.csv) or a folder of runs")
+    parser.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                        help="a run folder (predlearn's runs/<run>/, CSV-logger version_N, W&B "
+                             "offline-run-*, any folder with <stage>_curves.csv) or a folder of "
+                             "runs")
+    parser.add_argument("--wandb", default=None, metavar="PROJECT",
+                        help="also fetch the runs of this W&B project (entity/project) that "
+                             "have curves, through the W&B API (online, logged in)")
+    parser.add_argument("--wandb-group", default=None, metavar="GROUP",
+                        help="with --wandb: only the runs of this group (predlearn groups runs "
+                             "by data set: mmnist, kth, radar)")
     parser.add_argument("--stage", choices=STAGES, default="test",
                         help="which curves to compare (default: test)")
     parser.add_argument("--out", default=None,
@@ -391,8 +500,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--paper", action="store_true",
                         help="draw the paper's Table 1 means (MSE, CE per frame) as dashed lines")
     args = parser.parse_args(list(argv))
+    if not args.runs and not args.wandb:
+        parser.error("name at least one RUN_DIR, or a W&B project with --wandb")
     out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
-    written = compare(args.runs, out, args.stage, labels, args.paper)  # refusals: CompareError
+    written = compare(args.runs, out, args.stage, labels, args.paper,  # refusals: CompareError
+                      wandb_project=args.wandb, wandb_group=args.wandb_group)
     for path in written:
         print(f"predlearn compare: wrote {path}")

@@ -19,6 +19,7 @@ import importlib
 import inspect
 import re
 import sys
+import time
 from argparse import ArgumentError
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,18 +27,26 @@ from types import TracebackType
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from lightning.pytorch.utilities import rank_zero_warn
 
-from predlearn.callbacks import PredictionFigures, PredictionWriter, ValidatedCheckpoint
+from predlearn.callbacks import (
+    PredictionFigures,
+    PredictionWriter,
+    ValidatedCheckpoint,
+    run_directory,
+)
 from predlearn.errors import CheckpointError, OptionValueError, PredlearnError, UsageError
 from predlearn.hardware import cpu_has_native_bf16
 from predlearn.module import PredictiveModule
 from predlearn.predictor import Predictor
 from predlearn.pretrained import list_pretrained, read_checkpoint, resolve_checkpoint
 from predlearn.registry import DATAMODULES, MODELS
+from predlearn.run_folder import RunFolder, finish_wandb
+from predlearn.runs import CHECKPOINTS, CONFIG, new_run_folder, run_folder_name, run_of_checkpoint
+from predlearn.wandb_report import WandbReport
 
 RUN_ROOT = "runs"
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -237,28 +246,95 @@ class PredlearnCLI(LightningCLI):
                                   f"({_condense(str(error))[1]})") from error
 
     def before_instantiate_classes(self) -> None:
-        """Group W&B runs by data set and tag them by model, so that runs compare in one view;
-        apply ``--auto_bf16``; keep the logger's files under ``--trainer.default_root_dir``."""
+        """Choose the run's folder (``choose_run_folder``); group W&B runs by data set, tag them
+        by model and name them after the folder, so that runs compare in one view; apply
+        ``--auto_bf16``."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         if self._checkpoint_path is not None:
             config["ckpt_path"] = self._checkpoint_path  # held back in parse_arguments
         if config.get("auto_bf16") and _runs_on_cpu(config.get("trainer", {})) \
                 and cpu_has_native_bf16():
             config["trainer"]["precision"] = "bf16-mixed"
+        folder = self.choose_run_folder(str(self.subcommand), config)
         logger = config.get("trainer", {}).get("logger")
-        if not hasattr(logger, "get") or not str(logger.get("class_path")).endswith(
-                "AutoWandbLogger"):
+        if folder is None or not _is_wandb_logger(logger):
             return
         init_args = logger.get("init_args")
-        root = config.get("trainer", {}).get("default_root_dir")
-        if root and init_args.get("save_dir") == RUN_ROOT and str(root) != RUN_ROOT:
-            init_args["save_dir"] = str(root)  # runs/ is only the default of both
         model = _registry_name(MODELS, config.get("model", {}).get("predictor", {}))
         data = _registry_name(DATAMODULES, config.get("data", {}))
         if init_args.get("group") is None and data:
             init_args["group"] = data
         if not init_args.get("tags") and model:
             init_args["tags"] = [model]
+        if init_args.get("name") is None:
+            init_args["name"] = folder.name
+
+    def choose_run_folder(self, subcommand: str, config: Any) -> Path | None:
+        """One run, one folder (``predlearn.runs``): with W&B (the default) or without a logger,
+        the run's config, checkpoints, pictures, curves and W&B files go to
+        ``<default_root_dir>/<model>-<data>-<time>/`` (``...-test-<time>`` and so on for the
+        other commands), never into another run's folder. A fit resumed from a checkpoint of a
+        run folder goes on in that folder (its config saved beside the first one); ``predict``
+        makes no W&B run and writes into ``<checkpoint's run>/predict-<time>/`` (or beside its
+        ``--predictions.output_path``). Other loggers (CSV) keep their own ``version_N``
+        folders. Returns the folder, or None when the logger chooses it."""
+        trainer = config.get("trainer", {})
+        logger = trainer.get("logger")
+        if subcommand == "predict" and _is_wandb_logger(logger):
+            trainer["logger"] = logger = False  # predict logs nothing: no empty W&B run
+        if logger not in (None, False) and not _is_wandb_logger(logger):
+            return None
+        root = str(trainer.get("default_root_dir") or RUN_ROOT)
+        if _is_wandb_logger(logger):
+            save_dir = logger.get("init_args").get("save_dir")
+            if save_dir and str(save_dir) != RUN_ROOT:
+                root = str(save_dir)  # runs/ is only the default of both
+        model = _registry_name(MODELS, config.get("model", {}).get("predictor", {}))
+        data = _registry_name(DATAMODULES, config.get("data", {}))
+        checkpoint = config.get("ckpt_path")
+        run = run_of_checkpoint(checkpoint) if checkpoint and Path(checkpoint).is_file() else None
+        self.config_name: str | None = CONFIG
+        if subcommand == "predict":
+            output = (config.get("predictions") or {}).get("output_path")
+            if output:  # written where asked; no config file beside it
+                folder = Path(output).parent
+                self.save_config_callback = None
+                self.config_name = None
+            else:
+                folder = new_run_folder(run or root, run_folder_name(
+                    None if run else model, None if run else data, "predict"))
+        elif subcommand == "fit" and run is not None:
+            folder = run  # a resumed run goes on in its folder
+            if (run / CONFIG).exists():
+                self.config_name = f"config.resumed-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+        else:
+            folder = new_run_folder(root, run_folder_name(model, data, subcommand))
+        if self.config_name:
+            self.save_config_kwargs["config_filename"] = self.config_name
+        trainer["default_root_dir"] = str(folder)
+        if _is_wandb_logger(logger):
+            logger.get("init_args")["save_dir"] = str(folder)
+        checkpoints = config.get("checkpoint")
+        if checkpoints is not None and checkpoints.get("dirpath") is None:
+            checkpoints["dirpath"] = str(folder / CHECKPOINTS)
+        return folder
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with ``WandbReport`` (the curves and summaries W&B shows) and
+        ``RunFolder`` (the folder printed; nothing left of a run that never started)."""
+        trainer = super().instantiate_trainer(**kwargs)
+        self.run_folder = RunFolder(run_directory(trainer),
+                                    getattr(self, "config_name", CONFIG))
+        # Trainer.callbacks is set by Lightning's callback connector, unknown to type checkers
+        trainer.callbacks.extend([WandbReport(), self.run_folder])  # type: ignore[attr-defined]
+        return trainer
+
+    def report(self) -> None:
+        """At the end of a command: finish the W&B run (its files complete), then print the
+        run's folder and checkpoints."""
+        finish_wandb()
+        if self.trainer.is_global_zero:
+            print(self.run_folder.report(self.trainer), flush=True)
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):
@@ -547,6 +623,13 @@ def _same_predictor(named: Any, saved: Mapping[str, Any], path: str,
     return {"class_path": saved_path, "init_args": saved_args}
 
 
+def _is_wandb_logger(logger: Any) -> bool:
+    """Whether a parsed ``--trainer.logger`` is W&B's (predlearn's ``AutoWandbLogger`` or
+    Lightning's ``WandbLogger``)."""
+    path = str(logger.get("class_path")) if hasattr(logger, "get") else ""
+    return path.endswith("WandbLogger")
+
+
 def _registry_name(registry, component) -> str | None:
     """The registry name of a parsed ``class_path`` component, if it is registered."""
     path = component.get("class_path") if hasattr(component, "get") else None
@@ -574,5 +657,6 @@ def run_lightning(argv: list[str], from_sys_argv: bool = False) -> PredlearnCLI:
     with quiet_known_warnings():
         if from_sys_argv:
             sys.argv = [sys.argv[0], *argv]
-            return _build(None)
-        return _build(argv)
+        cli = _build(None if from_sys_argv else argv)
+    cli.report()
+    return cli

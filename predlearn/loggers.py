@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import netrc
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from predlearn.metrics import is_step_key
 
 
 def wandb_credentials_available() -> bool:
@@ -26,29 +29,52 @@ def wandb_credentials_available() -> bool:
 class AutoWandbLogger(WandbLogger):
     """``WandbLogger`` that runs offline when there are no credentials (or WANDB_MODE=offline).
 
-    Offline runs are kept under ``save_dir/wandb/``; a one-line hint at the start says why and how
-    to upload them later (``wandb sync DIR``; W&B repeats the exact command at the end). Pass ``offline=False`` to insist on logging online.
+    The run's files go to ``save_dir/wandb/`` (the command line makes ``save_dir`` the run's own
+    folder, ``predlearn.runs``), created when the W&B run starts, not before: a run that fails
+    before it starts leaves no folder. Offline, a one-line hint at the start says why and how to
+    upload the run later (``wandb sync DIR``; W&B repeats the exact command at the end).
+
+    What predlearn sends is in ``predlearn.wandb_report``; the per-step scalars that the CSV
+    logger keeps (``test/psnr/step_03``) are not sent: W&B gets each curve as one chart instead.
 
     Args:
         project: W&B project name.
         save_dir: folder for the run files.
         offline: None chooses automatically; True / False force it.
+        log_checkpoints: online, log the best and the last checkpoint as W&B artifacts (type
+            ``model``, aliases ``best`` and ``latest``) when fitting ends; False keeps them
+            local. Offline nothing is logged (``wandb sync`` would upload them later unasked).
         kwargs: anything else ``lightning.pytorch.loggers.WandbLogger`` takes (name, group, tags...).
     """
 
     def __init__(self, project: str = "predlearn", save_dir: str = "runs",
-                 offline: bool | None = None, **kwargs: Any) -> None:
+                 offline: bool | None = None, log_checkpoints: bool = True,
+                 **kwargs: Any) -> None:
         if offline is None:
             mode = os.environ.get("WANDB_MODE", "").lower()
             offline = mode in ("offline", "dryrun") or (
                 mode != "online" and not wandb_credentials_available()
             )
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("log_model", log_checkpoints and not offline)
         super().__init__(project=project, save_dir=save_dir, offline=offline, **kwargs)
         self.offline = offline
+        self.folder_made = False
         if offline:
             rank_zero_info(
                 f"W&B logs offline under {Path(save_dir) / 'wandb'} (no credentials: set "
                 "WANDB_API_KEY or run `wandb login` to log online); upload a run later with "
                 "`wandb sync <its offline-run-... folder>`"
             )
+
+    @property
+    def experiment(self) -> Any:
+        """The W&B run, started on first use, in ``save_dir`` (made then)."""
+        if not self.folder_made and getattr(rank_zero_only, "rank", 0) == 0 and self.save_dir:
+            Path(self.save_dir).mkdir(parents=True, exist_ok=True)
+            self.folder_made = True
+        return super().experiment
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Lightning's metrics, without the per-step scalars of the curves."""
+        super().log_metrics({key: value for key, value in metrics.items()
+                             if not is_step_key(key)}, step)

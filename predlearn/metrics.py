@@ -22,6 +22,7 @@ curve, so a plugin adds a metric in one file and ``--model.metrics=[mse,mine]`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TypedDict, cast
 
@@ -224,6 +225,10 @@ class SequenceMetrics(nn.Module):
     def curves(self) -> dict[str, Tensor]:
         return {metric.key: metric.compute() for metric in self._each()}
 
+    def directions(self) -> dict[str, bool]:
+        """Each logged key -> whether higher is better (PSNR, SSIM) or lower (MSE, CE)."""
+        return {metric.key: bool(metric.higher_is_better) for metric in self._each()}
+
     def compute(self) -> dict[str, Tensor]:
         return flatten_curves(self.curves(), self.prefix)
 
@@ -231,6 +236,15 @@ class SequenceMetrics(nn.Module):
 def step_key(prefix: str, key: str, step: int) -> str:
     """The logged key of one step of a curve, 1-based: ``test/mse_per_frame/step_03``."""
     return f"{prefix}/{key}/step_{step:02d}"
+
+
+_STEP_KEY = re.compile(r"^[^/]+/[^/]+/step_\d+$")
+
+
+def is_step_key(key: str) -> bool:
+    """Whether ``key`` is one step of a curve (``test/psnr/step_03``), a scalar kept for the CSV
+    logger; W&B gets the curve as one chart instead (``predlearn.wandb_report``)."""
+    return _STEP_KEY.match(key) is not None
 
 
 def flatten_curves(curves: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

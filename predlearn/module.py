@@ -218,6 +218,8 @@ class PredictiveModule(L.LightningModule):
         self.test_metrics = SequenceMetrics(self.test_horizon, metrics, prefix="test")
         #: the last computed per-step curves, by stage ("val", "test") and metric key
         self.curves: dict[str, dict[str, Tensor]] = {}
+        #: the global step at which each stage's curves were computed
+        self.curve_steps: dict[str, int] = {}
 
     def setup(self, stage: str) -> None:
         """Before anything computes (fit, validate, test, predict, in every process): set the
@@ -326,9 +328,21 @@ class PredictiveModule(L.LightningModule):
             return  # no batch ran
         # compute() syncs the torchmetrics state across ranks: every rank logs the same values.
         curves = metrics.curves()
-        self.curves[metrics.prefix] = {k: v.cpu() for k, v in curves.items()}
+        if not self.trainer.sanity_checking:  # not the untrained weights' few sanity batches
+            self.curves[metrics.prefix] = {k: v.cpu() for k, v in curves.items()}
+            self.curve_steps[metrics.prefix] = self.global_step
         self.log_dict({k: v.float() for k, v in flatten_curves(curves, metrics.prefix).items()})
         metrics.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the latest validation's per-step curves in the checkpoint (``predlearn`` ->
+        ``validation``: its step and curves), so that a run reports the curves of its best
+        checkpoint, also after a resume (``predlearn.callbacks.best_validation``)."""
+        curves = self.curves.get("val")
+        if curves:
+            checkpoint.setdefault("predlearn", {})["validation"] = {
+                "step": self.curve_steps["val"],
+                "curves": {key: [float(v) for v in curve] for key, curve in curves.items()}}
 
     def configure_optimizers(self) -> Any:
         """Adam at ``learning_rate`` (paper §4), or the ``optimizer`` config; with an

@@ -186,12 +186,14 @@ def test_quickstart_runs_on_the_bundled_digits_offline(tmp_path, monkeypatch):
     assert model.predictor.config["init_args"]["cell_options"] == {"forget_bias": 1.0}
     run = cli.trainer.logger.experiment  # grouped by data set, tagged by model
     assert run.group == "mmnist" and run.tags == ("predrnn",)
-    files = Path(cli.trainer.logger.experiment.dir).resolve()  # the offline run's files folder
-    assert files.is_relative_to((tmp_path / "runs" / "wandb").resolve())
-    assert files.parent.name.startswith("offline-run-")
-    for name in ("val_predictions.png", "test_predictions.png", "test_curves.png",
-                 "test_curves.csv"):
-        assert (files / name).is_file(), name
+    folder = Path(cli.trainer.log_dir).resolve()  # one run, one folder, named after the run
+    assert folder.parent == (tmp_path / "runs").resolve()
+    assert folder.name.startswith("predrnn-mmnist-") and run.name == folder.name
+    files = Path(run.dir).resolve()  # the offline run's files folder, inside the run folder
+    assert files.is_relative_to(folder / "wandb") and files.parent.name.startswith("offline-run-")
+    for name in ("config.yaml", "val_predictions.png", "test_predictions.png", "test_curves.png",
+                 "test_curves.csv", "checkpoints/last.ckpt"):
+        assert (folder / name).is_file(), name
     # the per-step table went to W&B too (offline: as a media file of the run)
     (table,) = (files / "media" / "table" / "test").glob("per_step_*.table.json")
     logged = json.loads(table.read_text())
@@ -311,9 +313,10 @@ def test_default_root_dir_holds_the_whole_run(mnist_root, tmp_path, monkeypatch)
     args = [a for a in tiny_run(mnist_root, root) if not a.startswith("--trainer.logger")]
     cli = run_cli(["fit", *args, "--trainer.max_steps=1", "--trainer.limit_val_batches=0",
                    "--figures.enabled=false"])  # the default logger: W&B, offline
-    assert cli.trainer.logger.save_dir == str(root)
+    folder = Path(cli.trainer.logger.save_dir)
+    assert folder.parent == root  # the run's own folder in it
     files = Path(cli.trainer.logger.experiment.dir).resolve()
-    assert files.is_relative_to((root / "wandb").resolve())
+    assert files.is_relative_to((folder / "wandb").resolve())
     assert Path(cli.trainer.checkpoint_callback.last_model_path).resolve().is_relative_to(
         root.resolve())
     assert not (tmp_path / "runs").exists()

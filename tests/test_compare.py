@@ -106,8 +106,9 @@ def test_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
         predlearn_main(["compare", str(runs["predrnn"]), str(empty), f"--out={tmp_path / 'out'}"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"predlearn: error: no test_curves.csv or test/<metric>/step_NN "
-                   f"columns in metrics.csv in {empty} (--debug shows where)")
+    assert err == (f"predlearn: error: no test_curves.csv, test/<metric>/step_NN columns in "
+                   f"metrics.csv or W&B offline run with test curves in {empty} (--debug shows "
+                   "where)")
     with pytest.raises(CompareError, match="no such run folder"):
         load_runs([tmp_path / "missing"])
 
