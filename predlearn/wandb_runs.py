@@ -43,6 +43,7 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     #: each ``define_metric``: name or glob_name, step_metric, hidden, summary (e.g. ["min"])
+    #: and at_row, the number of history rows logged before it
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -142,7 +143,8 @@ def read_offline_run(folder: str | Path) -> OfflineRun:
             run.metrics.append({
                 "name": metric.name, "glob_name": metric.glob_name,
                 "step_metric": metric.step_metric, "hidden": metric.options.hidden,
-                "summary": [f.name for f, on in metric.summary.ListFields() if on is True]})
+                "summary": [f.name for f, on in metric.summary.ListFields() if on is True],
+                "at_row": len(run.history)})
     return run
 
 
