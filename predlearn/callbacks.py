@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
@@ -117,9 +117,15 @@ class ValidatedCheckpoint(ModelCheckpoint):
 
 
 def run_directory(trainer: L.Trainer) -> Path:
-    """A run's folder (``trainer.log_dir``): the folder predlearn chose for the run with W&B or
-    without a logger (``predlearn.runs``), a CSV logger's ``version_N``."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    """A run's folder, as ``trainer.log_dir`` gives it but without its broadcast (so that one
+    process alone may ask): the folder predlearn chose for the run with W&B or without a logger
+    (``predlearn.runs``), a CSV or TensorBoard logger's ``version_N``."""
+    logger = trainer.logger
+    if isinstance(logger, (CSVLogger, TensorBoardLogger)):
+        return Path(logger.log_dir)
+    if logger is not None and logger.save_dir:
+        return Path(logger.save_dir)
+    return Path(trainer.default_root_dir)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 import sys
 import time
@@ -57,6 +58,9 @@ TRAINER_DEFAULTS: dict[str, Any] = {
         "init_args": {"project": "predlearn", "save_dir": RUN_ROOT},
     },
 }
+#: the run folder rank 0 chose, passed on to the processes Lightning starts for DDP (they run
+#: the command again and would otherwise choose a folder of their own)
+RUN_FOLDER_ENV = "PREDLEARN_RUN_FOLDER"
 #: ``--ckpt_path=untrained``: validate, test or predict with the untrained (randomly
 #: initialised) model, on purpose; without a --ckpt_path those commands refuse to run
 UNTRAINED = "untrained"
@@ -294,7 +298,10 @@ class PredlearnCLI(LightningCLI):
         checkpoint = config.get("ckpt_path")
         run = run_of_checkpoint(checkpoint) if checkpoint and Path(checkpoint).is_file() else None
         self.config_name: str | None = CONFIG
-        if subcommand == "predict":
+        inherited = os.environ.get(RUN_FOLDER_ENV)
+        if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+            folder = Path(inherited)  # a process Lightning launched for DDP: rank 0's folder
+        elif subcommand == "predict":
             output = (config.get("predictions") or {}).get("output_path")
             if output:  # written where asked; no config file beside it
                 folder = Path(output).parent
@@ -311,6 +318,7 @@ class PredlearnCLI(LightningCLI):
             folder = new_run_folder(root, run_folder_name(model, data, subcommand))
         if self.config_name:
             self.save_config_kwargs["config_filename"] = self.config_name
+        os.environ[RUN_FOLDER_ENV] = str(folder)  # for the processes a DDP launch starts
         trainer["default_root_dir"] = str(folder)
         if _is_wandb_logger(logger):
             logger.get("init_args")["save_dir"] = str(folder)
@@ -654,9 +662,13 @@ def run_lightning(argv: list[str], from_sys_argv: bool = False) -> PredlearnCLI:
     if _HELP_FLAGS & set(argv):
         _print_help(argv)
         raise SystemExit(0)
-    with quiet_known_warnings():
-        if from_sys_argv:
-            sys.argv = [sys.argv[0], *argv]
-        cli = _build(None if from_sys_argv else argv)
+    try:
+        with quiet_known_warnings():
+            if from_sys_argv:
+                sys.argv = [sys.argv[0], *argv]
+            cli = _build(None if from_sys_argv else argv)
+    finally:
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            os.environ.pop(RUN_FOLDER_ENV, None)  # the next command chooses its own
     cli.report()
     return cli
