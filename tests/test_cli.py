@@ -192,7 +192,8 @@ def test_quickstart_runs_on_the_bundled_digits_offline(tmp_path, monkeypatch):
     files = Path(run.dir).resolve()  # the offline run's files folder, inside the run folder
     assert files.is_relative_to(folder / "wandb") and files.parent.name.startswith("offline-run-")
     for name in ("config.yaml", "val_predictions.png", "test_predictions.png", "test_curves.png",
-                 "test_curves.csv", "checkpoints/last.ckpt"):
+                 "test_curves.csv", "checkpoints/last.ckpt",
+                 "test_predictions_predrnn-mmnist2.png"):  # the shipped model, same sequences
         assert (folder / name).is_file(), name
     # the per-step table went to W&B too (offline: as a media file of the run)
     (table,) = (files / "media" / "table" / "test").glob("per_step_*.table.json")
