@@ -59,10 +59,14 @@ class ValidatedCheckpoint(ModelCheckpoint):
     def _ranks_steps(self) -> bool:
         return self._every_n_train_steps >= 1 and self.monitor is not None
 
-    def _is_checkpoint_step(self, trainer: L.Trainer) -> bool:
-        return (trainer.global_step % self._every_n_train_steps == 0
-                and not getattr(trainer, "fast_dev_run", False) and not trainer.sanity_checking
+    @staticmethod
+    def _fitting(trainer: L.Trainer) -> bool:
+        """Training for real: not a sanity check, a fast dev run, or a validate/test run."""
+        return (not getattr(trainer, "fast_dev_run", False) and not trainer.sanity_checking
                 and trainer.state.fn == "fit")
+
+    def _is_checkpoint_step(self, trainer: L.Trainer) -> bool:
+        return trainer.global_step % self._every_n_train_steps == 0 and self._fitting(trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -79,6 +83,11 @@ class ValidatedCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._ranks_steps():
             super().on_validation_end(trainer, pl_module)
+            # Lightning writes `last` only when this validation also saved a ranked checkpoint,
+            # so a run resumed from it would lose every step since the last improvement.
+            if self.save_last and self._fitting(trainer) \
+                    and self._last_global_step_saved != trainer.global_step:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             return
         if not trainer.sanity_checking:
             self._validated = True

@@ -116,3 +116,20 @@ def test_validations_that_never_meet_a_checkpoint_step_are_reported(mnist_root, 
     assert sorted(val_losses(tmp_path)) == [3]
     assert cli.trainer.checkpoint_callback.best_model_path == ""  # step 3 is no checkpoint step
     assert saved(cli.trainer.checkpoint_callback.last_model_path)["global_step"] == 4
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_last_holds_the_last_validated_step_even_when_it_did_not_improve(mnist_root, tmp_path,
+                                                                         mode):
+    """Lightning writes `last` only with a new best; in one of the two modes at least one of the
+    later validations does not improve, and `last` must still be the final step."""
+    cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=6",
+                                    "--trainer.val_check_interval=2",
+                                    "--trainer.check_val_every_n_epoch=null",
+                                    f"--checkpoint.mode={mode}", "--figures.enabled=false")])
+    checkpoint = cli.trainer.checkpoint_callback
+    assert sorted(val_losses(tmp_path)) == [2, 4, 6]
+    assert saved(checkpoint.last_model_path)["global_step"] == 6
+    losses = val_losses(tmp_path)
+    best = (min if mode == "min" else max)(losses, key=losses.get)
+    assert Path(checkpoint.best_model_path).name == f"best-step{best:06d}.ckpt"
