@@ -83,11 +83,8 @@ class ValidatedCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._ranks_steps():
             super().on_validation_end(trainer, pl_module)
-            # Lightning writes `last` only when this validation also saved a ranked checkpoint,
-            # so a run resumed from it would lose every step since the last improvement.
-            if self.save_last and self._fitting(trainer) \
-                    and self._last_global_step_saved != trainer.global_step:
-                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            if not self._should_save_on_train_epoch_end(trainer):
+                self._save_last_if_missed(trainer)
             return
         if not trainer.sanity_checking:
             self._validated = True
@@ -101,6 +98,16 @@ class ValidatedCheckpoint(ModelCheckpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._ranks_steps():
             super().on_train_epoch_end(trainer, pl_module)
+            if self._should_save_on_train_epoch_end(trainer):
+                self._save_last_if_missed(trainer)
+
+    def _save_last_if_missed(self, trainer: L.Trainer) -> None:
+        """Lightning writes `last` only when the same save also wrote a ranked checkpoint, so a
+        run resumed from it would lose every step since its last improvement: write it anyway,
+        after Lightning's own save at this point (which it would otherwise skip)."""
+        if self.save_last and self._fitting(trainer) \
+                and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
