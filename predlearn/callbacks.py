@@ -56,6 +56,12 @@ class ValidatedCheckpoint(ModelCheckpoint):
     ``every_n_train_steps``, or without ``monitor``, it is ``ModelCheckpoint`` unchanged.
     """
 
+    @property
+    def state_key(self) -> str:
+        """``ModelCheckpoint``'s own key: checkpoints written by it (before this class) resume
+        with their ranking and ``last`` path instead of starting a new one."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
     def _ranks_steps(self) -> bool:
         return self._every_n_train_steps >= 1 and self.monitor is not None
 

@@ -80,7 +80,7 @@ def test_a_step_is_ranked_only_by_its_own_validation(mnist_root, tmp_path):
     assert saved(checkpoint.last_model_path)["global_step"] == 5
     # `last` at a validated step is written after the validation: it holds the ranking
     at_step_4 = saved(Path(checkpoint.dirpath) / "best-step000004.ckpt")
-    state = next(v for k, v in at_step_4["callbacks"].items() if "ValidatedCheckpoint" in k)
+    state = next(v for k, v in at_step_4["callbacks"].items() if k.startswith("ModelCheckpoint{"))
     assert Path(state["best_model_path"]).name in ranked
 
 
@@ -133,3 +133,15 @@ def test_last_holds_the_last_validated_step_even_when_it_did_not_improve(mnist_r
     losses = val_losses(tmp_path)
     best = (min if mode == "min" else max)(losses, key=losses.get)
     assert Path(checkpoint.best_model_path).name == f"best-step{best:06d}.ckpt"
+
+
+def test_checkpoints_of_lightnings_own_callback_resume_with_their_ranking():
+    """The callback's state is stored under ModelCheckpoint's key, so a checkpoint written before
+    ValidatedCheckpoint existed gives it back its best and last paths on resume."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from predlearn.callbacks import ValidatedCheckpoint
+
+    options = {"monitor": "val/loss", "mode": "min", "every_n_train_steps": 5}
+    assert ValidatedCheckpoint(**options).state_key == ModelCheckpoint(**options).state_key
+    assert ValidatedCheckpoint(**options).state_key.startswith("ModelCheckpoint{")
