@@ -589,14 +589,19 @@ def _defaults(cls: type) -> dict[str, Any]:
             if p.default is not inspect.Parameter.empty}
 
 
-def _model_name(class_path: str) -> str:
-    """A predictor's registry name (or class path) for messages."""
+def _class_of(class_path: str) -> type | None:
+    """The class a dotted path names, or None where it does not import."""
     module, _, name = class_path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):
-        return class_path
-    return MODELS.name_of(cls) or class_path
+        return None
+
+
+def _model_name(class_path: str) -> str:
+    """A predictor's registry name (or class path) for messages."""
+    cls = _class_of(class_path)
+    return (MODELS.name_of(cls) if cls is not None else None) or class_path
 
 
 def _same_predictor(named: Any, saved: Mapping[str, Any], path: str,
@@ -606,15 +611,17 @@ def _same_predictor(named: Any, saved: Mapping[str, Any], path: str,
     command line sets (given, or not the default); the command line's computing-only arguments
     (``RUNTIME_PREDICTOR_ARGUMENTS``) are kept."""
     named_path, saved_path = str(named.get("class_path")), str(saved.get("class_path"))
-    if named_path != saved_path:
+    # One class has several paths (predlearn.zoo.PredRNN, predlearn.zoo.predrnn.PredRNN).
+    named_class = _class_of(named_path)
+    if named_path != saved_path and (named_class is None
+                                     or named_class is not _class_of(saved_path)):
         raise CheckpointError(
             f"{path} holds a {_model_name(saved_path)} model, not the {_model_name(named_path)} "
             "named on the command line: leave out --model to use the checkpoint's model, or give "
             f"a checkpoint of {_model_name(named_path)}")
     named_args = _plain(named.get("init_args")) or {}
     saved_args = dict(_plain(saved.get("init_args")) or {})
-    module, _, name = named_path.rpartition(".")
-    defaults = _defaults(getattr(importlib.import_module(module), name))
+    defaults = _defaults(named_class) if named_class is not None else {}
     differ = []
     for key, value in named_args.items():
         chosen = f"model.predictor.{key}" in given or (

@@ -214,6 +214,17 @@ def test_a_model_named_without_sizes_takes_the_checkpoints(mnist_root, checkpoin
     assert "val/loss" in cli.trainer.callback_metrics
 
 
+def test_a_class_path_spelled_another_way_is_the_same_model(mnist_root, checkpoint, tmp_path):
+    """A config naming ``predlearn.zoo.PredRNN`` resumes a checkpoint that saved the class as
+    ``predlearn.zoo.predrnn.PredRNN`` (the shipped model's config does)."""
+    args = [a for a in tiny(mnist_root, tmp_path) if a != "--model=predrnn"]
+    saved = torch.load(checkpoint, weights_only=True)["hyper_parameters"]["predictor"]
+    assert saved["class_path"] == "predlearn.zoo.predrnn.PredRNN"
+    cli = run_cli(["validate", "--model.predictor=predlearn.zoo.PredRNN", *args,
+                   f"--ckpt_path={checkpoint}"])
+    assert cli.model.predictor.hidden_channels == [2]
+
+
 def test_a_nonsense_value_with_a_checkpoint_names_the_option(mnist_root, checkpoint, tmp_path,
                                                              capsys):
     refused(capsys, ["test", *tiny(mnist_root, tmp_path), f"--ckpt_path={checkpoint}",
