@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from predlearn.datamodules import sealed
 from predlearn.datamodules.base import FrameWindows, SequenceDataModule, require_positive_int
 from predlearn.errors import BadFileError, DataError, DataNotFoundError, require
+from predlearn.units import ValueMapping
 
 __all__ = [
     "RadarDataModule",
@@ -34,6 +35,7 @@ __all__ = [
     "RadarWindows",
     "gap_free_runs",
     "load_radar_file",
+    "read_value_mapping",
     "split_windows",
     "window_starts",
 ]
@@ -87,6 +89,23 @@ def load_radar_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if len(stamps) > 1 and np.any(np.diff(stamps) <= 0):
         raise BadFileError(f"{path}: 'timestamps' must be strictly increasing; {again}")
     return frames, stamps
+
+
+def read_value_mapping(path: str | os.PathLike) -> ValueMapping:
+    """The [0, 1] <-> dBZ mapping and the Z-R relation a prepared radar file records (its
+    ``dbz_min``, ``dbz_max``, ``zr_a``, ``zr_b`` attributes), so that scores convert back to
+    physical units."""
+    path = Path(path)
+    with h5py.File(path, "r") as h5:
+        attrs = dict(h5.attrs)
+    try:
+        return ValueMapping.from_radar_attrs(attrs)
+    except KeyError as error:
+        raise BadFileError(
+            f"{path}: no value mapping (attribute {error.args[0]!r} missing); make it again with "
+            f"`predlearn prepare radar SOURCE... --out {path}`") from None
+    except ValueError as error:
+        raise BadFileError(f"{path}: its value mapping is not usable: {error}") from None
 
 
 def gap_free_runs(
@@ -186,6 +205,7 @@ class RadarDataModule(SequenceDataModule):
         train_fraction: frames before the test period (paper §4.3: 7,800 of 9,600 windows).
         val_fraction: frames, as a fraction of all frames, at the end of the training period held
             out for validation (checkpoint selection); the paper reports no validation split.
+            0: no validation (for series too short to spare one; the last checkpoint is tested).
         stride: frames between the starts of consecutive windows (1: every window).
         max_gap_minutes: a longer step between frames is a gap no window spans; None: 1.5 x the
             median step.
@@ -223,6 +243,12 @@ class RadarDataModule(SequenceDataModule):
         self.splits: RadarSplits | None = None
         self.timestamps: np.ndarray | None = None
         self._frames: np.ndarray | None = None
+        #: the file's [0, 1] <-> dBZ mapping (``setup`` reads it): scores in physical units
+        self.value_mapping: ValueMapping | None = None
+        self.frame_size: tuple[int, ...] | None = None
+        #: metrics of a model left at ``metrics: null``: the paper's MSE, PSNR, SSIM and the
+        #: nowcasting scores in dBZ (``predlearn.nowcast_metrics``)
+        self.default_metrics = ("mse", "psnr", "ssim", "categorical", "fss")
 
     def setup(self, stage: str | None = None) -> None:
         """Read the file, place the windows and print their counts."""
@@ -242,7 +268,7 @@ class RadarDataModule(SequenceDataModule):
             )
         for name, starts in (("train", splits.train), ("val", splits.val),
                              ("test", splits.test)):
-            if len(starts) == 0:
+            if len(starts) == 0 and not (name == "val" and self.val_fraction == 0):
                 raise DataError(
                     f"{self.path}: no {name} window of {length} frames (train frames "
                     f"[0, {splits.val_start}), val [{splits.val_start}, {splits.test_start}), "
@@ -254,7 +280,16 @@ class RadarDataModule(SequenceDataModule):
             f"val {len(splits.val)}, test {len(splits.test)} (stride {self.stride})",
             flush=True,
         )
+        self.value_mapping = read_value_mapping(self.path)
+        self.frame_size = tuple(frames.shape[1:])
         self._frames, self.timestamps, self.splits = frames, stamps, splits
+
+    @property
+    def frame_minutes(self) -> float | None:
+        """The nominal time between frames in minutes (the median step), once set up."""
+        if self.timestamps is None or len(self.timestamps) < 2:
+            return None
+        return float(np.median(np.diff(self.timestamps))) / 60.0
 
     def _windows(self, split: str) -> RadarWindows:
         if self.splits is None:
@@ -266,7 +301,11 @@ class RadarDataModule(SequenceDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._windows("train"), shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        """The validation windows; none (an empty list: Lightning skips validation) with
+        ``val_fraction=0``."""
+        if self.val_fraction == 0:
+            return []
         return self._loader(self._windows("val"))
 
     def test_dataloader(self) -> DataLoader:

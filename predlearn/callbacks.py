@@ -301,6 +301,8 @@ class PredictionFigures(L.Callback):
         animation = save_prediction_gif(frames, targets, predictions,
                                         folder / f"{stage}_predictions.gif")
         rank_zero_info(f"predlearn: wrote {picture}, {animation}, {curve_plot} and {table}")
+        if stage == "test" and pl_module.spectra:
+            self._write_spectra(trainer, pl_module.spectra, folder, title)
         if stage == "test" and self.pretrained:
             self._write_pretrained(self.pretrained, frames, targets, horizon, folder)
         if isinstance(trainer.logger, WandbLogger):
@@ -309,6 +311,22 @@ class PredictionFigures(L.Callback):
             trainer.logger.log_image(key=f"{stage}/curves", images=[str(curve_plot)])
             trainer.logger.log_video(key=f"{stage}/predictions_video", videos=[str(animation)],
                                      format=["gif"])
+
+    @staticmethod
+    def _write_spectra(trainer: L.Trainer, spectra: dict[str, Tensor], folder: Path,
+                       title: str) -> None:
+        """The radially averaged power spectra of predictions and observations per lead time
+        (``test_power_spectrum.png`` and ``.csv``): where the predictions lose small-scale
+        power (blur)."""
+        from predlearn.nowcast_metrics import plot_power_spectra, write_power_spectra_csv
+
+        minutes = getattr(trainer.datamodule, "frame_minutes", None)
+        plot = plot_power_spectra(spectra, folder / "test_power_spectrum.png",
+                                  lead_minutes=minutes, title=f"{title}, power spectra")
+        table = write_power_spectra_csv(spectra, folder / "test_power_spectrum.csv")
+        rank_zero_info(f"predlearn: wrote {plot} and {table}")
+        if isinstance(trainer.logger, WandbLogger):
+            trainer.logger.log_image(key="test/power_spectrum", images=[str(plot)])
 
     def _write_pretrained(self, name: str, frames: Tensor, targets: Tensor, horizon: int,
                           folder: Path) -> Path:

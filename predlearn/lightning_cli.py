@@ -9,7 +9,8 @@ Refusals leave as predlearn errors that ``predlearn.cli.main`` prints in one lin
 (a wrong type, an unknown option) as ``UsageError``, a constructor's ``OptionValueError`` with
 its option as typed (``--model.predictor.kernel_size``, ``--data.batch_size``). ``validate``,
 ``test`` and ``predict`` need ``--ckpt_path`` (a file, a shipped model's name, or ``untrained``
-on purpose); a checkpoint is read without running pickled code and fills in only the settings
+on purpose), except for predictors without weights (``trainable = False``: ``persistence``,
+``extrapolation``), which ``fit`` refuses; a checkpoint is read without running pickled code and fills in only the settings
 the command line leaves out (``CheckpointError`` when it holds another model or sizes).
 """
 
@@ -187,6 +188,21 @@ class PredlearnCLI(LightningCLI):
             return
         config = self.config[subcommand]
         given = config.get("ckpt_path")
+        predictor = (config.get("model") or {}).get("predictor")
+        cls = _class_of(str(predictor.get("class_path"))) if predictor is not None else None
+        if cls is not None and not getattr(cls, "trainable", True):
+            # a baseline without weights (persistence, optical-flow extrapolation)
+            name = _registry_name(MODELS, predictor) or cls.__name__
+            if subcommand == "fit":
+                raise OptionValueError(
+                    "--model", f"{name} has no weights to train; score it with `predlearn test "
+                    f"--model={name} --data=...` (no --ckpt_path)")
+            if given not in (None, UNTRAINED):
+                raise OptionValueError(
+                    "--ckpt_path", f"{name} has no weights, so no checkpoint; leave --ckpt_path "
+                    "out")
+            config["ckpt_path"] = None
+            return
         if given == UNTRAINED:
             config["ckpt_path"] = None
             if subcommand != "fit":

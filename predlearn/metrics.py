@@ -18,6 +18,13 @@ the same on one device or summed across DDP ranks.
 The metrics are registered by name like the models (``predlearn list``; entry-point group
 ``predlearn.metrics``): each class carries its logged key, its direction and the label of its
 curve, so a plugin adds a metric in one file and ``--model.metrics=[mse,mine]`` uses it.
+
+A registered metric is a torchmetrics ``Metric`` with ``update(preds, target)`` on
+(B, K, C, H, W) tensors, ``curves()`` (logged key -> (K,) curve), ``directions()`` (key ->
+higher is better) and the class method ``describe_key(key)`` (a plot label, None for keys it
+does not log). Metrics that score in physical units (``physical_units = True``: the nowcasting
+scores of ``predlearn.nowcast_metrics``) are built as ``cls(horizon, settings)`` with the data's
+``predlearn.units.ScoringSettings``; the others as ``cls(horizon)``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from torchmetrics.functional.image import (
     peak_signal_noise_ratio,
     structural_similarity_index_measure,
 )
+
+from predlearn.units import ScoringSettings
 
 
 class _SSIMWindow(TypedDict):
@@ -61,6 +70,8 @@ class PerStepMetric(Metric):
 
     full_state_update = False
     higher_is_better: bool | None = False
+    #: whether the metric needs the data's physical units (built with ``ScoringSettings``)
+    physical_units: bool = False
     #: the convention, used as the key in logs (e.g. ``mse_per_frame``)
     key: str = ""
     #: what a plot's axis says for this key (the convention in words)
@@ -73,6 +84,19 @@ class PerStepMetric(Metric):
     def labels(cls) -> dict[str, str]:
         """Every key this metric can log, with its curve label."""
         return {cls.key: cls.label or cls.key}
+
+    @classmethod
+    def describe_key(cls, key: str) -> str | None:
+        """The curve label of ``key``, or None if this metric does not log it."""
+        return cls.labels().get(key)
+
+    def curves(self) -> dict[str, Tensor]:
+        """Logged key -> (K,) curve."""
+        return {self.key: self.compute()}
+
+    def directions(self) -> dict[str, bool]:
+        """Logged key -> whether higher is better."""
+        return {self.key: bool(self.higher_is_better)}
 
     def __init__(self, horizon: int, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -184,7 +208,8 @@ def curve_label(key: str) -> str:
     from predlearn.registry import METRICS
 
     for name in METRICS.names():
-        label = METRICS.get(name).labels().get(key)
+        describe = getattr(METRICS.get(name), "describe_key", None)
+        label = describe(key) if describe is not None else None
         if label:
             return label
     return key
@@ -194,11 +219,12 @@ class SequenceMetrics(nn.Module):
     """A set of per-step metrics for one stage, with the logged key names.
 
     ``compute()`` returns ``{"<prefix>/<key>": mean, "<prefix>/<key>/step_01": ..., ...}``;
-    ``curves()`` returns ``{key: (K,) tensor}``.
+    ``curves()`` returns ``{key: (K,) tensor}``. ``settings``: the data's physical units and
+    thresholds, needed by metrics with ``physical_units`` (e.g. ``categorical``, ``fss``).
     """
 
     def __init__(self, horizon: int, names: Iterable[str] = DEFAULT_METRICS,
-                 prefix: str = "test") -> None:
+                 prefix: str = "test", settings: ScoringSettings | None = None) -> None:
         from predlearn.registry import METRICS
 
         super().__init__()
@@ -206,28 +232,43 @@ class SequenceMetrics(nn.Module):
         unknown = sorted(name for name in names if name not in METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; known: {METRICS.names()}")
+        physical = [name for name in names if getattr(METRICS.get(name), "physical_units", False)]
+        if physical and settings is None:
+            raise ValueError(
+                f"metrics {physical} score events in physical units (e.g. dBZ); the data has no "
+                "value mapping (radar data has one): leave them out for this data")
         self.prefix = prefix
         self.horizon = horizon
-        self.metrics = nn.ModuleDict({name: METRICS.get(name)(horizon) for name in names})
+        self.settings = settings
+        self.names = names
+        self.metrics = nn.ModuleDict({
+            name: (METRICS.get(name)(horizon, settings) if name in physical
+                   else METRICS.get(name)(horizon))
+            for name in names})
+        self.updated = False
 
     def _each(self) -> Iterable[PerStepMetric]:
-        # the registry gives PerStepMetric classes; a ModuleDict knows its values only as modules
+        # every registered metric has PerStepMetric's curves/directions (the module docstring);
+        # a ModuleDict knows its values only as modules
         return cast("Iterable[PerStepMetric]", self.metrics.values())
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         for metric in self._each():
             metric.update(preds, target)
+        self.updated = True
 
     def reset(self) -> None:
         for metric in self._each():
             metric.reset()
+        self.updated = False
 
     def curves(self) -> dict[str, Tensor]:
-        return {metric.key: metric.compute() for metric in self._each()}
+        return {key: curve for metric in self._each() for key, curve in metric.curves().items()}
 
     def directions(self) -> dict[str, bool]:
         """Each logged key -> whether higher is better (PSNR, SSIM) or lower (MSE, CE)."""
-        return {metric.key: bool(metric.higher_is_better) for metric in self._each()}
+        return {key: higher for metric in self._each()
+                for key, higher in metric.directions().items()}
 
     def compute(self) -> dict[str, Tensor]:
         return flatten_curves(self.curves(), self.prefix)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import torch
@@ -15,7 +15,12 @@ from predlearn.denormals import set_flush_denormal
 from predlearn.errors import BadFileError, OptionValueError, require
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
 from predlearn.predictor import Predictor, Rollout, build_predictor
+from predlearn.registry import METRICS
 from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
+from predlearn.units import RAIN_RATE, REFLECTIVITY, THRESHOLD_UNITS, ScoringSettings, ValueMapping
+
+if TYPE_CHECKING:
+    from predlearn.nowcast_metrics import PowerSpectrum
 
 LossName = Literal["l1+l2", "l2", "l1"]
 LossFrames = Literal["predicted", "all"]
@@ -60,12 +65,27 @@ def check_options(options: Mapping[str, Any]) -> None:
             f"must come after reverse_sampling_start ({begin}); got {end}", end)
     alpha = options["reverse_sampling_alpha"]
     require(alpha > 0, "reverse_sampling_alpha", f"must be positive; got {alpha}", alpha)
-    from predlearn.registry import METRICS
-
-    names = [options["metrics"]] if isinstance(options["metrics"], str) else options["metrics"]
+    metrics = options["metrics"]
+    names = [] if metrics is None else [metrics] if isinstance(metrics, str) else metrics
     unknown = sorted(str(name) for name in names if name not in METRICS)
     require(not unknown, "metrics", f"unknown {', '.join(map(repr, unknown))}; known: "
-            f"{', '.join(METRICS.names())}", options["metrics"])
+            f"{', '.join(METRICS.names())}", metrics)
+    unit = options["threshold_unit"]
+    require(unit is None or unit in THRESHOLD_UNITS, "threshold_unit",
+            f"must be one of {', '.join(map(repr, THRESHOLD_UNITS))} (or null: the data's unit); "
+            f"got {unit!r}", unit)
+    thresholds = options["thresholds"]
+    require(thresholds is None or len(thresholds) > 0, "thresholds",
+            "give at least one threshold (or null: the defaults)", thresholds)
+    scales = options["fss_scales"]
+    require(len(scales) > 0 and all(isinstance(n, int) and n >= 1 and n % 2 == 1 for n in scales),
+            "fss_scales", f"must be odd neighbourhood sizes in pixels (1, 3, 5, ...); got "
+            f"{list(scales)}", scales)
+
+
+#: event thresholds of the categorical scores and the FSS when none are given, by unit (dBZ: the
+#: usual light / moderate / heavy echo levels; mm/h: the rain rates of HKO-7-style scoring)
+DEFAULT_THRESHOLDS = {REFLECTIVITY: (20.0, 30.0, 40.0), RAIN_RATE: (1.0, 5.0, 10.0)}
 
 
 @dataclass(frozen=True)
@@ -128,8 +148,18 @@ class PredictiveModule(L.LightningModule):
             --lr_scheduler.total_steps=5000``); stepped every training step (``ReduceLROnPlateau``:
             at the end of every epoch, on the latest ``val/loss``). None keeps the rate constant
             (the paper).
-        metrics: per-step metrics at validation and test, by registry name (``predlearn list``;
-            default "mse", "bce", "psnr", "ssim").
+        metrics: per-step metrics at validation and test, by registry name (``predlearn list``).
+            None: the data module's ``default_metrics`` where it has them (radar: MSE, PSNR,
+            SSIM and the nowcasting scores ``categorical`` and ``fss``), else "mse", "bce",
+            "psnr", "ssim".
+        thresholds: event thresholds of the nowcasting scores (CSI, POD, FAR, HSS, ETS, FSS), in
+            ``threshold_unit``; None: 20, 30, 40 dBZ (1, 5, 10 mm/h). Need data with a value
+            mapping (``value_mapping`` of the data module: radar).
+        threshold_unit: "dBZ" or "mm/h" (through the data's Z-R relation); None: the data's unit.
+        fss_scales: neighbourhood sizes (odd, in pixels) of the fractions skill score.
+        power_spectrum: at test time, accumulate the radially averaged power spectra of the
+            predictions and the observations per lead time (written as a figure with the test
+            figures); None: where the data has a value mapping (radar).
         compile: extension. Run the predictor through ``torch.compile`` (the weights and the
             checkpoints stay those of the plain module).
         compile_backend: the ``torch.compile`` backend ("inductor"; "aot_eager" compiles faster
@@ -160,7 +190,11 @@ class PredictiveModule(L.LightningModule):
         reverse_input: bool = False,
         optimizer: dict | None = None,
         lr_scheduler: dict | None = None,
-        metrics: Sequence[str] = DEFAULT_METRICS,
+        metrics: Sequence[str] | None = None,
+        thresholds: Sequence[float] | None = None,
+        threshold_unit: str | None = None,
+        fss_scales: Sequence[int] = (1, 5, 9),
+        power_spectrum: bool | None = None,
         compile: bool = False,
         compile_backend: str = "inductor",
         flush_denormal: bool = True,
@@ -213,9 +247,22 @@ class PredictiveModule(L.LightningModule):
         self.optimizer_config = optimizer
         self.lr_scheduler_config = lr_scheduler
         self.compiled = (CompiledPredictor.of(predictor, compile_backend) if compile else None)
-        metrics = list(metrics)
-        self.val_metrics = SequenceMetrics(horizon, metrics, prefix="val")
-        self.test_metrics = SequenceMetrics(self.test_horizon, metrics, prefix="test")
+        self.metric_names = None if metrics is None else (
+            [metrics] if isinstance(metrics, str) else list(metrics))
+        self.thresholds = None if thresholds is None else tuple(float(t) for t in thresholds)
+        self.threshold_unit = threshold_unit
+        self.fss_scales = tuple(int(n) for n in fss_scales)
+        self.power_spectrum = power_spectrum
+        self.value_mapping: ValueMapping | None = None
+        # provisional until the data is known (``prepare_metrics``): the names given, or the
+        # defaults of data without physical units
+        names = [n for n in self.metric_names or DEFAULT_METRICS
+                 if not getattr(METRICS.get(n), "physical_units", False)]
+        self.val_metrics = SequenceMetrics(horizon, names, prefix="val")
+        self.test_metrics = SequenceMetrics(self.test_horizon, names, prefix="test")
+        self.test_spectrum: PowerSpectrum | None = None
+        #: the last test's mean power spectra (``PowerSpectrum.compute``), for the figures
+        self.spectra: dict[str, Tensor] = {}
         #: the last computed per-step curves, by stage ("val", "test") and metric key
         self.curves: dict[str, dict[str, Tensor]] = {}
         #: the global step at which each stage's curves were computed
@@ -223,8 +270,50 @@ class PredictiveModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Before anything computes (fit, validate, test, predict, in every process): set the
-        denormal mode of this thread and of torch's intra-op threads."""
+        denormal mode of this thread and of torch's intra-op threads, and build the metrics the
+        data asks for (``prepare_metrics``)."""
         set_flush_denormal(self.flush_denormal)
+        self.prepare_metrics(getattr(self.trainer, "datamodule", None))
+
+    def prepare_metrics(self, datamodule: Any) -> None:
+        """Build the validation and test metrics for ``datamodule``: its ``default_metrics``
+        when ``metrics`` is None, and its ``value_mapping`` (physical units) for the nowcasting
+        scores; the power spectrum where asked (``power_spectrum``). Idempotent."""
+        mapping = getattr(datamodule, "value_mapping", None)
+        names = self.metric_names or list(getattr(datamodule, "default_metrics", None)
+                                          or DEFAULT_METRICS)
+        physical = [n for n in names if getattr(METRICS.get(n), "physical_units", False)]
+        settings = None
+        if mapping is not None:
+            unit = self.threshold_unit or mapping.unit
+            thresholds = self.thresholds or DEFAULT_THRESHOLDS.get(unit)
+            if thresholds is None:
+                raise OptionValueError("thresholds", f"no default thresholds for data in {unit}; "
+                                       "give them (--model.thresholds=[...])", None)
+            try:
+                settings = ScoringSettings(mapping, thresholds, unit, self.fss_scales)
+            except ValueError as error:
+                raise OptionValueError("threshold_unit", str(error), unit) from None
+        elif physical:
+            name = type(datamodule).__name__ if datamodule is not None else "the data"
+            raise OptionValueError(
+                "metrics", f"{', '.join(map(repr, physical))} score events at thresholds in "
+                f"physical units (e.g. dBZ); {name} has no value mapping (radar data has one): "
+                "leave them out", names)
+        if (names, settings) != (self.test_metrics.names, self.test_metrics.settings):
+            self.val_metrics = SequenceMetrics(self.horizon, names, "val", settings)
+            self.test_metrics = SequenceMetrics(self.test_horizon, names, "test", settings)
+        self.value_mapping = mapping
+        wanted = self.power_spectrum if self.power_spectrum is not None else mapping is not None
+        size = getattr(self.predictor, "frame_size", None) or getattr(datamodule, "frame_size",
+                                                                      None)
+        if wanted and self.test_spectrum is None:
+            from predlearn.nowcast_metrics import PowerSpectrum
+
+            if size is None:
+                raise OptionValueError("power_spectrum", "the frame size is unknown (neither the "
+                                       "model nor the data says it)", wanted)
+            self.test_spectrum = PowerSpectrum(self.test_horizon, tuple(size))
 
     def run_predictor(self, *args, **kwargs) -> Tensor:
         """The predictor, compiled when ``compile`` is set."""
@@ -305,7 +394,10 @@ class PredictiveModule(L.LightningModule):
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
         frames, targets = self.split(batch, self.test_horizon)
-        self.test_metrics.update(self(frames, self.test_horizon), targets)
+        predictions = self(frames, self.test_horizon)
+        self.test_metrics.update(predictions, targets)
+        if self.test_spectrum is not None:
+            self.test_spectrum.update(predictions, targets)
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         """Predictions in [0, 1]; batches hold the observed frames alone or whole sequences."""
@@ -322,9 +414,12 @@ class PredictiveModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics)
+        if self.test_spectrum is not None and self.test_spectrum.update_count:
+            self.spectra = {k: v.cpu() for k, v in self.test_spectrum.compute().items()}
+            self.test_spectrum.reset()
 
     def _log_metrics(self, metrics: SequenceMetrics) -> None:
-        if self.trainer.world_size == 1 and all(m.count == 0 for m in metrics.metrics.values()):
+        if self.trainer.world_size == 1 and not metrics.updated:
             return  # no batch ran
         # compute() syncs the torchmetrics state across ranks: every rank logs the same values.
         curves = metrics.curves()

@@ -12,13 +12,17 @@ transfer test: the MNIST-2 model tested on MNIST-3). The sweep writes:
   the steps, seconds and best checkpoint of its training.
 
 Configs that already set ``test_num_digits`` (transfer-only configs) are skipped: the sweep runs
-the transfer test itself. Extra arguments are passed to every run (``--trainer.max_steps=100``).
+the transfer test itself, for the data modules that have one (Moving MNIST). Predictors without
+weights (``persistence``, ``extrapolation``) are tested, not trained. Where the runs score
+nowcasting skill (radar: CSI, POD, FAR, HSS per threshold, FSS), the table has those columns
+instead of Table 1's. Extra arguments are passed to every run (``--trainer.max_steps=100``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +32,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from predlearn.errors import BadFileError, DataNotFoundError, UsageError
-from predlearn.paper import TABLE1
+from predlearn.paper import TABLE1, TABLE2
 
 if TYPE_CHECKING:  # the command's --help answers without importing torch
     from torch import Tensor
@@ -87,13 +91,48 @@ def _is_transfer_only(config: Path) -> bool:
     return init_args.get("test_num_digits") is not None
 
 
+def _config_class(config: Path, section: str) -> type | None:
+    """The class a config's ``model.predictor`` or ``data`` names (None if it names none)."""
+    import importlib
+
+    node = _load_config(config).get("model", {}).get("predictor", {}) if section == "model" \
+        else _load_config(config).get("data", {})
+    module, _, name = str((node or {}).get("class_path", "")).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def has_transfer_test(datamodule: object) -> bool:
+    """Whether a data module has a transfer test set (``test_num_digits``: Moving MNIST)."""
+    import inspect
+
+    return "test_num_digits" in inspect.signature(type(datamodule)).parameters
+
+
+def is_trainable(config: Path) -> bool:
+    """Whether the config's predictor has weights to train (not a baseline such as
+    ``persistence``)."""
+    predictor = _config_class(config, "model")
+    return predictor is None or getattr(predictor, "trainable", True)
+
+
 def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None) -> SweepResult:
-    """fit + test of one config, then the transfer test of its best checkpoint."""
+    """fit + test of one config, then the transfer test of its best checkpoint; only the test
+    for a predictor without weights."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from predlearn.lightning_cli import run_lightning
 
     started = time.perf_counter()
+    if not is_trainable(config):
+        tested = run_lightning(["test", f"--config={config}", *overrides])
+        result = SweepResult(config, _model_name(config), steps=0)
+        result.curves["test"] = tested.model.curves["test"]
+        result.seconds = time.perf_counter() - started
+        _finish_wandb()
+        return result
     fitted = run_lightning(["fit", f"--config={config}", "--test_after_fit=true", *overrides])
     predictor = type(fitted.model.predictor)
     from predlearn.registry import MODELS
@@ -113,7 +152,7 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
     result.steps = fitted.trainer.global_step
     result.seconds = time.perf_counter() - started  # includes the test after fit
     _finish_wandb()
-    if transfer_digits:
+    if transfer_digits and has_transfer_test(fitted.datamodule):
         tested = run_lightning(["test", f"--config={config}", *overrides,
                           f"--data.init_args.test_num_digits={transfer_digits}",
                           f"--ckpt_path={result.best_checkpoint}"])
@@ -129,7 +168,11 @@ def finished_result(config: Path, out: Path, transfer_digits: int | None) -> Swe
 
     from predlearn.compare import read_curves_csv
 
-    test_sets = ["test"] + ([f"test_{transfer_digits}digits"] if transfer_digits else [])
+    run_file = out / "curves" / f"{config.stem}_run.json"
+    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
+    # the test sets the run had (written before its curves; older run files: test + transfer)
+    test_sets = run.get("test_sets") or (
+        ["test"] + ([f"test_{transfer_digits}digits"] if transfer_digits else []))
     paths = {name: out / "curves" / f"{config.stem}_{name}.csv" for name in test_sets}
     if not all(path.is_file() for path in paths.values()):
         return None
@@ -137,9 +180,7 @@ def finished_result(config: Path, out: Path, transfer_digits: int | None) -> Swe
     for name, path in paths.items():
         result.curves[name] = {key: torch.tensor(values)
                                for key, values in read_curves_csv(path).items()}
-    run_file = out / "curves" / f"{config.stem}_run.json"
-    if run_file.is_file():
-        run = json.loads(run_file.read_text())
+    if run:
         result.steps, result.seconds = run.get("steps"), run.get("seconds")
         result.best_checkpoint = run.get("best_checkpoint", "")
     return result
@@ -148,7 +189,7 @@ def finished_result(config: Path, out: Path, transfer_digits: int | None) -> Swe
 def write_run_file(result: SweepResult, out: Path) -> None:
     """The steps, seconds and best checkpoint of a finished config, read back on --resume."""
     run = {"steps": result.steps, "seconds": result.seconds,
-           "best_checkpoint": result.best_checkpoint}
+           "best_checkpoint": result.best_checkpoint, "test_sets": list(result.curves)}
     (out / "curves" / f"{result.config.stem}_run.json").write_text(json.dumps(run, indent=1))
 
 
@@ -172,8 +213,17 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
+def scores_nowcasting(results: Sequence[SweepResult]) -> bool:
+    """Whether the runs scored nowcasting skill (radar data): their curves have CSI keys."""
+    return any(key.startswith("csi_") for r in results for key in r.curves.get("test", {}))
+
+
 def write_table(results: Sequence[SweepResult], out: Path, transfer_digits: int | None) -> None:
-    """``table.md`` and ``table.csv`` in Table 1's layout, with the paper's numbers beside."""
+    """``table.md`` and ``table.csv`` in Table 1's layout, with the paper's numbers beside (or
+    the nowcasting layout, ``write_nowcast_table``, for radar runs)."""
+    if scores_nowcasting(results):
+        write_nowcast_table(results, out)
+        return
     transfer = f"test_{transfer_digits}digits"
     digits = transfer_digits or "transfer"
     header = ["model", "config", "ce_per_frame", "mse_per_frame",
@@ -218,19 +268,81 @@ def write_table(results: Sequence[SweepResult], out: Path, transfer_digits: int 
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
 
+def _keys_in_order(results: Sequence[SweepResult], prefix: str) -> list[str]:
+    """The test curve keys starting with ``prefix``, in the order the runs logged them."""
+    keys: list[str] = []
+    for result in results:
+        keys += [k for k in result.curves.get("test", {}) if k.startswith(prefix)
+                 and k not in keys]
+    return keys
+
+
+def write_nowcast_table(results: Sequence[SweepResult], out: Path) -> None:
+    """Radar runs: per-frame MSE (paper Table 2 beside), SSIM, and CSI, POD, FAR, HSS per
+    threshold and FSS per threshold and neighbourhood, each the mean over the lead times of the
+    scores from contingency counts pooled over the test set. ``table.csv`` has every score;
+    ``table.md`` CSI and HSS per threshold and FSS at the largest neighbourhood."""
+    scores = [k for k in _keys_in_order(results, "") if k.split("_")[0] in
+              ("csi", "pod", "far", "hss", "ets", "fss")]
+    header = ["model", "config", "mse_per_frame", "paper_mse_per_frame", "ssim", *scores,
+              "steps", "seconds"]
+    rows = []
+    for result in results:
+        paper = TABLE2.get(result.model)
+        rows.append([result.model, result.config.name, result.mean("test", "mse_per_frame"),
+                     paper, result.mean("test", "ssim"),
+                     *(result.mean("test", key) for key in scores),
+                     result.steps, None if result.seconds is None else round(result.seconds, 1)])
+    with (out / "table.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+    fss = [k for k in scores if k.startswith("fss_")]
+    largest = max((int(k.rsplit("_", 1)[1].removesuffix("px")) for k in fss), default=None)
+    shown = [k for k in scores if k.startswith(("csi_", "hss_"))] + [
+        k for k in fss if k.endswith(f"_{largest}px")]
+
+    def cell(value: float | None, digits: int) -> str:
+        return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+    lines = [
+        ("Mean over the lead times. MSE: per frame (sum over a frame's pixels, [0, 1]; lower is "
+         "better) \\| paper Table 2 (Guangzhou data, not these). CSI, HSS, FSS (higher is "
+         "better) from contingency counts pooled over the test set; `-`: undefined (no event). "
+         "Steps and minutes: what each model trained (0: a baseline without weights)."),
+        "",
+        "| Model | Config | MSE/frame | SSIM | " + " | ".join(shown) + " | Steps | Minutes |",
+        "|---|---|---|---|" + "---|" * len(shown) + "---|---|",
+    ]
+    for result, row in zip(results, rows):
+        minutes = None if row[-1] is None else row[-1] / 60
+        lines.append(
+            f"| {result.model} | {result.config.name} | {cell(row[2], 1)} \\| "
+            f"{cell(row[3], 1)} | {cell(row[4], 3)} | "
+            + " | ".join(cell(result.mean("test", key), 3) for key in shown)
+            + f" | {'-' if row[-2] is None else row[-2]} | {cell(minutes, 1)} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
 def plot_per_step_mse(results: Sequence[SweepResult], out: Path,
                       transfer_digits: int | None) -> Path:
-    """Figure 3: MSE per frame against the predicted step, one line per model."""
-    panels = [("test", "test set")]
+    """Figure 3: MSE per frame against the predicted step, one line per model; for radar runs
+    also CSI per lead time at each threshold."""
+    panels = [("test", "test set", "mse_per_frame")]
     if transfer_digits:
-        panels.append((f"test_{transfer_digits}digits", f"transfer, {transfer_digits} digits"))
+        panels.append((f"test_{transfer_digits}digits", f"transfer, {transfer_digits} digits",
+                       "mse_per_frame"))
+    panels += [("test", "test set", key) for key in _keys_in_order(results, "csi_")]
+    from predlearn.metrics import curve_label
     from predlearn.visualize import new_figure, plot_per_step, save_figure
 
+    panels = [p for p in panels if any(p[2] in r.curves.get(p[0], {}) for r in results)]
     fig, axes = new_figure(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for ax, (test_set, title) in zip(axes[0], panels):
-        lines = {result.model: result.curves[test_set]["mse_per_frame"].tolist()
-                 for result in results if "mse_per_frame" in result.curves.get(test_set, {})}
-        plot_per_step(ax, lines, "mse_per_frame", title=f"MSE per frame, {title}")
+    for ax, (test_set, title, key) in zip(axes[0], panels):
+        lines = {result.model: result.curves[test_set][key].tolist()
+                 for result in results if key in result.curves.get(test_set, {})}
+        name = "MSE per frame" if key == "mse_per_frame" else curve_label(key)
+        plot_per_step(ax, lines, key, title=f"{name}, {title}")
     return save_figure(fig, out / "per_step_mse.png")
 
 

@@ -8,6 +8,7 @@ imported when a picture is drawn.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,13 +132,42 @@ def write_gif(frames: Any, path: str | Path, frame_ms: int = 250) -> Path:
     return path
 
 
+_THRESHOLD_KEY = re.compile(r"^([a-z]+)_(-?[\d.]+(?:dBZ|mmh)(?:_\d+px)?)$")
+
+
+def curve_panels(keys: list[str]) -> dict[str, list[str]]:
+    """Keys grouped into plot panels: one per metric, the scores at several thresholds (and
+    neighbourhoods) of one kind together (``csi_20dBZ``, ``csi_30dBZ`` -> panel ``csi``)."""
+    panels: dict[str, list[str]] = {}
+    for key in keys:
+        match = _THRESHOLD_KEY.match(key)
+        panels.setdefault(match.group(1) if match else key, []).append(key)
+    return panels
+
+
 def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str = "") -> Path:
-    """One panel per metric, the value at each predicted step (1-based)."""
+    """One panel per metric (the scores at several thresholds share one), the value at each
+    predicted step (1-based); at most four panels a row."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = new_figure(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False)
-    for ax, (key, curve) in zip(axes[0], curves.items()):
-        plot_per_step(ax, {key: curve.detach().cpu().tolist()}, key)
+    panels = curve_panels(list(curves))
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = new_figure(rows, cols, figsize=(3.6 * cols, 3 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (panel, keys) in zip(flat, panels.items()):
+        if keys == [panel]:
+            plot_per_step(ax, {panel: curves[panel].detach().cpu().tolist()}, panel)
+            continue
+        lines = {}
+        for key in keys:
+            match = _THRESHOLD_KEY.match(key)
+            assert match is not None  # grouped by this pattern
+            lines[match.group(2)] = curves[key].detach().cpu().tolist()
+        plot_per_step(ax, lines, keys[0])
+        ax.set_ylabel(panel.upper())
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
     return save_figure(fig, path, title)
 
 

@@ -195,12 +195,18 @@ def fetch_runs(project: str, stage: str = "test", group: str | None = None,
 
         api = wandb.Api()
     prefix = CURVE_PREFIX.format(stage=stage)
-    keys = sorted({key for name in METRICS.names() for key in METRICS.get(name).labels()})
+    known = {key for name in METRICS.names()
+             for key in getattr(METRICS.get(name), "labels", dict)()}
     found = []
     for run in api.runs(project, filters={"group": group} if group else None,
                         order="+created_at"):
+        # keys that depend on settings (``csi_30dBZ``) are found in the run's summary
+        logged = getattr(run, "summary", None)
+        logged = list(logged.keys()) if hasattr(logged, "keys") else []
+        summary = [key[len(stage) + 1:] for key in logged
+                   if key.startswith(f"{stage}/") and key.count("/") == 1]
         rows: list[dict[str, Any]] = []
-        for key in keys:  # rows hold every requested key, and a run may lack some metrics
+        for key in sorted(known | set(summary)):  # rows hold every requested key, and a run may lack some metrics
             rows += list(run.scan_history(keys=[prefix + AXIS, prefix + key]))
         curves = curves_from_history(rows, stage)
         if curves:
