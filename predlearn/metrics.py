@@ -91,8 +91,8 @@ class PerStepMetric(Metric):
         return cls.labels().get(key)
 
     def curves(self) -> dict[str, Tensor]:
-        """Logged key -> (K,) curve."""
-        return {self.key: self.compute()}
+        """Logged key -> (K,) curve (also for K = 1, which torchmetrics squeezes)."""
+        return {self.key: self.compute().reshape(-1)}
 
     def directions(self) -> dict[str, bool]:
         """Logged key -> whether higher is better."""

@@ -56,6 +56,8 @@ class Predictor(nn.Module):
     #: whether ``transition`` predicts the next frame at every step, observed frames included
     #: (needed by the loss over every frame and by reverse scheduled sampling)
     predicts_every_frame: bool = True
+    #: whether it has weights to fit (False: a baseline, e.g. persistence: tested, never fitted)
+    trainable: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Make every subclass record the arguments it was built with (``config``)."""

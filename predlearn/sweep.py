@@ -104,6 +104,12 @@ def _config_class(config: Path, section: str) -> type | None:
         return None
 
 
+def _has_validation(datamodule: object) -> bool:
+    """Whether a data module has validation data (radar with ``val_fraction=0`` has none: its
+    last checkpoint is the one recorded and tested)."""
+    return getattr(datamodule, "val_fraction", None) != 0
+
+
 def has_transfer_test(datamodule: object) -> bool:
     """Whether a data module has a transfer test set (``test_num_digits``: Moving MNIST)."""
     import inspect
@@ -144,6 +150,8 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
     if best is None:
         raise UsageError(f"sweep: {config} trains without a ModelCheckpoint (checkpointing off?); "
                          "the sweep records and tests the best checkpoint of each run")
+    if not best and not _has_validation(fitted.datamodule):
+        best = checkpoint.last_model_path  # no validation split (radar: val_fraction 0)
     if not best:
         raise UsageError(f"sweep: {config} ran no validation, so it has no best checkpoint to "
                          "record and test; let it validate (--trainer.limit_val_batches, "

@@ -161,6 +161,8 @@ def write_prepared(path: Path, timestamps: np.ndarray, size: int = 8, sealed: bo
         h5["frames"] = frames
         h5["timestamps"] = stamps
         h5["valid_fraction"] = np.ones(len(stamps), np.float32)
+        # the value mapping `prepare radar` records (its defaults: 0..70 dBZ, Marshall-Palmer)
+        h5.attrs.update({"dbz_min": 0.0, "dbz_max": 70.0, "zr_a": 200.0, "zr_b": 1.6})
         if sealed:
             seal(h5, {"frames": crc32(frames), "timestamps": crc32(stamps)})
     return path

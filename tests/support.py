@@ -29,6 +29,15 @@ def _tiny_models() -> dict[str, dict]:
 TINY_MODELS: dict[str, dict] = _tiny_models()
 
 
+def trainable_models() -> list[str]:
+    """The names in ``TINY_MODELS`` whose predictors have weights to fit (``trainable``), sorted:
+    the generic tests of gradients and training leave out the baselines without parameters
+    (``persistence``, ``extrapolation``), which tests/test_nowcast_baselines.py covers."""
+    from predlearn.registry import MODELS
+
+    return sorted(name for name in TINY_MODELS if getattr(MODELS.get(name), "trainable", True))
+
+
 class ThreadFlushProbe(L.Callback):
     """Records, at the first batch of each stage, whether the main thread and every intra-op
     thread flush denormals: ``seen[stage]`` is "flush", "keep" (none does) or "mixed"."""

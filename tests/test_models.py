@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
-from support import TINY_MODELS
+from support import TINY_MODELS, trainable_models
 
 import predlearn
 from predlearn.cli import run_cli
@@ -49,7 +49,7 @@ def test_the_stack_takes_any_registered_cell_and_named_models_keep_theirs(tmp_pa
 
 
 @pytest.mark.parametrize("frame", [(1, 64, 64), (3, 128, 128)], ids=["64x64x1", "128x128x3"])
-@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+@pytest.mark.parametrize("name", trainable_models())
 def test_shapes_and_gradients(name, frame):
     torch.manual_seed(0)
     model = predlearn.create_model(name, frame_channels=frame[0], frame_size=frame[1:],
@@ -70,7 +70,7 @@ def test_shapes_and_gradients(name, frame):
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+@pytest.mark.parametrize("name", trainable_models())
 def test_fit_by_registry_name_on_the_command_line(name, tmp_path):
     root = write_fake_mnist(tmp_path / "mnist", n_train=30, n_test=10)
     tiny = [f"--model.predictor.{key}={value}".replace(" ", "")

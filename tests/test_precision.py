@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from support import TINY_MODELS, quiet_trainer
+from support import TINY_MODELS, quiet_trainer, trainable_models
 from torch.utils.data import DataLoader, TensorDataset
 
 import predlearn
@@ -44,7 +44,7 @@ def assert_same_outputs_and_gradients(actual: tuple, expected: tuple) -> None:
         torch.testing.assert_close(actual[1][key], grad, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+@pytest.mark.parametrize("name", trainable_models())
 def test_bf16_mixed_training_step_and_float32_metrics(name):
     module = tiny_module(name)
     trainer = quiet_trainer(max_steps=1, precision="bf16-mixed", limit_val_batches=0)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from support import TINY_MODELS
+from support import TINY_MODELS, trainable_models
 from torch import Tensor, nn
 
 import predlearn
@@ -307,7 +307,7 @@ def test_optimizer_config_replaces_adam():
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["lr"] == 0.05
 
 
-@pytest.mark.parametrize("name", list(TINY_MODELS))
+@pytest.mark.parametrize("name", trainable_models())
 def test_every_recipe_trains_every_model(name):
     """One step of each model with all recipe options at once (fc_lstm: those that apply)."""
     every_frame = predlearn.registry.MODELS.get(name).predicts_every_frame

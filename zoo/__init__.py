@@ -11,6 +11,7 @@ from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
 from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell, SpatiotemporalLSTMv2Cell
 from predlearn.zoo.dfn import DFN, apply_dynamic_filters
 from predlearn.zoo.fc_lstm import FCLSTM
+from predlearn.zoo.nowcast_baselines import OpticalFlowExtrapolation, Persistence
 from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM, PredRNNv2, decoupling_loss
 from predlearn.zoo.recurrent_stack import RecurrentStack
 from predlearn.zoo.vpn_baseline import (
@@ -26,6 +27,8 @@ __all__ = [
     "ConvLSTM",
     "ConvLSTMCell",
     "MultiplicativeUnit",
+    "OpticalFlowExtrapolation",
+    "Persistence",
     "PredRNN",
     "PredRNNM",
     "PredRNNv2",
