@@ -320,7 +320,7 @@ class PredictionFigures(L.Callback):
         power (blur)."""
         from predlearn.nowcast_metrics import plot_power_spectra, write_power_spectra_csv
 
-        minutes = getattr(trainer.datamodule, "frame_minutes", None)
+        minutes = getattr(getattr(trainer, "datamodule", None), "frame_minutes", None)
         plot = plot_power_spectra(spectra, folder / "test_power_spectrum.png",
                                   lead_minutes=minutes, title=f"{title}, power spectra")
         table = write_power_spectra_csv(spectra, folder / "test_power_spectrum.csv")

@@ -151,6 +151,7 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
         raise UsageError(f"sweep: {config} trains without a ModelCheckpoint (checkpointing off?); "
                          "the sweep records and tests the best checkpoint of each run")
     if not best and not _has_validation(fitted.datamodule):
+        assert isinstance(checkpoint, ModelCheckpoint)  # best is None otherwise
         best = checkpoint.last_model_path  # no validation split (radar: val_fraction 0)
     if not best:
         raise UsageError(f"sweep: {config} ran no validation, so it has no best checkpoint to "
@@ -322,13 +323,14 @@ def write_nowcast_table(results: Sequence[SweepResult], out: Path) -> None:
         "| Model | Config | MSE/frame | SSIM | " + " | ".join(shown) + " | Steps | Minutes |",
         "|---|---|---|---|" + "---|" * len(shown) + "---|---|",
     ]
-    for result, row in zip(results, rows):
-        minutes = None if row[-1] is None else row[-1] / 60
+    for result in results:
+        minutes = None if result.seconds is None else result.seconds / 60
         lines.append(
-            f"| {result.model} | {result.config.name} | {cell(row[2], 1)} \\| "
-            f"{cell(row[3], 1)} | {cell(row[4], 3)} | "
+            f"| {result.model} | {result.config.name} | "
+            f"{cell(result.mean('test', 'mse_per_frame'), 1)} \\| "
+            f"{cell(TABLE2.get(result.model), 1)} | {cell(result.mean('test', 'ssim'), 3)} | "
             + " | ".join(cell(result.mean("test", key), 3) for key in shown)
-            + f" | {'-' if row[-2] is None else row[-2]} | {cell(minutes, 1)} |")
+            + f" | {'-' if result.steps is None else result.steps} | {cell(minutes, 1)} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
 
 

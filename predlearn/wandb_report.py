@@ -109,7 +109,8 @@ class WandbReport(L.Callback):
         if run is None or id(run) in self.defined:
             return
         module = _predictive(pl_module)
-        module.prepare_metrics(trainer.datamodule)  # callbacks are set up before the module
+        # callbacks are set up before the module: build its metrics for this data now
+        module.prepare_metrics(getattr(trainer, "datamodule", None))
         define_metrics(run, {"val": module.val_metrics.directions(),
                              "test": module.test_metrics.directions()})
         run.config.update(run_config(trainer, module), allow_val_change=True)

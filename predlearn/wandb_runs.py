@@ -201,8 +201,8 @@ def fetch_runs(project: str, stage: str = "test", group: str | None = None,
     for run in api.runs(project, filters={"group": group} if group else None,
                         order="+created_at"):
         # keys that depend on settings (``csi_30dBZ``) are found in the run's summary
-        logged = getattr(run, "summary", None)
-        logged = list(logged.keys()) if hasattr(logged, "keys") else []
+        run_summary: Any = getattr(run, "summary", None)
+        logged = list(run_summary.keys()) if hasattr(run_summary, "keys") else []
         summary = [key[len(stage) + 1:] for key in logged
                    if key.startswith(f"{stage}/") and key.count("/") == 1]
         rows: list[dict[str, Any]] = []
