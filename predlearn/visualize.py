@@ -164,8 +164,10 @@ def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str =
             match = _THRESHOLD_KEY.match(key)
             assert match is not None  # grouped by this pattern
             lines[match.group(2)] = curves[key].detach().cpu().tolist()
-        plot_per_step(ax, lines, keys[0])
+        plot_per_step(ax, lines, keys[0], title=f"{panel.upper()} at each event threshold")
         ax.set_ylabel(panel.upper())
+        if len(lines) > 4:
+            ax.legend(fontsize=6, ncol=2)
     for ax in flat[len(panels):]:
         ax.set_visible(False)
     return save_figure(fig, path, title)

@@ -219,3 +219,12 @@ def test_nowcast_scores_agree_on_one_process_and_two():
         assert results[rank].keys() == expected.keys()
         for key, value in expected.items():
             assert results[rank][key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+
+
+def test_threshold_scores_share_a_panel_of_the_curves_figure():
+    from predlearn.visualize import curve_panels
+
+    keys = ["mse_per_frame", "csi_20dBZ", "csi_1.5mmh", "fss_20dBZ_5px", "fss_30dBZ_9px", "ssim"]
+    assert curve_panels(keys) == {"mse_per_frame": ["mse_per_frame"],
+                                  "csi": ["csi_20dBZ", "csi_1.5mmh"],
+                                  "fss": ["fss_20dBZ_5px", "fss_30dBZ_9px"], "ssim": ["ssim"]}
