@@ -9,7 +9,9 @@ transfer test: the MNIST-2 model tested on MNIST-3). The sweep writes:
   seconds each model had (under a time budget, steps differ by model);
 - ``per_step_mse.png``: MSE per frame at each predicted step, one line per model (Figure 3);
 - ``curves/<config>_<test set>.csv``: every per-step curve, and ``curves/<config>_run.json``
-  the steps, seconds and best checkpoint of its training.
+  the steps, seconds and best checkpoint of its training;
+- for radar runs, ``power_spectra.png`` (every model's power spectrum beside the observed one,
+  at the first and last lead time) and ``curves/<config>_power_spectrum.csv``.
 
 Configs that already set ``test_num_digits`` (transfer-only configs) are skipped: the sweep runs
 the transfer test itself, for the data modules that have one (Moving MNIST). Predictors without
@@ -48,6 +50,8 @@ class SweepResult:
     best_checkpoint: str = ""
     steps: int | None = None  # optimiser steps trained
     seconds: float | None = None  # wall time of fit (training and validation)
+    #: the test's power spectra (``PowerSpectrum.compute()``), where the run computed them
+    spectra: dict[str, Tensor] = field(default_factory=dict)
 
     def mean(self, test_set: str, key: str) -> float | None:
         curve = self.curves.get(test_set, {}).get(key)
@@ -136,6 +140,7 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
         tested = run_lightning(["test", f"--config={config}", *overrides])
         result = SweepResult(config, _model_name(config), steps=0)
         result.curves["test"] = tested.model.curves["test"]
+        result.spectra = tested.model.spectra
         result.seconds = time.perf_counter() - started
         _finish_wandb()
         return result
@@ -145,6 +150,7 @@ def run_one(config: Path, overrides: Sequence[str], transfer_digits: int | None)
 
     result = SweepResult(config, MODELS.name_of(predictor) or predictor.__name__.lower())
     result.curves["test"] = fitted.model.curves["test"]
+    result.spectra = fitted.model.spectra
     checkpoint = fitted.trainer.checkpoint_callback
     best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else None
     if best is None:
@@ -189,6 +195,11 @@ def finished_result(config: Path, out: Path, transfer_digits: int | None) -> Swe
     for name, path in paths.items():
         result.curves[name] = {key: torch.tensor(values)
                                for key, values in read_curves_csv(path).items()}
+    spectrum = out / "curves" / f"{config.stem}_power_spectrum.csv"
+    if spectrum.is_file():
+        from predlearn.nowcast_metrics import read_power_spectra_csv
+
+        result.spectra = read_power_spectra_csv(spectrum)
     if run:
         result.steps, result.seconds = run.get("steps"), run.get("seconds")
         result.best_checkpoint = run.get("best_checkpoint", "")
@@ -356,6 +367,31 @@ def plot_per_step_mse(results: Sequence[SweepResult], out: Path,
     return save_figure(fig, out / "per_step_mse.png")
 
 
+def plot_spectra(results: Sequence[SweepResult], out: Path) -> Path:
+    """``power_spectra.png``: at the first and the last lead time, the observed radially averaged
+    power spectrum and each model's, on log-log axes (blur: a model's curve below the observed
+    one at high wavenumbers)."""
+    from predlearn.visualize import new_figure, save_figure
+
+    with_spectra = [r for r in results if r.spectra]
+    horizon = with_spectra[0].spectra["predicted"].shape[0]
+    fig, axes = new_figure(1, 2, figsize=(11, 4.2), squeeze=False)
+    for ax, step in zip(axes[0], (0, horizon - 1)):
+        first = with_spectra[0].spectra
+        ax.loglog(first["wavenumber"], first["observed"][step], color="black", linewidth=2,
+                  label="observed")
+        for result in with_spectra:
+            ax.loglog(result.spectra["wavenumber"], result.spectra["predicted"][step],
+                      label=result.model, linestyle="--")
+        ax.set_title(f"predicted step {step + 1}", fontsize=9)
+        ax.set_xlabel("wavenumber (cycles per frame width)")
+        ax.set_ylabel("power (mean |FFT|^2 per mode)", fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return save_figure(fig, out / "power_spectra.png",
+                       title="radially averaged power spectra, test set")
+
+
 def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
     """Entry point of ``predlearn sweep``."""
     from predlearn.cli import ArgumentParser
@@ -393,10 +429,18 @@ def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
         print(f"predlearn sweep: [{index}/{len(configs)}] {config}", flush=True)
         result = run_one(config, overrides, transfer)
         write_run_file(result, out)  # before the curves: --resume keys on the curves
+        if result.spectra:
+            from predlearn.nowcast_metrics import write_power_spectra_csv
+
+            write_power_spectra_csv(result.spectra,
+                                    out / "curves" / f"{config.stem}_power_spectrum.csv")
         for test_set, curves in result.curves.items():
             write_curves_csv(curves, out / "curves" / f"{config.stem}_{test_set}.csv")
         results.append(result)
     write_table(results, out, transfer)
     plot = plot_per_step_mse(results, out, transfer)
-    print(f"predlearn sweep: wrote {out / 'table.md'}, {out / 'table.csv'} and {plot}")
+    written = [str(out / "table.md"), str(out / "table.csv"), str(plot)]
+    if any(result.spectra for result in results):
+        written.append(str(plot_spectra(results, out)))
+    print(f"predlearn sweep: wrote {', '.join(written)}")
     return results

@@ -176,6 +176,8 @@ def test_sweep_tests_the_baselines_and_writes_the_nowcast_table(radar_file, tmp_
     table = (out / "table.md").read_text()
     assert "| csi_20dBZ | csi_40dBZ | hss_20dBZ | hss_40dBZ | fss_20dBZ_3px |" in table
     assert (out / "per_step_mse.png").is_file()
+    assert (out / "power_spectra.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "curves" / "persistence_power_spectrum.csv").is_file()
     assert not list((out / "curves").glob("*3digits*"))  # no transfer test for radar
 
 
