@@ -77,3 +77,44 @@ class ThreadFlushProbe(L.Callback):
             from predlearn.denormals import thread_flushes_denormals
 
             return torch.tensor(thread_flushes_denormals())
+
+
+def free_port() -> int:
+    """A TCP port free on this machine, for a process group of the tests."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _score_shard(rank: int, world: int, port: int, metric_args: tuple, preds, target,
+                 out) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from predlearn.metrics import SequenceMetrics
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        metrics = SequenceMetrics(*metric_args)
+        shard = slice(0, 3) if rank == 0 else slice(3, None)  # uneven shards: 3 and the rest
+        metrics.update(preds[shard], target[shard])
+        out[rank] = {key: value.item() for key, value in metrics.compute().items()}
+    finally:
+        dist.destroy_process_group()
+
+
+def scores_on_two_processes(metric_args: tuple, preds: torch.Tensor,
+                            target: torch.Tensor) -> dict[int, dict[str, float]]:
+    """``SequenceMetrics(*metric_args)`` computed by two DDP processes (gloo), rank 0 scoring
+    the first 3 sequences and rank 1 the rest: rank -> logged key -> value."""
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_score_shard, args=(2, free_port(), metric_args, preds, target, out), nprocs=2,
+                 join=True)
+        return dict(out)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from support import scores_on_two_processes
 
 from predlearn.metrics import (
+    DEFAULT_METRICS,
     FrameBCE,
     FrameMSE,
     FramePSNR,
@@ -144,26 +142,6 @@ def test_updates_in_uneven_batches_average_over_every_sequence():
     torch.testing.assert_close(metric.compute().float(), expected)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, preds, target, out) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        metrics = SequenceMetrics(horizon=preds.shape[1], prefix="test")
-        # uneven shards: rank 0 gets 3 sequences, rank 1 gets 2
-        shard = slice(0, 3) if rank == 0 else slice(3, 5)
-        metrics.update(preds[shard], target[shard])
-        values = metrics.compute()
-        out[rank] = {k: v.item() for k, v in values.items()}
-    finally:
-        dist.destroy_process_group()
-
-
 def test_metrics_agree_on_one_device_and_across_two_processes():
     generator = torch.Generator().manual_seed(2)
     preds = torch.rand(5, 2, 1, 12, 12, generator=generator)
@@ -171,10 +149,7 @@ def test_metrics_agree_on_one_device_and_across_two_processes():
     single = SequenceMetrics(horizon=2, prefix="test")
     single.update(preds, target)
     expected = {k: v.item() for k, v in single.compute().items()}
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.spawn(_ddp_worker, args=(2, _free_port(), preds, target, out), nprocs=2, join=True)
-        results = dict(out)
+    results = scores_on_two_processes((2, DEFAULT_METRICS, "test"), preds, target)
     for rank in (0, 1):
         assert results[rank].keys() == expected.keys()
         for key, value in expected.items():

@@ -6,18 +6,15 @@ counts in ``test_nowcast_metrics.py``, the baselines in ``test_nowcast_baselines
 from __future__ import annotations
 
 import csv
-import os
-import socket
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 from radar_fixtures import write_fmi_pgm, write_prepared
+from support import scores_on_two_processes
 
 from predlearn.cli import main, run_cli
 from predlearn.datamodules.radar import RadarDataModule, read_value_mapping
@@ -184,25 +181,7 @@ def test_sweep_tests_the_baselines_and_writes_the_nowcast_table(radar_file, tmp_
 # --- two DDP processes score as one --------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 SETTINGS = ScoringSettings(ValueMapping(), (20.0, 40.0), "dBZ", (1, 3))
-
-
-def _ddp_worker(rank: int, world: int, port: int, preds, target, out) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        metrics = SequenceMetrics(preds.shape[1], ["categorical", "fss"], "test", SETTINGS)
-        shard = slice(0, 3) if rank == 0 else slice(3, 5)  # uneven shards
-        metrics.update(preds[shard], target[shard])
-        out[rank] = {k: v.item() for k, v in metrics.compute().items()}
-    finally:
-        dist.destroy_process_group()
 
 
 def test_nowcast_scores_agree_on_one_process_and_two():
@@ -213,10 +192,8 @@ def test_nowcast_scores_agree_on_one_process_and_two():
     single.update(preds, target)
     expected = {k: v.item() for k, v in single.compute().items()}
     assert "test/hss_40dBZ/step_02" in expected and "test/fss_20dBZ_3px" in expected
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.spawn(_ddp_worker, args=(2, _free_port(), preds, target, out), nprocs=2, join=True)
-        results = dict(out)
+    results = scores_on_two_processes((2, ["categorical", "fss"], "test", SETTINGS), preds,
+                                      target)
     for rank in (0, 1):
         assert results[rank].keys() == expected.keys()
         for key, value in expected.items():
