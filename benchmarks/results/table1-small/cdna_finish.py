@@ -2,6 +2,7 @@
 class-path bug fixed in 43ad036. Test the best checkpoint on both test sets and write the files
 `predlearn sweep --resume` reads."""
 from pathlib import Path
+
 from predlearn.lightning_cli import run_lightning
 from predlearn.sweep import SweepResult, write_run_file
 from predlearn.visualize import write_curves_csv
