@@ -273,7 +273,11 @@ class PredictiveModule(L.LightningModule):
         denormal mode of this thread and of torch's intra-op threads, and build the metrics the
         data asks for (``prepare_metrics``)."""
         set_flush_denormal(self.flush_denormal)
-        self.prepare_metrics(getattr(self.trainer, "datamodule", None))
+        try:
+            datamodule = getattr(self.trainer, "datamodule", None)
+        except RuntimeError:  # not attached to a Trainer (a loop of its own: benchmarks)
+            datamodule = None
+        self.prepare_metrics(datamodule)
 
     def prepare_metrics(self, datamodule: Any) -> None:
         """Build the validation and test metrics for ``datamodule``: its ``default_metrics``
