@@ -44,13 +44,27 @@ def read_curves(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "step"}
 
 
-def merged_metrics(run_dir: Path) -> list[dict[str, str]]:
-    """Every row of every version's ``metrics.csv``, in order of step."""
+def is_test_row(row: dict[str, str]) -> bool:
+    return any(value and key.startswith("test/") for key, value in row.items())
+
+
+def merged_metrics(run_dir: Path, earlier_log: Path | None = None) -> list[dict[str, str]]:
+    """Every row of every version's ``metrics.csv``, in order of step.
+
+    ``earlier_log``, the log written when the model was last shipped, keeps the rows of sessions
+    whose run folders are gone (a run resumed across machines); its test rows are dropped, since
+    the new test replaces them, and rows present in both are kept once."""
     rows: list[dict[str, str]] = []
+    if earlier_log is not None and earlier_log.is_file():
+        with earlier_log.open(newline="") as handle:
+            rows.extend(row for row in csv.DictReader(handle) if not is_test_row(row))
     for path in sorted(run_dir.glob("**/metrics.csv")):
         with path.open(newline="") as handle:
             rows.extend(csv.DictReader(handle))
-    return sorted(rows, key=lambda row: int(row["step"]))
+    unique: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+    for row in rows:
+        unique.setdefault(tuple(sorted((key, value) for key, value in row.items() if value)), row)
+    return sorted(unique.values(), key=lambda row: int(row["step"]))
 
 
 def score_table(curves: dict[str, list[float]]) -> str:
@@ -95,7 +109,7 @@ on the command line `--ckpt_path={name}` works wherever a checkpoint path does.
   test file is on the machine that trained it), validation on 400 sequences of digits
   7,000-7,999, which chose the checkpoint; test digits 8,000-9,999. This is not the paper's
   protocol (training digits from the MNIST training set).
-- **Training**: step {checkpoint.get('global_step')} (the best validation loss), seed
+- **Training**: step {checkpoint.get('global_step')} ({args.selection}), seed
   {seed_of(args.config)}, wall time {args.wall_time} on {args.machine}.
 - **Command**: `predlearn fit --config {args.config}` (resumed with
   `--ckpt_path=runs/ship/checkpoints/last.ckpt` across sessions).
@@ -123,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="the config that trained it")
     parser.add_argument("--wall-time", required=True)
     parser.add_argument("--machine", required=True)
+    parser.add_argument("--selection", default="the best validation loss",
+                        help="how the checkpoint was chosen, for the card")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--results-dir", type=Path,
                         default=REPOSITORY / "benchmarks" / "results" / "pretrained")
@@ -141,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     card = args.weights_dir / f"{args.name}.md"
     card.write_text(write_card(args.name, full, curves, args))
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    rows = merged_metrics(args.run)
     log = args.results_dir / f"{args.name}_metrics.csv"
+    rows = merged_metrics(args.run, earlier_log=log)
     with log.open("w", newline="") as handle:
         columns = list(dict.fromkeys(key for row in rows for key in row))
         writer = csv.DictWriter(handle, fieldnames=columns)

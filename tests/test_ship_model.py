@@ -59,3 +59,23 @@ def test_a_run_becomes_a_shipped_model_with_card_and_log(tmp_path, monkeypatch):
     assert [int(row["step"]) for row in logged] == sorted(int(row["step"]) for row in logged)
     assert any(row.get("train/loss") for row in logged)
     assert (results / "tiny_test_predictions.png").stat().st_size > 1000
+
+
+def test_shipping_again_keeps_the_earlier_sessions_rows_and_replaces_the_test(tmp_path):
+    ship_model = load_script()
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("epoch,step,train/loss,val/loss,test/mse_per_frame\n"
+                       "0,49,0.5,,\n0,499,,0.3,\n0,0,,,90.0\n")
+    run = tmp_path / "run"
+    (run / "version_0").mkdir(parents=True)
+    (run / "version_0" / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/loss,test/mse_per_frame\n0,499,,0.3,\n0,549,0.4,,\n")
+    (run / "version_1").mkdir()
+    (run / "version_1" / "metrics.csv").write_text("epoch,step,test/mse_per_frame\n0,0,85.0\n")
+
+    rows = ship_model.merged_metrics(run, earlier_log=earlier)
+
+    assert [(row["step"], row.get("train/loss"), row.get("val/loss"),
+             row.get("test/mse_per_frame")) for row in rows] == [
+        ("0", None, None, "85.0"), ("49", "0.5", "", ""), ("499", "", "0.3", ""),
+        ("549", "0.4", "", "")]
