@@ -11,6 +11,7 @@ Workloads (PredRNN + ST-LSTM, batch 8, 10 -> 10 frames, closed loop, loss L1 + L
 * ``kth-p4``: KTH action frames, 128 x 4, 5 x 5 filters, 128 x 128 with patch 4 (32 x 32 x 16 grid,
   the authors' KTH set-up); with ``--horizon 20`` the paper's 10 -> 20 test rollout (§4.2), the
   long-horizon, large-frame case that activation checkpointing (``ckpt``) is for. No data rate.
+* ``shipped``: the shipped model ``predrnn-mmnist2``, 3 x 48, 3 x 3 filters, 64 x 64, patch 4.
 * ``tiny``: a seconds-long smoke configuration (used by the tests).
 
 The training step is the product's: ``PredictiveModule.training_loss`` (the loss
@@ -97,6 +98,9 @@ WORKLOADS = {
     # KTH frames (paper §4.2) with the authors' patch 4; run with --horizon 20 for the test-time
     # 10 -> 20 rollout. No data rate: the KTH loader needs the videos.
     "kth-p4": Workload("KTH 128x4, k5, 128x128, P=4", (128, 128), (128,) * 4, 5, 4, None),
+    # the shipped model predrnn-mmnist2 (configs/pretrained/predrnn-mmnist2.yaml)
+    "shipped": Workload("shipped predrnn-mmnist2 3x48, k3, 64x64, P=4", (64, 64), (48,) * 3, 3, 4,
+                        "mmnist"),
     "tiny": Workload("tiny 2x8, k3, 16x16, P=1", (16, 16), (8, 8), 3, 1, "mmnist"),
 }
 TOKENS = {"fp32", "bf16", "textbook", "compile", "cl", "ckpt"}
@@ -502,6 +506,9 @@ def write_synthetic_radar(path: Path, frames: int, size: tuple[int, int]) -> Pat
     with h5py.File(path, "w") as h5:
         for name, array in content.items():
             h5[name] = array
+        # the value mapping that `predlearn prepare radar` records by default (0-70 dBZ,
+        # Marshall-Palmer); the radar data module refuses a file without it
+        h5.attrs.update({"dbz_min": 0.0, "dbz_max": 70.0, "zr_a": 200.0, "zr_b": 1.6})
         seal(h5, {name: crc32(array) for name, array in content.items()})  # written last
     return path
 

@@ -218,3 +218,18 @@ def test_cuda_without_a_device_is_a_clear_error(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--device", "cuda", "--workloads", "tiny"])
     assert "--device cuda: torch" in capsys.readouterr().err
+
+
+def test_the_generated_radar_file_is_one_the_radar_data_module_reads(bench, tmp_path):
+    """The data-rate file of the radar workloads must pass the data module's checks (it once
+    lacked the value mapping and the benchmark stopped at the radar workload)."""
+    from predlearn.datamodules import RadarDataModule
+    from predlearn.units import ValueMapping
+
+    path = bench.write_synthetic_radar(tmp_path / "radar.h5", 500, (12, 12))
+    module = RadarDataModule(path=str(path), batch_size=2)
+    module.setup("fit")
+    batch = next(iter(module.train_dataloader()))
+    assert batch.shape == (2, 20, 1, 12, 12)
+    assert 0.0 <= float(batch.min()) and float(batch.max()) <= 1.0
+    assert module.value_mapping == ValueMapping(low=0.0, high=70.0, zr_a=200.0, zr_b=1.6)
