@@ -115,6 +115,17 @@ class ValidatedCheckpoint(ModelCheckpoint):
                 and self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        """A run resumed from this folder's ``last.ckpt`` goes on writing ``last.ckpt``. Lightning
+        writes ``last-v1.ckpt`` beside it instead when the restored state names another file
+        (the folder was moved or copied, or the file renamed), and the next resume from
+        ``last.ckpt`` would silently go back to the old step."""
+        if self.save_last and trainer.ckpt_path:
+            own_last = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+            if os.path.realpath(trainer.ckpt_path) == os.path.realpath(own_last):
+                self.last_model_path = own_last
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         if self._ranks_steps() and getattr(self, "_validated", False) \

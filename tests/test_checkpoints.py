@@ -145,3 +145,18 @@ def test_checkpoints_of_lightnings_own_callback_resume_with_their_ranking():
     options = {"monitor": "val/loss", "mode": "min", "every_n_train_steps": 5}
     assert ValidatedCheckpoint(**options).state_key == ModelCheckpoint(**options).state_key
     assert ValidatedCheckpoint(**options).state_key.startswith("ModelCheckpoint{")
+
+
+def test_a_run_resumed_from_a_moved_folders_last_keeps_writing_last(mnist_root, tmp_path):
+    """Resuming from ``last.ckpt`` of a folder that was moved (or copied to another machine):
+    the restored state names the old folder, and Lightning wrote ``last-v1.ckpt`` beside the
+    stale ``last.ckpt``, which the next resume would have gone back to."""
+    first_folder, moved = tmp_path / "first", tmp_path / "moved"
+    run_cli(["fit", *tiny_run(mnist_root, tmp_path / "a", "--trainer.max_steps=2", *STEPS),
+             f"--checkpoint.dirpath={first_folder}"])
+    first_folder.rename(moved)
+    run_cli(["fit", *tiny_run(mnist_root, tmp_path / "b", "--trainer.max_steps=4", *STEPS),
+             f"--checkpoint.dirpath={moved}", f"--ckpt_path={moved / 'last.ckpt'}"])
+
+    assert saved(moved / "last.ckpt")["global_step"] == 4
+    assert not list(moved.glob("last-v*.ckpt"))
