@@ -499,6 +499,7 @@ def write_synthetic_radar(path: Path, frames: int, size: tuple[int, int]) -> Pat
     import numpy as np
 
     from predlearn.datamodules.sealed import crc32, seal
+    from predlearn.units import ValueMapping
 
     rng = np.random.default_rng(0)
     content = {"frames": rng.integers(0, 256, (frames, *size), dtype=np.uint8),
@@ -506,9 +507,11 @@ def write_synthetic_radar(path: Path, frames: int, size: tuple[int, int]) -> Pat
     with h5py.File(path, "w") as h5:
         for name, array in content.items():
             h5[name] = array
-        # the value mapping that `predlearn prepare radar` records by default (0-70 dBZ,
-        # Marshall-Palmer); the radar data module refuses a file without it
-        h5.attrs.update({"dbz_min": 0.0, "dbz_max": 70.0, "zr_a": 200.0, "zr_b": 1.6})
+        # the value mapping `predlearn prepare radar` records by default; the radar data
+        # module refuses a file without it
+        mapping = ValueMapping()
+        h5.attrs.update({"dbz_min": mapping.low, "dbz_max": mapping.high,
+                         "zr_a": mapping.zr_a, "zr_b": mapping.zr_b})
         seal(h5, {name: crc32(array) for name, array in content.items()})  # written last
     return path
 
