@@ -1,7 +1,7 @@
 """Downloads for the data modules: atomic, checksummed, with a progress bar.
 
 ``download_url`` streams a URL into a temporary ``.part`` file beside the target (see
-``predlearn.datamodules.files.written_atomically``) and renames it only once the whole body has
+``predlearn.files.written_atomically``) and renames it only once the whole body has
 arrived and passed its checks, so a file at the target path is always complete: an interrupted,
 short or corrupted download leaves neither the target nor a ``.part`` file. The data sets keep
 their own messages saying which files to put where when a download is off or fails.
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from predlearn.datamodules.files import progress, remove_stale_parts, written_atomically
 from predlearn.errors import ChecksumError
+from predlearn.files import progress, remove_stale_parts, written_atomically
 
 __all__ = ["ChecksumError", "download_url", "file_digest"]
 

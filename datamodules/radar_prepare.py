@@ -30,8 +30,6 @@ import torch
 import torch.nn.functional as F
 
 from predlearn.datamodules import sealed
-from predlearn.datamodules.files import progress as progress_bar
-from predlearn.datamodules.files import refuse_overwriting, remove_stale_parts, written_atomically
 from predlearn.datamodules.radar_readers import (
     RadarFormatError,
     RadarFrame,
@@ -39,6 +37,8 @@ from predlearn.datamodules.radar_readers import (
     read_frame,
 )
 from predlearn.errors import BadFileError, DataNotFoundError, OptionValueError, require
+from predlearn.files import progress as progress_bar
+from predlearn.files import refuse_overwriting, remove_stale_parts, written_atomically
 
 __all__ = [
     "FORMAT_VERSION",
@@ -281,7 +281,7 @@ def _iso(stamp: int) -> str:
 
 def main(argv: list[str]) -> None:
     """``predlearn prepare radar SOURCE... --out radar.h5 [options]``."""
-    from predlearn.cli import ArgumentParser  # its refusals are one-line UsageErrors
+    from predlearn.argparsing import ArgumentParser  # its refusals are one-line UsageErrors
 
     parser = ArgumentParser(
         prog="predlearn prepare radar",

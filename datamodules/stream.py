@@ -10,9 +10,7 @@ batch an uninterrupted run would have drawn next.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,20 +19,6 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from predlearn import denormals
-
-#: Lightning warns that len() of an IterableDataset may be wrong with several workers; ours is in
-#: batches and the batches are split over the workers by __iter__, so it is exact. The command
-#: line silences this one warning while it runs (``quiet_known_warnings``); importing predlearn
-#: sets no warning filter.
-STREAM_LENGTH_WARNING = "Your `IterableDataset` has `__len__` defined"
-
-
-@contextlib.contextmanager
-def quiet_known_warnings() -> Iterator[None]:
-    """Within the block, hide the warnings predlearn knows to be false alarms for its loaders."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=STREAM_LENGTH_WARNING, category=UserWarning)
-        yield
 
 
 def distributed_rank() -> tuple[int, int]:

@@ -412,7 +412,7 @@ class PredictionWriter(BasePredictionWriter):
         inputs = input_paths(getattr(trainer, "datamodule", None))
         if trainer.ckpt_path and Path(trainer.ckpt_path).exists():
             inputs.append(Path(trainer.ckpt_path))  # the checkpoint is read too
-        from predlearn.datamodules.files import refuse_overwriting
+        from predlearn.files import refuse_overwriting
 
         refuse_overwriting(path, inputs, what="predictions file (--predictions.output_path)")
         if self.image_sequences:
@@ -437,7 +437,7 @@ class PredictionWriter(BasePredictionWriter):
         batches = predictions[0] if isinstance(predictions[0], list) else predictions
         stacked = torch.cat([torch.as_tensor(b).float().cpu() for b in batches]).numpy()
         path = self.check_output(trainer)
-        from predlearn.datamodules.files import written_atomically
+        from predlearn.files import written_atomically
 
         # closed, then renamed: never a half-written predictions file
         with written_atomically(path) as partial, h5py.File(partial, "w") as handle:

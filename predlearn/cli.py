@@ -8,7 +8,6 @@ torch nor Lightning, so they answer at once.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
@@ -44,17 +43,6 @@ commands:
 --data=mmnist --help` shows every option of that model and data set, with its default.
 Docs: docs/getting-started.md.
 """
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose refusals (a wrong value, an unknown or missing option)
-    raise ``predlearn.errors.UsageError``, so that ``main`` prints them as one line like every
-    other refusal, instead of argparse's usage text and exit."""
-
-    def error(self, message: str) -> Any:  # argparse's signature says NoReturn
-        from predlearn.errors import UsageError
-
-        raise UsageError(f"{self.prog}: {message} (`{self.prog} --help` lists the options)")
 
 
 def print_usage(file: Any = None) -> None:

@@ -474,7 +474,7 @@ def compare(paths: Iterable[str | Path], out: str | Path, stage: str = "test",
 
 def main(argv: list[str]) -> None:
     """Entry point of ``predlearn compare``."""
-    from predlearn.cli import ArgumentParser
+    from predlearn.argparsing import ArgumentParser
 
     parser = ArgumentParser(
         prog="predlearn compare",

@@ -679,7 +679,7 @@ def _registry_name(registry, component) -> str | None:
 def run_lightning(argv: list[str], from_sys_argv: bool = False) -> PredlearnCLI:
     """``fit | validate | test | predict`` with ``argv``; ``from_sys_argv``: the arguments came
     from the console script (LightningCLI then reads them from ``sys.argv``)."""
-    from predlearn.datamodules.stream import quiet_known_warnings
+    from predlearn.known_warnings import quiet_known_warnings
 
     argv = resolve_registry_names(argv)  # an unknown name: UnknownNameError, a usage error
     if _HELP_FLAGS & set(argv):

@@ -124,7 +124,7 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
                               "(no state_dict or hyper_parameters)")
     kept = {key: checkpoint[key] for key in KEPT_KEYS if key in checkpoint}
     kept["predlearn"] = {**kept.get("predlearn", {}), **metadata}
-    from predlearn.datamodules.files import written_atomically
+    from predlearn.files import written_atomically
 
     destination = Path(destination)
     with written_atomically(destination) as partial:

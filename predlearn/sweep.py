@@ -394,7 +394,7 @@ def plot_spectra(results: Sequence[SweepResult], out: Path) -> Path:
 
 def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
     """Entry point of ``predlearn sweep``."""
-    from predlearn.cli import ArgumentParser
+    from predlearn.argparsing import ArgumentParser
 
     parser = ArgumentParser(
         prog="predlearn sweep",

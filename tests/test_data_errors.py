@@ -643,7 +643,7 @@ def test_frames_nonsense_values_name_the_option(tmp_path, option, value):
 
 
 def test_written_atomically_refuses_a_folder_as_output(tmp_path):
-    from predlearn.datamodules.files import written_atomically
+    from predlearn.files import written_atomically
 
     with pytest.raises(OutputError, match="is a folder"), written_atomically(tmp_path):
         pass

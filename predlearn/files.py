@@ -1,8 +1,8 @@
-"""File helpers shared by the data modules: atomic writes and progress bars.
+"""File helpers: atomic writes, outputs that would overwrite inputs, and progress bars.
 
-Every data module that writes a file (a download, a cache, a prepared data set) goes through
-``written_atomically``, and every long loop shows its bar through ``progress``, so that both
-behave the same everywhere.
+Every file predlearn writes (a download, a cache, a prepared data set, predictions, a shipped
+model) goes through ``written_atomically``, and every long loop shows its bar through
+``progress``, so that both behave the same everywhere.
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""Dotted class paths (``predlearn.zoo.PredRNN``), as configs and checkpoints name classes: the
+one importer and the one lookup of a class path's registry name."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+def import_class(path: str) -> Any:
+    """The object a dotted path names (``module.Class``); ``ValueError`` naming the path when
+    it does not import."""
+    module, _, name = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"{path!r} does not name an importable class ({error})") from None
+
+
+def class_or_none(path: Any) -> Any:
+    """``import_class(path)``, or None where the path does not import (or is no string)."""
+    try:
+        return import_class(str(path)) if path else None
+    except ValueError:
+        return None
+
+
+def class_path(cls: type) -> str:
+    """``module.Class`` of ``cls``, as a config names it."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def registry_name(registry: Any, component: Any) -> str | None:
+    """The name ``registry`` knows a class by; ``component`` is the class, its dotted path, or
+    a parsed config entry with a ``class_path``. None when it is not registered (or does not
+    import here and no registered class has that path)."""
+    if hasattr(component, "get"):
+        component = component.get("class_path")
+    if isinstance(component, type):
+        return registry.name_of(component)
+    if not component:
+        return None
+    cls = class_or_none(component)
+    if cls is not None:
+        return registry.name_of(cls)
+    return next((name for name in registry.names() if registry.path_of(name) == component),
+                None)
