@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REFERENCE_CELLS = HERE.parent / "tests" / "reference_cells.py"
+REFERENCE_CELLS = HERE / "reference_cells.py"
 
 
 def max_rss_bytes() -> int:
@@ -137,8 +137,9 @@ def describe_machine(device: str, threads: int | None = None,
 
 
 def load_reference_cells():
-    """``tests/reference_cells.py`` (the textbook per-gate cells, whose home is with the tests
-    that check the fused cells against them), imported once under a private module name."""
+    """``reference_cells.py`` of this folder (the textbook per-gate cells, which
+    tests/test_fused_cells.py also checks the fused cells against), imported once under a private
+    module name."""
     name = "predlearn_reference_cells"
     if name in sys.modules:
         return sys.modules[name]

@@ -1,10 +1,11 @@
 """Fused production cells against their textbook (per-gate) forms, inside a whole rollout.
 
 For each configuration the script builds the production model (``predlearn.create_model``) and an
-identical twin whose cells are replaced by the textbook cells of ``tests/reference_cells.py`` with
-the weights copied (``model.cells[i] = textbook``). The first warm-up forward of each is compared
-(float32 tolerance), then both are timed side by side, interleaved round-robin in one process
-(fused, textbook, fused, textbook, ...), so that the noise of a shared machine falls on both.
+identical twin whose cells are replaced by the textbook cells of ``reference_cells.py`` (in this
+folder) with the weights copied (``model.cells[i] = textbook``). The first warm-up forward of each
+is compared (float32 tolerance), then both are timed side by side, interleaved round-robin in one
+process (fused, textbook, fused, textbook, ...), so that the noise of a shared machine falls on
+both.
 
 One timed iteration: forward over ``context`` observed frames and ``horizon`` predicted frames
 (closed loop), the product's training loss against random targets

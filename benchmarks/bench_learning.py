@@ -3,11 +3,11 @@
 Every recipe trains the same model (same size, same initial weights, the same training batches in
 the same order) on Moving MNIST-2 made from MNIST test digits 0-6,999, and is scored every
 ``--eval-every`` steps on one fixed set of sequences made from digits 8,000-9,999 (closed loop, as
-at test time): per-frame MSE (the paper's convention, DESIGN 1.7) and SSIM over the 10 predicted
-frames. The recipes advance round-robin, ``--eval-every`` steps each per round, so that they share
-the machine's state; each one's clock counts only its own training steps (not the scoring). A
-recipe stops at ``--steps`` steps or ``--seconds`` seconds of training, whichever comes first:
-equal steps with ``--seconds 0``, equal wall time with a large ``--steps``.
+at test time): per-frame MSE (the paper's convention, docs/metrics.md) and SSIM over the 10
+predicted frames. The recipes advance round-robin, ``--eval-every`` steps each per round, so that
+they share the machine's state; each one's clock counts only its own training steps (not the
+scoring). A recipe stops at ``--steps`` steps or ``--seconds`` seconds of training, whichever comes
+first: equal steps with ``--seconds 0``, equal wall time with a large ``--steps``.
 
 Recipes (``--recipes``; schedules scaled to ``--steps`` in the proportions of the authors' 80,000
 iterations: scheduled sampling reaches 0 at 62.5 %, reverse scheduled sampling moves between
@@ -46,6 +46,7 @@ import predlearn
 from predlearn.datamodules.moving_mnist import MovingMNISTDataModule, MovingMNISTStream
 from predlearn.metrics import SequenceMetrics
 from predlearn.module import PredictiveModule
+from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_common import cpu_name
@@ -58,18 +59,15 @@ def recipe(name: str, steps: int) -> tuple[str, dict[str, Any]]:
     scale = steps / PAPER_ITERATIONS
     all_frames = {"loss": "l2", "loss_frames": "all"}
     start = round(25_000 * scale)
-    reverse = {"reverse_scheduled_sampling": True,
-               "reverse_sampling_start": start,
-               "reverse_sampling_end": max(start + 1, round(50_000 * scale)),
-               "reverse_sampling_alpha": max(1.0, 2_500 * scale)}
+    reverse = {"sampling": ReverseScheduledSampling(
+        start, max(start + 1, round(50_000 * scale)), max(1.0, 2_500 * scale))}
     stop = max(1, round(50_000 * scale))
     recipes = {
         "paper": ("predrnn", {"loss": "l1+l2"}),
         "l2": ("predrnn", {"loss": "l2"}),
         "all-frames": ("predrnn", all_frames),
-        "scheduled-sampling": ("predrnn", {**all_frames, "scheduled_sampling": True,
-                                           "sampling_start": 1.0, "sampling_decay": 1.0 / stop,
-                                           "sampling_stop": stop}),
+        "scheduled-sampling": ("predrnn", {**all_frames, "sampling": ScheduledSampling(
+            1.0, 1.0 / stop, stop)}),
         "reverse-sampling": ("predrnn", {**all_frames, **reverse}),
         "reverse-input": ("predrnn", {**all_frames, "reverse_input": True}),
         "onecycle": ("predrnn", {**all_frames, "lr_scheduler": {

@@ -44,9 +44,9 @@ SECONDS=0
 timeout 150 predlearn fit --model=predrnn_v2 --data=mmnist --data.root=data/mnist \
     --data.digits=mnist_test --data.download=false --data.num_val=64 --data.num_test=64 \
     --model.predictor.hidden_channels=[48,48,48] --model.predictor.patch_size=4 \
-    --model.loss=l2 --model.loss_frames=all --model.reverse_scheduled_sampling=true \
-    --model.reverse_sampling_start=$((steps / 3)) --model.reverse_sampling_end=$((2 * steps / 3)) \
-    --model.reverse_sampling_alpha=$((steps / 6 + 1)) --model.reverse_input=true \
+    --model.loss=l2 --model.loss_frames=all --model.sampling=ReverseScheduledSampling \
+    --model.sampling.start=$((steps / 3)) --model.sampling.end=$((2 * steps / 3)) \
+    --model.sampling.alpha=$((steps / 6 + 1)) --model.reverse_input=true \
     --lr_scheduler=OneCycleLR --lr_scheduler.max_lr=0.003 --lr_scheduler.total_steps=$steps \
     --trainer.max_steps=$steps --trainer.val_check_interval=$((steps / 2)) \
     --trainer.precision=bf16-mixed \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from predlearn import denormals
-from predlearn.errors import BadFileError, DataNotFoundError, require
+from predlearn.errors import BadFileError, DataNotFoundError, names_options_under, require
+from predlearn.paper import CONTEXT_FRAMES, HORIZON, check_frame_counts
 
 
 def is_whole_number(value: Any) -> bool:
@@ -42,19 +44,24 @@ class SequenceDataModule(L.LightningDataModule):
             (KTH, paper §4.2: 20). The CLI passes it on to the model.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Name the options a data module refuses ``--data.<argument>``."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = names_options_under(  # type: ignore[method-assign]
+                "data", cls.__dict__["__init__"])
+
     def __init__(
         self,
         batch_size: int = 8,  # paper §4: batch size 8
         num_workers: int = 0,
-        context_frames: int = 10,  # paper §4.1: 10 input frames
-        horizon: int = 10,  # paper §4.1: 10 predicted frames
+        context_frames: int = CONTEXT_FRAMES,
+        horizon: int = HORIZON,
         test_horizon: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("context_frames", context_frames),
-                            ("horizon", horizon), ("test_horizon", test_horizon)):
-            if value is not None or name != "test_horizon":
-                require_positive_int(name, value)
+        require_positive_int("batch_size", batch_size)
+        check_frame_counts(context_frames, horizon, test_horizon)
         require(is_whole_number(num_workers) and num_workers >= 0, "num_workers",
                 f"must be a whole number >= 0; got {num_workers!r}", num_workers)
         self.batch_size = batch_size
@@ -62,6 +69,12 @@ class SequenceDataModule(L.LightningDataModule):
         self.context_frames = context_frames
         self.horizon = horizon
         self.test_horizon = test_horizon
+
+    def frame_shape(self) -> tuple[int, int, int] | None:
+        """(channels, height, width) of the frames, known before ``setup`` (it may read a
+        file's header): the command line builds the model for it (``frame_channels``,
+        ``frame_size``). None: not known; the command line then asks for it."""
+        return None
 
     @property
     def sequence_length(self) -> int:
@@ -125,7 +138,7 @@ class HDF5Backed(Dataset):
     boundary, so it is dropped when the dataset is pickled.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._h5: h5py.File | None = None
 

@@ -17,6 +17,7 @@ from torch.utils.data import TensorDataset
 
 from predlearn.datamodules.base import SequenceDataModule
 from predlearn.errors import BadFileError, DataNotFoundError, UsageError, require
+from predlearn.paper import CONTEXT_FRAMES, HORIZON
 
 IMAGE_SUFFIXES = (".png",)
 
@@ -141,7 +142,7 @@ class FramesDataModule(SequenceDataModule):
     """
 
     def __init__(self, path: str, dataset: str = "frames", batch_size: int = 8,
-                 context_frames: int = 10, horizon: int = 10) -> None:
+                 context_frames: int = CONTEXT_FRAMES, horizon: int = HORIZON) -> None:
         super().__init__(batch_size=batch_size, context_frames=context_frames, horizon=horizon)
         require(bool(str(path).strip()), "path",
                 "give a folder of PNG frames or a .npy / .h5 file", path)
@@ -151,7 +152,16 @@ class FramesDataModule(SequenceDataModule):
         self.dataset = dataset
         self.sequences: torch.Tensor | None = None
 
+    def frame_shape(self) -> tuple[int, int, int]:
+        if self.sequences is None:
+            self.setup()
+        assert self.sequences is not None
+        channels, height, width = self.sequences.shape[2:]
+        return (channels, height, width)
+
     def setup(self, stage: str | None = None) -> None:
+        if self.sequences is not None:
+            return
         array = read_frames(self.path, self.dataset)
         if array.shape[1] < self.context_frames:
             raise BadFileError(

@@ -1,7 +1,7 @@
 """KTH action (paper §4.2; Schuldt et al. 2004; test protocol of Villegas et al. 2017).
 
 Six actions by 25 persons in four scenarios, 160 x 120 gray AVI at 25 fps, decoded once into an
-HDF5 cache of ``frame_size`` x ``frame_size`` gray frames (``kth_video``). Windows (DESIGN 1.7,
+HDF5 cache of ``frame_size`` x ``frame_size`` gray frames (``kth_video``). Windows (paper §4.2,
 ``kth_annotations``): persons 1-16 train, 17-25 test. Training windows have 20 frames
 (10 -> 10) at stride 1; test windows 30 frames (10 -> 20) at stride 3 for running and jogging,
 20 for the other actions. Running, jogging and walking clips are cut into the sub-clips of the
@@ -66,6 +66,7 @@ from predlearn.datamodules.kth_video import (
     resize_frames,
 )
 from predlearn.errors import DataError, DataNotFoundError, require
+from predlearn.paper import CONTEXT_FRAMES, HORIZON
 
 __all__ = [
     "ACTIONS",
@@ -130,16 +131,16 @@ class KTHDataModule(SequenceDataModule):
         root: folder of the KTH files (``<action>.zip`` or ``<action>/`` and
             ``00sequences.txt``); the cache goes to ``root/cache/``.
         frame_size: side of the square frames (paper §4.2: 128).
-        train_persons: persons of the training windows (DESIGN 1.7: 1-16), less ``val_persons``.
-        test_persons: persons of the test windows (DESIGN 1.7: 17-25).
+        train_persons: persons of the training windows (paper §4.2: 1-16), less ``val_persons``.
+        test_persons: persons of the test windows (paper §4.2: 17-25).
         val_persons: training persons held out for validation (default 16); ``[]`` trains on all
             training persons and has no validation loader.
         actions: actions to use (default all six).
-        trimmed_actions: actions cut to the annotated sub-clips (DESIGN 1.7: walking, jogging,
+        trimmed_actions: actions cut to the annotated sub-clips (paper §4.2: walking, jogging,
             running); the others use whole clips.
-        train_stride: stride of the training windows (DESIGN 1.7: 1).
+        train_stride: stride of the training windows (paper §4.2: 1).
         test_strides: stride of test and validation windows, per action (dict) or as two ints
-            (fast actions running and jogging, others); default 3 and 20 (DESIGN 1.7).
+            (fast actions running and jogging, others); default 3 and 20 (paper §4.2).
         download: download missing archives; when false a missing file raises
             ``DataNotFoundError`` saying which files to put where.
         allow_missing_clips: use the clips there are when some that the annotation file lists
@@ -156,18 +157,18 @@ class KTHDataModule(SequenceDataModule):
         self,
         root: str = "data/kth",
         frame_size: int = 128,  # paper §4.2: 128 x 128
-        train_persons: Sequence[int] = tuple(range(1, 17)),  # DESIGN 1.7: persons 1-16
-        test_persons: Sequence[int] = tuple(range(17, 26)),  # DESIGN 1.7: persons 17-25
+        train_persons: Sequence[int] = tuple(range(1, 17)),  # paper §4.2: persons 1-16
+        test_persons: Sequence[int] = tuple(range(17, 26)),  # paper §4.2: persons 17-25
         val_persons: Sequence[int] = (16,),
         actions: Sequence[str] = ACTIONS,
         trimmed_actions: Sequence[str] = TRIMMED_ACTIONS,
-        train_stride: int = 1,  # DESIGN 1.7: stride 1
-        test_strides: Mapping[str, int] | Sequence[int] = (3, 20),  # DESIGN 1.7
+        train_stride: int = 1,  # paper §4.2: stride 1
+        test_strides: Mapping[str, int] | Sequence[int] = (3, 20),  # paper §4.2
         download: bool = True,
         batch_size: int = 8,  # paper §4: batch size 8
         num_workers: int = 0,
-        context_frames: int = 10,  # paper §4.2: 10 input frames
-        horizon: int = 10,  # paper §4.2: 10 predicted frames in training
+        context_frames: int = CONTEXT_FRAMES,  # paper §4.2: 10 input frames
+        horizon: int = HORIZON,  # paper §4.2: 10 predicted frames in training
         test_horizon: int | None = 20,  # paper §4.2: 20 predicted frames at test
         allow_missing_clips: bool = False,
     ) -> None:
@@ -283,6 +284,9 @@ class KTHDataModule(SequenceDataModule):
             "http://www.csc.kth.se/cvap/actions/), or set --data.allow_missing_clips=true to use "
             "the clips there are (the window counts then differ from the paper's)"
         )
+
+    def frame_shape(self) -> tuple[int, int, int]:
+        return (1, self.frame_size, self.frame_size)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the window indices of all splits (building the cache if it is missing).

@@ -1,6 +1,7 @@
 """KTH action: clip names, the annotation file and the protocol's windows (no file reading).
 
-The test protocol of Villegas et al. 2017 (DESIGN 1.7): persons 1-16 train, 17-25 test.
+The test protocol of Villegas et al. 2017 (paper §4.2; docs/data.md#kth-action-kth): persons
+1-16 train, 17-25 test.
 Training windows have 20 frames (10 -> 10) at stride 1; test windows 30 frames (10 -> 20) at
 stride 3 for running and jogging, 20 for the other actions. Running, jogging and walking clips
 are cut into the sub-clips of the published annotation file ``00sequences.txt`` (the person is
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 ACTIONS = ("walking", "jogging", "running", "boxing", "handwaving", "handclapping")
-# DESIGN 1.7 / Villegas et al.: these actions are cut to the annotated sub-clips.
+# paper §4.2 / Villegas et al.: these actions are cut to the annotated sub-clips.
 TRIMMED_ACTIONS = ("walking", "jogging", "running")
 FAST_ACTIONS = ("running", "jogging")  # test stride 3; the others 20
 ANNOTATION_FILE = "00sequences.txt"

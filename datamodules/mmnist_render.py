@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -150,6 +150,30 @@ def render_frames(
             else:
                 windows[rows, r, c] = np.where(digit > 0, digit, patch)
     return frames
+
+
+@overload
+def generate_moving_mnist(
+    digits: np.ndarray, num_sequences: int, rng: np.random.Generator, num_digits: int = ...,
+    sequence_length: int = ..., frame_size: int = ..., speed_range: tuple[float, float] = ...,
+    overlap: Overlap = ..., return_trajectories: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def generate_moving_mnist(
+    digits: np.ndarray, num_sequences: int, rng: np.random.Generator, num_digits: int = ...,
+    sequence_length: int = ..., frame_size: int = ..., speed_range: tuple[float, float] = ...,
+    overlap: Overlap = ..., *, return_trajectories: Literal[True],
+) -> tuple[np.ndarray, Trajectories]: ...
+
+
+@overload
+def generate_moving_mnist(
+    digits: np.ndarray, num_sequences: int, rng: np.random.Generator, num_digits: int = ...,
+    sequence_length: int = ..., frame_size: int = ..., speed_range: tuple[float, float] = ...,
+    overlap: Overlap = ..., return_trajectories: bool = ...,
+) -> np.ndarray | tuple[np.ndarray, Trajectories]: ...
 
 
 def generate_moving_mnist(

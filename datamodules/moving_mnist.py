@@ -39,6 +39,7 @@ from predlearn.datamodules.mmnist_render import (
 from predlearn.datamodules.mnist import DigitPools, DigitSource, load_digits
 from predlearn.datamodules.stream import BatchStream, ResumableStreamLoader
 from predlearn.errors import require
+from predlearn.paper import CONTEXT_FRAMES, HORIZON
 
 __all__ = [
     "CachedSequences",
@@ -145,8 +146,8 @@ class MovingMNISTDataModule(SequenceDataModule):
         download: bool = True,
         batch_size: int = 8,  # paper §4: batch size 8
         num_workers: int = 0,
-        context_frames: int = 10,  # paper §4.1: 10 input frames
-        horizon: int = 10,  # paper §4.1: 10 predicted frames
+        context_frames: int = CONTEXT_FRAMES,  # paper §4.1: 10 input frames
+        horizon: int = HORIZON,  # paper §4.1: 10 predicted frames
     ) -> None:
         super().__init__(batch_size, num_workers, context_frames, horizon)
         require(digits in ("mnist", "mnist_test", "bundled"), "digits",
@@ -239,6 +240,9 @@ class MovingMNISTDataModule(SequenceDataModule):
         self._ensure_cache("val")
         self._ensure_cache("test")
 
+    def frame_shape(self) -> tuple[int, int, int]:
+        return (1, FRAME_SIZE, FRAME_SIZE)
+
     def setup(self, stage: str | None = None) -> None:
         """Create the datasets ``stage`` needs (building a missing cache if ``prepare_data``
         was not called)."""
@@ -267,9 +271,11 @@ class MovingMNISTDataModule(SequenceDataModule):
         return dataset
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        assert self.train_set is not None
         self._train_loader = ResumableStreamLoader(
-            self._require(self.train_set, "fit"), count_consumed=True,
-            num_workers=self.num_workers,
+            self.train_set, count_consumed=True, num_workers=self.num_workers,
         )
         return self._train_loader
 

@@ -16,6 +16,7 @@ in time.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -26,8 +27,15 @@ from torch.utils.data import DataLoader
 
 from predlearn.datamodules import sealed
 from predlearn.datamodules.base import FrameWindows, SequenceDataModule, require_positive_int
-from predlearn.errors import BadFileError, DataError, DataNotFoundError, require
-from predlearn.units import ValueMapping
+from predlearn.errors import (
+    BadFileError,
+    DataError,
+    DataNotFoundError,
+    OptionValueError,
+    require,
+)
+from predlearn.paper import CONTEXT_FRAMES, HORIZON
+from predlearn.units import ScoringSettings, ValueMapping, check_scoring_options
 
 __all__ = [
     "RadarDataModule",
@@ -209,6 +217,12 @@ class RadarDataModule(SequenceDataModule):
         stride: frames between the starts of consecutive windows (1: every window).
         max_gap_minutes: a longer step between frames is a gap no window spans; None: 1.5 x the
             median step.
+        thresholds: event thresholds of the nowcasting scores (CSI, POD, FAR, HSS, ETS, FSS), in
+            ``threshold_unit``; None: 20, 30, 40 dBZ (1, 5, 10 mm/h).
+        threshold_unit: "dBZ" or "mm/h" (through the file's Z-R relation); None: dBZ.
+        fss_scales: neighbourhood sizes (odd, in pixels) of the fractions skill score.
+        power_spectrum: at test time, accumulate the radially averaged power spectra of the
+            predictions and the observations per lead time (a figure with the test figures).
         batch_size, num_workers, context_frames, horizon, test_horizon: see
             ``SequenceDataModule``.
     """
@@ -220,10 +234,14 @@ class RadarDataModule(SequenceDataModule):
         val_fraction: float = 0.05,
         stride: int = 1,
         max_gap_minutes: float | None = None,
+        thresholds: Sequence[float] | None = None,
+        threshold_unit: str | None = None,
+        fss_scales: Sequence[int] = (1, 5, 9),
+        power_spectrum: bool = True,
         batch_size: int = 8,  # paper §4: batch size 8
         num_workers: int = 0,
-        context_frames: int = 10,  # paper §4.3: 10 -> 10
-        horizon: int = 10,
+        context_frames: int = CONTEXT_FRAMES,  # paper §4.3: 10 -> 10
+        horizon: int = HORIZON,
         test_horizon: int | None = None,
     ) -> None:
         super().__init__(batch_size, num_workers, context_frames, horizon, test_horizon)
@@ -233,8 +251,13 @@ class RadarDataModule(SequenceDataModule):
         require(not Path(path).expanduser().is_dir(), "path",
                 f"{path} is a folder; give the HDF5 file that `predlearn prepare radar` wrote",
                 path)
+        check_scoring_options(thresholds, threshold_unit, fss_scales)
         self.save_hyperparameters()
         self.path = Path(path)
+        self.scoring_options = (thresholds, threshold_unit, tuple(fss_scales))
+        self.power_spectrum = power_spectrum
+        #: the nowcasting scores' settings (``predlearn.units.ScoringSettings``), once set up
+        self.scoring: ScoringSettings | None = None
         self.train_fraction = train_fraction
         self.val_fraction = val_fraction
         self.stride = stride
@@ -247,8 +270,20 @@ class RadarDataModule(SequenceDataModule):
         self.value_mapping: ValueMapping | None = None
         self.frame_size: tuple[int, ...] | None = None
         #: metrics of a model left at ``metrics: null``: the paper's MSE, PSNR, SSIM and the
-        #: nowcasting scores in dBZ (``predlearn.nowcast_metrics``)
+        #: nowcasting scores in dBZ (``categorical``, ``fss``)
         self.default_metrics = ("mse", "psnr", "ssim", "categorical", "fss")
+
+    def frame_shape(self) -> tuple[int, int, int]:
+        """One channel of the file's (H, W) frames, from its header."""
+        if self.frame_size is None:
+            try:
+                with h5py.File(self.path, "r") as h5:
+                    self.frame_size = tuple(h5["frames"].shape[1:])
+            except (OSError, KeyError):  # missing or damaged: setup says how to make it
+                self.setup()
+        assert self.frame_size is not None
+        height, width = self.frame_size
+        return (1, height, width)
 
     def setup(self, stage: str | None = None) -> None:
         """Read the file, place the windows and print their counts."""
@@ -281,6 +316,11 @@ class RadarDataModule(SequenceDataModule):
             flush=True,
         )
         self.value_mapping = read_value_mapping(self.path)
+        try:
+            self.scoring = ScoringSettings.of(self.value_mapping, *self.scoring_options)
+        except OptionValueError as error:  # a unit or threshold that does not fit the file
+            error.owner = "data"
+            raise
         self.frame_size = tuple(frames.shape[1:])
         self._frames, self.timestamps, self.splits = frames, stamps, splits
 

@@ -1,9 +1,11 @@
-"""Dotted class paths (``predlearn.zoo.PredRNN``), as configs and checkpoints name classes: the
-one importer and the one lookup of a class path's registry name."""
+"""Configs as checkpoints and the command line keep them: dotted class paths
+(``predlearn.zoo.PredRNN``), with the one importer and the one lookup of a class path's registry
+name, and plain values (``plain``) to store and compare."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -45,3 +47,15 @@ def registry_name(registry: Any, component: Any) -> str | None:
         return registry.name_of(cls)
     return next((name for name in registry.names() if registry.path_of(name) == component),
                 None)
+
+
+def plain(value: Any) -> Any:
+    """Namespaces and mappings as dicts, tuples as lists, all the way down: the plain YAML types
+    that configs and ``hparams.yaml`` hold, and that compare equal however they were parsed."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value

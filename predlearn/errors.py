@@ -20,6 +20,8 @@ keep working.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 
@@ -40,8 +42,19 @@ class OptionValueError(UsageError):
     ``--data.batch_size``), the message says what it must be."""
 
     def __init__(self, option: str, message: str, value: Any = None) -> None:
-        self.option, self.value = option, value
+        self.option, self.message, self.value = option, message, value
+        #: the prefix of the options of the object that refused it (``model.predictor``,
+        #: ``data``), set by ``names_options_under``; the command line names the option by it
+        self.owner: str | None = None
         super().__init__(f"{option}: {message}")
+
+    def as_typed(self) -> OptionValueError:
+        """The refusal with its option as on the command line (``--model.predictor.kernel_size``
+        for ``kernel_size`` of the predictor); unchanged without an owner, or when the option
+        is already written so."""
+        if self.owner is None or self.option.startswith("-"):
+            return self
+        return OptionValueError(f"--{self.owner}.{self.option}", self.message, self.value)
 
 
 class DataError(PredlearnError):
@@ -76,3 +89,21 @@ def require(condition: bool, option: str, message: str, value: Any = None) -> No
     constructors that validate their arguments."""
     if not condition:
         raise OptionValueError(option, message, value)
+
+
+def names_options_under(prefix: str, init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` (a constructor) whose ``OptionValueError``s, raised by it or by what it builds,
+    get ``prefix`` as their owner unless something nearer set one: the command line then names
+    the option as typed (``OptionValueError.as_typed``). The bases of predictors, data modules
+    and sampling schedules wrap every subclass's constructor with it."""
+
+    @functools.wraps(init)
+    def naming_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except OptionValueError as error:
+            if error.owner is None:
+                error.owner = prefix
+            raise
+
+    return naming_init

@@ -1,4 +1,4 @@
-"""Per-frame metrics with per-step curves (DESIGN 1.9).
+"""Per-frame metrics with per-step curves (docs/metrics.md).
 
 Conventions, named in every logged key:
 
@@ -23,8 +23,9 @@ A registered metric is a torchmetrics ``Metric`` with ``update(preds, target)`` 
 (B, K, C, H, W) tensors, ``curves()`` (logged key -> (K,) curve), ``directions()`` (key ->
 higher is better) and the class method ``describe_key(key)`` (a plot label, None for keys it
 does not log). Metrics that score in physical units (``physical_units = True``: the nowcasting
-scores of ``predlearn.nowcast_metrics``) are built as ``cls(horizon, settings)`` with the data's
-``predlearn.units.ScoringSettings``; the others as ``cls(horizon)``.
+scores of ``predlearn.categorical_scores`` and ``predlearn.fractions_skill_score``) are built as
+``cls(horizon, settings)`` with the data's ``predlearn.units.ScoringSettings``; the others as
+``cls(horizon)``.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -12,18 +13,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from predlearn.denormals import set_flush_denormal
-from predlearn.errors import BadFileError, OptionValueError, require
+from predlearn.errors import BadFileError, OptionValueError, names_options_under, require
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
+from predlearn.paper import CONTEXT_FRAMES, HORIZON, check_frame_counts
 from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.registry import METRICS
-from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
-from predlearn.units import RAIN_RATE, REFLECTIVITY, THRESHOLD_UNITS, ScoringSettings, ValueMapping
+from predlearn.sampling import SamplingSchedule, build_schedule
+from predlearn.units import ScoringSettings, ValueMapping
 
 if TYPE_CHECKING:
-    from predlearn.nowcast_metrics import PowerSpectrum
+    from predlearn.power_spectrum import PowerSpectrum
 
 LossName = Literal["l1+l2", "l2", "l1"]
 LossFrames = Literal["predicted", "all"]
+
+
+def frames_of(batch: Tensor | Sequence[Tensor]) -> Tensor:
+    """A batch's frames: the batch itself, or the first item of a (frames, ...) batch."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch  # type: ignore[return-value]
 
 
 def sequence_loss(predictions: Tensor, targets: Tensor, name: LossName = "l1+l2") -> Tensor:
@@ -40,52 +47,17 @@ def check_options(options: Mapping[str, Any]) -> None:
     """Refuse nonsense values of ``PredictiveModule``'s arguments (``options``: its arguments
     by name) with an ``OptionValueError`` named by the argument; on the command line it comes out
     as ``--model.<argument>: ...``."""
-    for name in ("context_frames", "horizon"):
-        require(options[name] >= 1, name, f"must be at least 1; got {options[name]}",
-                options[name])
-    test_horizon = options["test_horizon"]
-    require(test_horizon is None or test_horizon >= 1, "test_horizon",
-            f"must be at least 1 (or null: the horizon); got {test_horizon}", test_horizon)
+    check_frame_counts(options["context_frames"], options["horizon"], options["test_horizon"])
     rate = options["learning_rate"]
     require(0 < rate < float("inf"), "learning_rate", f"must be positive; got {rate}", rate)
     for name, choices in (("loss", ("l1+l2", "l2", "l1")), ("loss_frames", ("predicted", "all"))):
         require(options[name] in choices, name, f"must be one of {', '.join(map(repr, choices))}; "
                 f"got {options[name]!r}", options[name])
-    if options["scheduled_sampling"] and options["reverse_scheduled_sampling"]:
-        raise OptionValueError(
-            "reverse_scheduled_sampling", "choose one of scheduled_sampling and "
-            "reverse_scheduled_sampling (the reverse schedule already includes the teacher "
-            "forcing of future frames)")
-    start = options["sampling_start"]
-    require(0 <= start <= 1, "sampling_start", f"must lie in [0, 1]; got {start}", start)
-    for name in ("sampling_decay", "sampling_stop", "reverse_sampling_start"):
-        require(options[name] >= 0, name, f"must be >= 0; got {options[name]}", options[name])
-    begin, end = options["reverse_sampling_start"], options["reverse_sampling_end"]
-    require(end > begin, "reverse_sampling_end",
-            f"must come after reverse_sampling_start ({begin}); got {end}", end)
-    alpha = options["reverse_sampling_alpha"]
-    require(alpha > 0, "reverse_sampling_alpha", f"must be positive; got {alpha}", alpha)
     metrics = options["metrics"]
     names = [] if metrics is None else [metrics] if isinstance(metrics, str) else metrics
     unknown = sorted(str(name) for name in names if name not in METRICS)
     require(not unknown, "metrics", f"unknown {', '.join(map(repr, unknown))}; known: "
             f"{', '.join(METRICS.names())}", metrics)
-    unit = options["threshold_unit"]
-    require(unit is None or unit in THRESHOLD_UNITS, "threshold_unit",
-            f"must be one of {', '.join(map(repr, THRESHOLD_UNITS))} (or null: the data's unit); "
-            f"got {unit!r}", unit)
-    thresholds = options["thresholds"]
-    require(thresholds is None or len(thresholds) > 0, "thresholds",
-            "give at least one threshold (or null: the defaults)", thresholds)
-    scales = options["fss_scales"]
-    require(len(scales) > 0 and all(isinstance(n, int) and n >= 1 and n % 2 == 1 for n in scales),
-            "fss_scales", f"must be odd neighbourhood sizes in pixels (1, 3, 5, ...); got "
-            f"{list(scales)}", scales)
-
-
-#: event thresholds of the categorical scores and the FSS when none are given, by unit (dBZ: the
-#: usual light / moderate / heavy echo levels; mm/h: the rain rates of HKO-7-style scoring)
-DEFAULT_THRESHOLDS = {REFLECTIVITY: (20.0, 30.0, 40.0), RAIN_RATE: (1.0, 5.0, 10.0)}
 
 
 @dataclass(frozen=True)
@@ -117,22 +89,14 @@ class PredictiveModule(L.LightningModule):
             paper §4.2 tests 10 -> 20).
         learning_rate: Adam's learning rate (paper §4: 1e-3).
         loss: "l1+l2" (paper §4: "L1 + L2 loss works best"), or "l2" / "l1" alone.
-        scheduled_sampling: extension, off in the paper configs. Feed the ground truth instead of
-            the model's own prediction with a probability that decays over training, as in the
-            authors' released code; validation and test stay closed loop.
-        sampling_start: probability of feeding ground truth at step 0 (authors' code: 1.0).
-        sampling_decay: decrease of that probability per training step (authors' code: 2e-5).
-        sampling_stop: training step from which the probability is 0 (authors' code: 50,000).
-        reverse_scheduled_sampling: extension (PredRNN v2, TPAMI 2022), off in the paper configs;
-            replaces ``scheduled_sampling``. Observed frames are replaced by the model's own
-            predictions of them with a probability that falls to 0, and future frames are
-            teacher-forced with one that falls from 0.5 to 0 (``predlearn.sampling``). Needs a
-            predictor that predicts every frame (not ``fc_lstm``).
-        reverse_sampling_start: step where both probabilities start to move (authors: 25,000).
-        reverse_sampling_end: step where the model is fed exactly as at test time (authors:
-            50,000).
-        reverse_sampling_alpha: time constant of the observed-frame schedule (authors' Moving
-            MNIST script: 2,500).
+        sampling: extension, off in the paper configs: a ``predlearn.sampling`` schedule of
+            teacher forcing in training, from the authors' released code (validation and test
+            stay closed loop). ``ScheduledSampling`` feeds the ground truth instead of the
+            model's own prediction with a probability that decays over training;
+            ``ReverseScheduledSampling`` (PredRNN v2, TPAMI 2022) also replaces observed frames
+            by the model's predictions of them, with a probability that falls to 0 (needs a
+            predictor that predicts every frame, not ``fc_lstm``). On the command line
+            ``--model.sampling=ScheduledSampling --model.sampling.decay=0.0016``.
         loss_frames: ``"predicted"`` (the paper: the loss over the K predicted frames) or
             ``"all"`` (extension, the authors' released code: also the predictions of observed
             frames 2 .. J, each made from the observed frames before it, so the loss covers
@@ -151,15 +115,8 @@ class PredictiveModule(L.LightningModule):
         metrics: per-step metrics at validation and test, by registry name (``predlearn list``).
             None: the data module's ``default_metrics`` where it has them (radar: MSE, PSNR,
             SSIM and the nowcasting scores ``categorical`` and ``fss``), else "mse", "bce",
-            "psnr", "ssim".
-        thresholds: event thresholds of the nowcasting scores (CSI, POD, FAR, HSS, ETS, FSS), in
-            ``threshold_unit``; None: 20, 30, 40 dBZ (1, 5, 10 mm/h). Need data with a value
-            mapping (``value_mapping`` of the data module: radar).
-        threshold_unit: "dBZ" or "mm/h" (through the data's Z-R relation); None: the data's unit.
-        fss_scales: neighbourhood sizes (odd, in pixels) of the fractions skill score.
-        power_spectrum: at test time, accumulate the radially averaged power spectra of the
-            predictions and the observations per lead time (written as a figure with the test
-            figures); None: where the data has a value mapping (radar).
+            "psnr", "ssim". Scores in physical units take their thresholds from the data
+            module's ``scoring`` (radar: ``--data.thresholds`` etc., docs/nowcasting.md).
         compile: extension. Run the predictor through ``torch.compile`` (the weights and the
             checkpoints stay those of the plain module).
         compile_backend: the ``torch.compile`` backend ("inductor"; "aot_eager" compiles faster
@@ -173,28 +130,17 @@ class PredictiveModule(L.LightningModule):
     def __init__(
         self,
         predictor: Predictor | None = None,
-        context_frames: int = 10,  # paper §4.1: 10 input frames
-        horizon: int = 10,  # paper §4.1: 10 predicted frames
+        context_frames: int = CONTEXT_FRAMES,
+        horizon: int = HORIZON,
         test_horizon: int | None = None,
         learning_rate: float = 1e-3,  # paper §4: Adam, learning rate 1e-3
         loss: LossName = "l1+l2",  # paper §4: L1 + L2 loss
-        scheduled_sampling: bool = False,
-        sampling_start: float = 1.0,
-        sampling_decay: float = 2e-5,
-        sampling_stop: int = 50_000,
-        reverse_scheduled_sampling: bool = False,
-        reverse_sampling_start: int = 25_000,  # PredRNN v2 code: r_sampling_step_1
-        reverse_sampling_end: int = 50_000,  # PredRNN v2 code: r_sampling_step_2
-        reverse_sampling_alpha: float = 2_500.0,  # PredRNN v2 Moving MNIST script: r_exp_alpha
         loss_frames: LossFrames = "predicted",  # paper: the K predicted frames
+        sampling: SamplingSchedule | None = None,  # paper: closed loop throughout
         reverse_input: bool = False,
         optimizer: dict | None = None,
         lr_scheduler: dict | None = None,
         metrics: Sequence[str] | None = None,
-        thresholds: Sequence[float] | None = None,
-        threshold_unit: str | None = None,
-        fss_scales: Sequence[int] = (1, 5, 9),
-        power_spectrum: bool | None = None,
         compile: bool = False,
         compile_backend: str = "inductor",
         flush_denormal: bool = True,
@@ -213,19 +159,23 @@ class PredictiveModule(L.LightningModule):
                 f"got {type(predictor).__name__}"
             )
         check_options(locals())
-        needs_every_frame = loss_frames == "all" or reverse_scheduled_sampling
+        sampling = build_schedule(sampling)
+        needs_every_frame = loss_frames == "all" or (
+            sampling is not None and sampling.feeds_predictions_of_observed_frames)
         if needs_every_frame and not getattr(predictor, "predicts_every_frame", True):
+            recipe = "loss_frames='all'" if loss_frames == "all" else type(sampling).__name__
             raise OptionValueError(
-                "loss_frames" if loss_frames == "all" else "reverse_scheduled_sampling",
+                "loss_frames" if loss_frames == "all" else "sampling",
                 f"{type(predictor).__name__} does not predict the observed frames while it reads "
-                "them: loss_frames='all' and reverse_scheduled_sampling do not apply to it")
-        # The predictor is saved as its config (class path and constructor arguments), so a
-        # checkpoint rebuilds its model however it was made; one without a config (a plain
-        # nn.Module) is passed again to load_from_checkpoint.
-        self.save_hyperparameters(ignore=["predictor"])
+                f"them: {recipe} does not apply to it")
+        # The predictor and the schedule are saved as their configs (class path and constructor
+        # arguments), so a checkpoint rebuilds them however they were made; a predictor without
+        # a config (a plain nn.Module) is passed again to load_from_checkpoint.
+        self.save_hyperparameters(ignore=["predictor", "sampling"])
         config = getattr(predictor, "config", None)
         if config is not None:
             self.hparams["predictor"] = config
+        self.hparams["sampling"] = None if sampling is None else sampling.config
         self.predictor = predictor
         self.context_frames = context_frames
         self.horizon = horizon
@@ -233,15 +183,7 @@ class PredictiveModule(L.LightningModule):
         self.learning_rate = learning_rate
         self.loss_name = loss
         self.flush_denormal = flush_denormal
-        self.sampling = (
-            ScheduledSampling(sampling_start, sampling_decay, sampling_stop)
-            if scheduled_sampling else None
-        )
-        self.reverse_sampling = (
-            ReverseScheduledSampling(reverse_sampling_start, reverse_sampling_end,
-                                     reverse_sampling_alpha)
-            if reverse_scheduled_sampling else None
-        )
+        self.sampling = sampling
         self.loss_frames = loss_frames
         self.reverse_input = reverse_input
         self.optimizer_config = optimizer
@@ -249,10 +191,6 @@ class PredictiveModule(L.LightningModule):
         self.compiled = (CompiledPredictor.of(predictor, compile_backend) if compile else None)
         self.metric_names = None if metrics is None else (
             [metrics] if isinstance(metrics, str) else list(metrics))
-        self.thresholds = None if thresholds is None else tuple(float(t) for t in thresholds)
-        self.threshold_unit = threshold_unit
-        self.fss_scales = tuple(int(n) for n in fss_scales)
-        self.power_spectrum = power_spectrum
         self.value_mapping: ValueMapping | None = None
         # provisional until the data is known (``prepare_metrics``): the names given, or the
         # defaults of data without physical units
@@ -268,6 +206,8 @@ class PredictiveModule(L.LightningModule):
         #: the global step at which each stage's curves were computed
         self.curve_steps: dict[str, int] = {}
 
+    __init__ = names_options_under("model", __init__)  # type: ignore[assignment]
+
     def setup(self, stage: str) -> None:
         """Before anything computes (fit, validate, test, predict, in every process): set the
         denormal mode of this thread and of torch's intra-op threads, and build the metrics the
@@ -281,24 +221,14 @@ class PredictiveModule(L.LightningModule):
 
     def prepare_metrics(self, datamodule: Any) -> None:
         """Build the validation and test metrics for ``datamodule``: its ``default_metrics``
-        when ``metrics`` is None, and its ``value_mapping`` (physical units) for the nowcasting
-        scores; the power spectrum where asked (``power_spectrum``). Idempotent."""
-        mapping = getattr(datamodule, "value_mapping", None)
+        when ``metrics`` is None, and its ``scoring`` (``predlearn.units.ScoringSettings``:
+        the value mapping to physical units and the event thresholds) for the nowcasting
+        scores; the test's power spectrum where it asks (``power_spectrum``). Idempotent."""
         names = self.metric_names or list(getattr(datamodule, "default_metrics", None)
                                           or DEFAULT_METRICS)
+        settings: ScoringSettings | None = getattr(datamodule, "scoring", None)
         physical = [n for n in names if getattr(METRICS.get(n), "physical_units", False)]
-        settings = None
-        if mapping is not None:
-            unit = self.threshold_unit or mapping.unit
-            thresholds = self.thresholds or DEFAULT_THRESHOLDS.get(unit)
-            if thresholds is None:
-                raise OptionValueError("thresholds", f"no default thresholds for data in {unit}; "
-                                       "give them (--model.thresholds=[...])", None)
-            try:
-                settings = ScoringSettings(mapping, thresholds, unit, self.fss_scales)
-            except ValueError as error:
-                raise OptionValueError("threshold_unit", str(error), unit) from None
-        elif physical:
+        if physical and settings is None:
             name = type(datamodule).__name__ if datamodule is not None else "the data"
             raise OptionValueError(
                 "metrics", f"{', '.join(map(repr, physical))} score events at thresholds in "
@@ -307,17 +237,12 @@ class PredictiveModule(L.LightningModule):
         if (names, settings) != (self.test_metrics.names, self.test_metrics.settings):
             self.val_metrics = SequenceMetrics(self.horizon, names, "val", settings)
             self.test_metrics = SequenceMetrics(self.test_horizon, names, "test", settings)
-        self.value_mapping = mapping
-        wanted = self.power_spectrum if self.power_spectrum is not None else mapping is not None
-        size = getattr(self.predictor, "frame_size", None) or getattr(datamodule, "frame_size",
-                                                                      None)
-        if wanted and self.test_spectrum is None:
-            from predlearn.nowcast_metrics import PowerSpectrum
+        self.value_mapping = None if settings is None else settings.mapping
+        if getattr(datamodule, "power_spectrum", False) and self.test_spectrum is None:
+            from predlearn.power_spectrum import PowerSpectrum
 
-            if size is None:
-                raise OptionValueError("power_spectrum", "the frame size is unknown (neither the "
-                                       "model nor the data says it)", wanted)
-            self.test_spectrum = PowerSpectrum(self.test_horizon, tuple(size))
+            _, height, width = datamodule.frame_shape()
+            self.test_spectrum = PowerSpectrum(self.test_horizon, (height, width))
 
     def run_predictor(self, *args, **kwargs) -> Tensor:
         """The predictor, compiled when ``compile`` is set."""
@@ -335,8 +260,7 @@ class PredictiveModule(L.LightningModule):
 
     def split(self, batch: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
         """(B, J + K, ...) -> observed (B, J, ...) and targets (B, K, ...), with a shape check."""
-        if isinstance(batch, (list, tuple)):
-            batch = batch[0]
+        batch = frames_of(batch)
         expected = self.context_frames + horizon
         if batch.ndim != 5 or batch.shape[1] != expected:
             raise BadFileError(  # data of another shape than the model's: exit 1 on the CLI
@@ -359,22 +283,16 @@ class PredictiveModule(L.LightningModule):
         """The training loss of ``batch`` at training step ``step`` (which sets the sampling
         schedules), with the values to log. ``training_step`` is this at the global step; a loop
         outside Lightning (``benchmarks/bench_learning.py``) calls it directly."""
-        if isinstance(batch, (list, tuple)):
-            batch = batch[0]
+        batch = frames_of(batch)
         if self.reverse_input:  # the authors' reverse_input: the same sequences played backwards
             batch = torch.cat([batch, batch.flip(1)])
         frames, targets = self.split(batch, self.horizon)
         teacher_mask = context_mask = None
         logs: dict[str, Any] = {}
-        size = frames.shape[0]
         if self.sampling is not None:
-            teacher_mask = self.sampling.mask(step, size, self.horizon, device=frames.device)
-            logs["train/teacher_forcing_prob"] = self.sampling.probability(step)
-        if self.reverse_sampling is not None:
-            context_mask, teacher_mask = self.reverse_sampling.masks(
-                step, size, self.context_frames, self.horizon, device=frames.device)
-            logs["train/teacher_forcing_prob"] = self.reverse_sampling.target_probability(step)
-            logs["train/context_truth_prob"] = self.reverse_sampling.context_probability(step)
+            context_mask, teacher_mask = self.sampling.masks(
+                step, frames.shape[0], self.context_frames, self.horizon, device=frames.device)
+            logs.update(self.sampling.probabilities(step))
         every_frame = self.loss_frames == "all"
         rollout = self.run_rollout(frames, self.horizon, targets=targets,
                                    teacher_mask=teacher_mask, context_mask=context_mask,
@@ -405,8 +323,7 @@ class PredictiveModule(L.LightningModule):
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         """Predictions in [0, 1]; batches hold the observed frames alone or whole sequences."""
-        if isinstance(batch, (list, tuple)):
-            batch = batch[0]
+        batch = frames_of(batch)
         if batch.ndim == 5 and batch.shape[1] == self.context_frames:
             frames = batch
         else:
@@ -433,10 +350,24 @@ class PredictiveModule(L.LightningModule):
         self.log_dict({k: v.float() for k, v in flatten_curves(curves, metrics.prefix).items()})
         metrics.reset()
 
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]  # Lightning's is a restricted classmethod
+            cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+            strict: bool | None = None, **kwargs: Any) -> Any:
+        """Lightning's, for the checkpoints of every predlearn version: the file is read safely
+        and its settings upgraded first (``predlearn.checkpoint_files.read_checkpoint``)."""
+        from predlearn.checkpoint_files import read_checkpoint
+
+        checkpoint = read_checkpoint(checkpoint_path, needs_predictor="predictor" not in kwargs)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        buffer.seek(0)
+        return super().load_from_checkpoint(buffer, map_location, hparams_file, strict, **kwargs)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the latest validation's per-step curves in the checkpoint (``predlearn`` ->
         ``validation``: its step and curves), so that a run reports the curves of its best
-        checkpoint, also after a resume (``predlearn.callbacks.best_validation``)."""
+        checkpoint, also after a resume (``predlearn.best_validation.best_validation``)."""
         curves = self.curves.get("val")
         if curves:
             checkpoint.setdefault("predlearn", {})["validation"] = {

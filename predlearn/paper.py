@@ -1,13 +1,37 @@
-"""Reference numbers reported in the PredRNN paper (Wang et al., NeurIPS 2017), for comparison.
+"""The PredRNN paper's set-up and reported numbers (Wang et al., NeurIPS 2017).
 
-All are per-frame figures on the paper's conventions (DESIGN 1.9): MSE and cross-entropy summed
+``CONTEXT_FRAMES`` and ``HORIZON`` are the one default of how many frames are observed and
+predicted (the data modules declare them; the command line links them to the model), checked by
+``check_frame_counts`` wherever they are set. The tables are the paper's results, for comparison.
+
+All are per-frame figures on the paper's conventions (docs/metrics.md): MSE and cross-entropy summed
 over the pixels of a 64 x 64 frame with intensities in [0, 1], averaged over the 10 predicted
 frames of the 5,000 test sequences.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import numbers
+from typing import Any, NamedTuple
+
+from predlearn.errors import require
+
+CONTEXT_FRAMES = 10  # paper §4.1: 10 observed frames
+HORIZON = 10  # paper §4.1: 10 predicted frames
+
+
+def check_frame_counts(context_frames: int, horizon: int, test_horizon: int | None) -> None:
+    """Observed frames J, predicted frames K and the test's K (None: K) must be whole numbers
+    >= 1 (``OptionValueError`` named by the argument)."""
+    counts: tuple[tuple[str, Any], ...] = (("context_frames", context_frames),
+                                           ("horizon", horizon), ("test_horizon", test_horizon))
+    for name, value in counts:
+        if value is None and name == "test_horizon":
+            continue
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        require(whole and value >= 1, name, "must be a whole number >= 1"
+                + (" (or null: the horizon)" if name == "test_horizon" else "")
+                + f"; got {value!r}", value)
 
 
 class Table1Row(NamedTuple):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -11,7 +10,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from predlearn.errors import BadFileError, OptionValueError, require
+from predlearn.class_paths import class_path, import_class, plain
+from predlearn.errors import BadFileError, OptionValueError, names_options_under, require
 
 
 class Rollout(NamedTuple):
@@ -28,7 +28,7 @@ class Rollout(NamedTuple):
 
 
 class Predictor(nn.Module):
-    """Maps J observed frames to K predicted frames (DESIGN 2.2).
+    """Maps J observed frames to K predicted frames (docs/models.md#the-predictor-interface).
 
     ``forward(frames, horizon, targets=None, teacher_mask=None)``: ``frames`` is (B, J, C, H, W);
     the result is (B, K, C, H, W) with K = ``horizon``. After the J observed frames the predictor
@@ -60,11 +60,13 @@ class Predictor(nn.Module):
     trainable: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Make every subclass record the arguments it was built with (``config``)."""
+        """Make every subclass record the arguments it was built with (``config``), and name
+        the options it refuses as ``--model.predictor.<argument>`` on the command line."""
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
             # deliberately replaces the subclass's own constructor by its recording wrapper
-            cls.__init__ = _recording_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
+            cls.__init__ = names_options_under(  # type: ignore[method-assign]
+                "model.predictor", _recording_init(cls.__dict__["__init__"]))
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any] | None:
@@ -131,13 +133,8 @@ class Predictor(nn.Module):
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def forward(
-        self,
-        frames: Tensor,
-        horizon: int,
-        targets: Tensor | None = None,
-        teacher_mask: Tensor | None = None,
-    ) -> Tensor:
+    def forward(self, frames: Tensor, horizon: int, targets: Tensor | None = None,
+                teacher_mask: Tensor | None = None) -> Tensor:
         return self.rollout(frames, horizon, targets=targets, teacher_mask=teacher_mask).outputs
 
     def uses_shared_rollout(self) -> bool:
@@ -234,35 +231,21 @@ def _recording_init(init: Any) -> Any:
                     init_args.update(value)
                 elif kind is not inspect.Parameter.VAR_POSITIONAL:
                     init_args[name] = value
-            init_args = _plain(init_args)
+            init_args = plain(init_args)
             object.__setattr__(self, "_predictor_config", {
-                "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+                "class_path": class_path(type(self)),
                 "init_args": init_args})
         init(self, *args, **kwargs)
 
     return recording_init
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists, all the way down (configs and hparams.yaml hold plain YAML types)."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    return value
-
-
 def build_predictor(config: Mapping[str, Any]) -> Predictor:
     """The predictor a ``Predictor.config`` describes (``class_path`` must name a Predictor)."""
-    class_path = str(config.get("class_path", ""))
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ValueError(f"predictor class_path {class_path!r} does not name an importable "
-                         f"class ({error})") from None
+    cls = import_class(str(config.get("class_path", "")))
     if not (isinstance(cls, type) and issubclass(cls, Predictor)):
-        raise TypeError(f"predictor class_path {class_path!r} is not a predlearn Predictor")
+        raise TypeError(f"predictor class_path {config.get('class_path')!r} is not a predlearn "
+                        "Predictor")
     return cls(**dict(config.get("init_args") or {}))
 
 

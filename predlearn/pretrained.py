@@ -16,8 +16,6 @@ On the command line the name works wherever a checkpoint path does:
 from __future__ import annotations
 
 import os
-import pickle
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,47 +67,6 @@ def resolve_checkpoint(value: str) -> str:
     return value
 
 
-#: the LightningModule whose checkpoints predlearn reads (``_class_path`` in their hyper-parameters)
-MODULE_CLASS_PATH = "predlearn.module.PredictiveModule"
-
-
-def read_checkpoint(path: str | os.PathLike, needs_predictor: bool = True) -> dict[str, Any]:
-    """The contents of a predlearn checkpoint file, loaded without running pickled code
-    (``weights_only``), checked to be a Lightning checkpoint of a ``PredictiveModule`` (with
-    ``needs_predictor``: one that stores its predictor's config, so that it rebuilds its model).
-
-    Raises ``CheckpointError`` naming the file when it is missing, damaged or truncated, holds
-    pickled objects, or is not a checkpoint of a predlearn model.
-    """
-    if not Path(path).is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" not in str(error).lower():
-            raise CheckpointError(f"{path}: not a checkpoint, or damaged ({error})") from error
-        raise CheckpointError(
-            f"{path}: holds pickled Python objects, which predlearn does not load (they could "
-            "run code); predlearn's own checkpoints hold only tensors and plain values"
-        ) from error
-    except Exception as error:  # torch.load fails on damaged files in many ways
-        reason = str(error).split("\n")[0].split(". ")[0] or type(error).__name__
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint, damaged or truncated ({reason})") from error
-    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path}: not a Lightning checkpoint (it has no state_dict)")
-    hparams = checkpoint.get("hyper_parameters")
-    made_by = hparams.get("_class_path") if isinstance(hparams, Mapping) else None
-    predictor = hparams.get("predictor") if isinstance(hparams, Mapping) else None
-    has_config = isinstance(predictor, Mapping) and "class_path" in predictor
-    if made_by not in (None, MODULE_CLASS_PATH) or (needs_predictor and not has_config):
-        why = (f"made by {made_by}" if made_by not in (None, MODULE_CLASS_PATH)
-               else "its hyper-parameters name no predictor")
-        raise CheckpointError(f"{path}: not a checkpoint of a predlearn model ({why}); give a "
-                              "checkpoint written by `predlearn fit`")
-    return dict(checkpoint)
-
-
 def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
                       **metadata: Any) -> Path:
     """Write ``source`` (a predlearn training checkpoint) reduced to what prediction needs,
@@ -133,4 +90,4 @@ def export_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
 
 
 __all__ = ["export_checkpoint", "list_pretrained", "load_pretrained", "model_card",
-           "pretrained_path", "read_checkpoint", "resolve_checkpoint"]
+           "pretrained_path", "resolve_checkpoint"]

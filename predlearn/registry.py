@@ -21,6 +21,7 @@ from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
+from predlearn.class_paths import class_path
 from predlearn.errors import UsageError
 
 #: what a registry holds: classes, or factories (functions); both have a ``__name__``
@@ -67,17 +68,17 @@ class Registry:
         _check_name(self.kind, name)
         declared = self._declared.get(name)
         if declared is not None:
-            if _object_path(declared.value) != _qualname(obj):
+            if _object_path(declared.value) != class_path(obj):
                 raise ValueError(
                     f"{self.kind} name {name!r} is already registered by "
-                    f"{_object_path(declared.value)}; cannot register {_qualname(obj)} under it"
+                    f"{_object_path(declared.value)}; cannot register {class_path(obj)} under it"
                 )
             del self._declared[name]  # the declared class itself, now imported
         existing = self._entries.get(name)
         if existing is not None and existing is not obj:
             raise ValueError(
                 f"{self.kind} name {name!r} is already registered by "
-                f"{_qualname(existing)}; cannot register {_qualname(obj)} under it"
+                f"{class_path(existing)}; cannot register {class_path(obj)} under it"
             )
         self._entries[name] = obj
 
@@ -107,14 +108,14 @@ class Registry:
         key = name.lower()
         if key in self._declared:
             return _object_path(self._declared[key].value)
-        return _qualname(self.get(key))
+        return class_path(self.get(key))
 
     def name_of(self, obj: Any) -> str | None:
         """The name an object is registered under, if any."""
         self._ensure_loaded()
         found = next((n for n, o in self._entries.items() if o is obj), None)
         if found is None:  # a declared entry of the same path is this object, once imported
-            path = _qualname(obj)
+            path = class_path(obj)
             found = next((n for n, ep in self._declared.items()
                           if _object_path(ep.value) == path), None)
             if found is not None and self.get(found) is not obj:
@@ -165,10 +166,6 @@ class Registry:
                           stacklevel=2)
             return False
         return True
-
-
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
 def _object_path(value: str) -> str:

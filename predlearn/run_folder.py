@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 WANDB_DIR = "wandb"
 
@@ -23,6 +24,18 @@ WANDB_DIR = "wandb"
 def _entries(folder: Path) -> set[Path]:
     """The entries of ``folder``, or none when it does not exist."""
     return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+def run_directory(trainer: L.Trainer) -> Path:
+    """A run's folder, as ``trainer.log_dir`` gives it but without its broadcast (so that one
+    process alone may ask): the folder predlearn chose for the run with W&B or without a logger
+    (``predlearn.runs``), a CSV or TensorBoard logger's ``version_N``."""
+    logger = trainer.logger
+    if isinstance(logger, (CSVLogger, TensorBoardLogger)):
+        return Path(logger.log_dir)
+    if logger is not None and logger.save_dir:
+        return Path(logger.save_dir)
+    return Path(trainer.default_root_dir)
 
 
 def finish_wandb(exit_code: int | None = None) -> None:

@@ -8,8 +8,10 @@ without loading Lightning.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 #: which model and data made a run's files (written by the figures callback, read by compare)
 RUN_INFO = "predlearn_run.json"
@@ -51,3 +53,72 @@ def run_of_checkpoint(checkpoint: str | Path) -> Path | None:
                                            or (folder / RUN_INFO).is_file()):
         return folder
     return None
+
+
+#: where runs go unless ``--trainer.default_root_dir`` says otherwise
+RUN_ROOT = "runs"
+#: the run folder rank 0 chose, passed on to the processes Lightning starts for DDP (they run
+#: the command again and would otherwise choose a folder of their own)
+RUN_FOLDER_ENV = "PREDLEARN_RUN_FOLDER"
+
+
+def is_wandb_logger(logger: Any) -> bool:
+    """Whether a parsed ``--trainer.logger`` is W&B's (predlearn's ``AutoWandbLogger`` or
+    Lightning's ``WandbLogger``)."""
+    path = str(logger.get("class_path")) if hasattr(logger, "get") else ""
+    return path.endswith("WandbLogger")
+
+
+def choose_run_folder(subcommand: str, config: Any) -> tuple[Path | None, str | None]:
+    """One run, one folder: with W&B (the default) or without a logger, the run's config,
+    checkpoints, pictures, curves and W&B files go to ``<default_root_dir>/<model>-<data>-<time>/``
+    (``...-test-<time>`` and so on for the other commands), never into another run's folder. A
+    fit resumed from a checkpoint of a run folder goes on in that folder (its config saved beside
+    the first one); ``predict`` makes no W&B run and writes into ``<checkpoint's
+    run>/predict-<time>/`` (or beside its ``--predictions.output_path``, with no config file).
+    Other loggers (CSV) keep their own ``version_N`` folders. Sets the folder in the parsed
+    ``config`` of the command and returns (the folder, or None when the logger chooses it; the
+    name of the config file to write there, or None for none)."""
+    from predlearn.class_paths import registry_name
+    from predlearn.registry import DATAMODULES, MODELS
+
+    trainer = config.get("trainer", {})
+    logger = trainer.get("logger")
+    if subcommand == "predict" and is_wandb_logger(logger):
+        trainer["logger"] = logger = False  # predict logs nothing: no empty W&B run
+    if logger not in (None, False) and not is_wandb_logger(logger):
+        return None, CONFIG
+    root = str(trainer.get("default_root_dir") or RUN_ROOT)
+    if is_wandb_logger(logger):
+        save_dir = logger.get("init_args").get("save_dir")
+        if save_dir and str(save_dir) != RUN_ROOT:
+            root = str(save_dir)  # runs/ is only the default of both
+    model = registry_name(MODELS, config.get("model", {}).get("predictor", {}))
+    data = registry_name(DATAMODULES, config.get("data", {}))
+    checkpoint = config.get("ckpt_path")
+    run = run_of_checkpoint(checkpoint) if checkpoint and Path(checkpoint).is_file() else None
+    config_name: str | None = CONFIG
+    inherited = os.environ.get(RUN_FOLDER_ENV)
+    if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+        folder = Path(inherited)  # a process Lightning launched for DDP: rank 0's folder
+    elif subcommand == "predict":
+        output = (config.get("predictions") or {}).get("output_path")
+        if output:  # written where asked; no config file beside it
+            folder, config_name = Path(output).parent, None
+        else:
+            folder = new_run_folder(run or root, run_folder_name(
+                None if run else model, None if run else data, "predict"))
+    elif subcommand == "fit" and run is not None:
+        folder = run  # a resumed run goes on in its folder
+        if (run / CONFIG).exists():
+            config_name = f"config.resumed-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
+    else:
+        folder = new_run_folder(root, run_folder_name(model, data, subcommand))
+    os.environ[RUN_FOLDER_ENV] = str(folder)  # for the processes a DDP launch starts
+    trainer["default_root_dir"] = str(folder)
+    if is_wandb_logger(logger):
+        logger.get("init_args")["save_dir"] = str(folder)
+    checkpoints = config.get("checkpoint")
+    if checkpoints is not None and checkpoints.get("dirpath") is None:
+        checkpoints["dirpath"] = str(folder / CHECKPOINTS)
+    return folder, config_name

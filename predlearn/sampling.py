@@ -1,28 +1,73 @@
-"""Scheduled sampling and reverse scheduled sampling: extensions from the authors' released code
-(DESIGN 1.11; PredRNN v2), off by default.
+"""Sampling schedules: when training feeds the ground truth instead of the model's own output.
 
-During training, at each predicted step the ground-truth frame replaces the model's own
-prediction as the next input with probability p(step) = max(0, start - decay * step), and p = 0
-from ``stop`` on. Validation and test are always closed loop.
+Extensions from the authors' released code, off by default (the paper, §4, trains closed loop:
+each prediction is fed back). ``PredictiveModule(sampling=...)`` takes one schedule; on the
+command line ``--model.sampling=ScheduledSampling --model.sampling.decay=0.0016``. Validation and
+test are always closed loop. docs/models.md "Options" gives the recipes and their sources.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from predlearn.class_paths import class_path, import_class
+from predlearn.errors import OptionValueError, names_options_under, require
 
-class ScheduledSampling:
-    """The teacher-forcing probability schedule and the per-sample masks it draws."""
+
+class SamplingSchedule:
+    """A schedule of teacher forcing over training steps: ``masks`` says, for one batch at one
+    step, where to feed the truth (``Predictor.rollout``'s ``context_mask`` and
+    ``teacher_mask``), ``probabilities`` what to log. Its constructor arguments are its
+    ``config``, which checkpoints keep."""
+
+    #: whether the schedule replaces observed frames by predictions (needs a predictor that
+    #: predicts every frame, ``Predictor.predicts_every_frame``)
+    feeds_predictions_of_observed_frames = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Name the options a schedule refuses ``--model.sampling.<argument>``."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = names_options_under(  # type: ignore[method-assign]
+                "model.sampling", cls.__dict__["__init__"])
+
+    def masks(self, step: int, batch: int, context: int, horizon: int,
+              device: torch.device | None = None, generator: torch.Generator | None = None
+              ) -> tuple[Tensor | None, Tensor]:
+        """(context_mask (batch, context - 1) or None, teacher_mask (batch, horizon - 1)):
+        where true, the truth is fed."""
+        raise NotImplementedError
+
+    def probabilities(self, step: int) -> dict[str, float]:
+        """The probabilities at ``step``, by the key they are logged under."""
+        raise NotImplementedError
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"class_path": ..., "init_args": {...}}``: how a checkpoint rebuilds it."""
+        return {"class_path": class_path(type(self)), "init_args": dict(vars(self))}
+
+
+def build_schedule(schedule: SamplingSchedule | dict | None) -> SamplingSchedule | None:
+    """A schedule, or the one a checkpoint's ``config`` of it describes."""
+    if schedule is None or isinstance(schedule, SamplingSchedule):
+        return schedule
+    return import_class(schedule["class_path"])(**dict(schedule.get("init_args") or {}))
+
+
+class ScheduledSampling(SamplingSchedule):
+    """At each predicted step the truth replaces the prediction as the next input with
+    probability p(step) = max(0, start - decay * step), and p = 0 from ``stop`` on. Defaults:
+    the authors' PredRNN code (1.0, 2e-5 per step, 0 from step 50,000)."""
 
     def __init__(self, start: float = 1.0, decay: float = 2e-5, stop: int = 50_000) -> None:
-        if not 0.0 <= start <= 1.0 or decay < 0 or stop < 0:
-            raise ValueError(
-                f"scheduled sampling needs 0 <= start <= 1, decay >= 0, stop >= 0; "
-                f"got start={start}, decay={decay}, stop={stop}"
-            )
+        require(0.0 <= start <= 1.0, "start", f"must lie in [0, 1]; got {start}", start)
+        require(decay >= 0, "decay", f"must be >= 0; got {decay}", decay)
+        require(stop >= 0, "stop", f"must be >= 0; got {stop}", stop)
         self.start, self.decay, self.stop = start, decay, stop
 
     def probability(self, step: int) -> float:
@@ -36,8 +81,16 @@ class ScheduledSampling:
         draws = torch.rand(batch, horizon - 1, device=device, generator=generator)
         return draws < self.probability(step)
 
+    def masks(self, step: int, batch: int, context: int, horizon: int,
+              device: torch.device | None = None, generator: torch.Generator | None = None
+              ) -> tuple[Tensor | None, Tensor]:
+        return None, self.mask(step, batch, horizon, device, generator)
 
-class ReverseScheduledSampling:
+    def probabilities(self, step: int) -> dict[str, float]:
+        return {"train/teacher_forcing_prob": self.probability(step)}
+
+
+class ReverseScheduledSampling(SamplingSchedule):
     """Reverse scheduled sampling (PredRNN v2, Wang et al., TPAMI 2022; the authors' ``run.py``).
 
     Two probabilities of feeding the truth, by training step s:
@@ -52,12 +105,13 @@ class ReverseScheduledSampling:
     Defaults are the authors' Moving MNIST script: start 25,000, end 50,000, alpha 2,500.
     """
 
+    feeds_predictions_of_observed_frames = True
+
     def __init__(self, start: int = 25_000, end: int = 50_000, alpha: float = 2_500.0) -> None:
-        if not 0 <= start < end or alpha <= 0:
-            raise ValueError(
-                f"reverse scheduled sampling needs 0 <= start < end and alpha > 0; got "
-                f"start={start}, end={end}, alpha={alpha}"
-            )
+        require(start >= 0, "start", f"must be >= 0; got {start}", start)
+        if end <= start:
+            raise OptionValueError("end", f"must come after start ({start}); got {end}", end)
+        require(alpha > 0, "alpha", f"must be positive; got {alpha}", alpha)
         self.start, self.end, self.alpha = start, end, alpha
 
     def context_probability(self, step: int) -> float:
@@ -77,11 +131,13 @@ class ReverseScheduledSampling:
         return 0.0
 
     def masks(self, step: int, batch: int, context: int, horizon: int,
-              device: torch.device | None = None,
-              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """(context_mask (batch, context - 1), teacher_mask (batch, horizon - 1)): where true,
-        feed the truth (``Predictor.rollout``)."""
+              device: torch.device | None = None, generator: torch.Generator | None = None
+              ) -> tuple[Tensor | None, Tensor]:
         draws = torch.rand(batch, context - 1 + horizon - 1, device=device, generator=generator)
         context_mask = draws[:, : context - 1] < self.context_probability(step)
         teacher_mask = draws[:, context - 1 :] < self.target_probability(step)
         return context_mask, teacher_mask
+
+    def probabilities(self, step: int) -> dict[str, float]:
+        return {"train/teacher_forcing_prob": self.target_probability(step),
+                "train/context_truth_prob": self.context_probability(step)}

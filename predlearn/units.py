@@ -13,15 +13,18 @@ Thresholding commutes with the map (both are increasing), so "x >= threshold_to_
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 from torch import Tensor
 
+from predlearn.errors import OptionValueError, require
+
 __all__ = [
-    "RAIN_RATE", "REFLECTIVITY", "THRESHOLD_UNITS", "ScoringSettings", "ValueMapping", "unit_tag",
+    "DEFAULT_THRESHOLDS", "RAIN_RATE", "REFLECTIVITY", "THRESHOLD_UNITS", "ScoringSettings",
+    "ValueMapping", "check_scoring_options", "unit_tag",
 ]
 
 REFLECTIVITY = "dBZ"
@@ -106,6 +109,27 @@ class ValueMapping:
             raise ValueError(f"rain rates need reflectivity (dBZ) data; this data is {self.unit}")
 
 
+#: event thresholds of the categorical scores and the FSS when none are given, by unit (dBZ: the
+#: usual light / moderate / heavy echo levels; mm/h: the rain rates of HKO-7-style scoring)
+DEFAULT_THRESHOLDS = {REFLECTIVITY: (20.0, 30.0, 40.0), RAIN_RATE: (1.0, 5.0, 10.0)}
+
+
+def check_scoring_options(thresholds: Sequence[float] | None, threshold_unit: str | None,
+                          fss_scales: Sequence[int]) -> None:
+    """The scoring options of a data module with physical units, checked before its data is
+    read (``OptionValueError`` named by the argument; the unit is checked against the data's
+    mapping by ``ScoringSettings.of``)."""
+    require(threshold_unit is None or threshold_unit in THRESHOLD_UNITS, "threshold_unit",
+            f"must be one of {', '.join(map(repr, THRESHOLD_UNITS))} (or null: the data's unit); "
+            f"got {threshold_unit!r}", threshold_unit)
+    require(thresholds is None or len(thresholds) > 0, "thresholds",
+            "give at least one threshold (or null: the defaults)", thresholds)
+    require(len(fss_scales) > 0 and all(isinstance(n, int) and n >= 1 and n % 2 == 1
+                                        for n in fss_scales),
+            "fss_scales", f"must be odd neighbourhood sizes in pixels (1, 3, 5, ...); got "
+            f"{list(fss_scales)}", fss_scales)
+
+
 @dataclass(frozen=True)
 class ScoringSettings:
     """What the scores in physical units need: the data's value mapping, the event thresholds
@@ -119,12 +143,25 @@ class ScoringSettings:
     fss_scales: tuple[int, ...] = (1, 5, 9)
 
     def __post_init__(self) -> None:
-        if not self.thresholds:
-            raise ValueError("at least one threshold is needed")
-        if any(s < 1 or s % 2 == 0 for s in self.fss_scales):
-            raise ValueError(f"FSS neighbourhoods are odd sizes >= 1; got {self.fss_scales}")
+        check_scoring_options(self.thresholds, self.threshold_unit, self.fss_scales)
         for threshold in self.thresholds:  # raises for a unit that does not apply
             self.mapping.threshold_to_unit_interval(threshold, self.threshold_unit)
+
+    @classmethod
+    def of(cls, mapping: ValueMapping, thresholds: Sequence[float] | None,
+           threshold_unit: str | None, fss_scales: Sequence[int]) -> ScoringSettings:
+        """The settings for data with ``mapping``: the unit defaults to the data's and the
+        thresholds to ``DEFAULT_THRESHOLDS`` of that unit (``OptionValueError`` for a unit or
+        threshold that does not apply to the data)."""
+        unit = threshold_unit or mapping.unit
+        chosen = tuple(float(t) for t in thresholds) if thresholds else DEFAULT_THRESHOLDS.get(unit)
+        if chosen is None:
+            raise OptionValueError("thresholds", f"no default thresholds for data in {unit}; "
+                                   "give them (--data.thresholds=[...])", None)
+        try:
+            return cls(mapping, chosen, unit, tuple(int(n) for n in fss_scales))
+        except ValueError as error:
+            raise OptionValueError("threshold_unit", str(error), unit) from None
 
     def threshold_tags(self) -> list[str]:
         """Each threshold as it appears in a logged key: ``20dBZ``, ``0.5mmh``."""

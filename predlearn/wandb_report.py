@@ -12,8 +12,9 @@ With a ``WandbLogger`` (predlearn's default), ``WandbReport`` defines, when the 
 
 It sends the validation curves of the best checkpoint at the end of fitting (and sets the
 summaries ``val/<metric>`` to that checkpoint's means), those of ``validate`` at its end, and the
-test curves at the end of testing, each also as a table ``<stage>/per_step``. The per-step scalars
-``<stage>/<metric>/step_NN`` of the CSV logger are not sent (``AutoWandbLogger`` drops them).
+test curves at the end of testing, each also as a table ``<stage>/per_step`` (the keys:
+``predlearn.wandb_keys``). The per-step scalars ``<stage>/<metric>/step_NN`` of the CSV logger are
+not sent (``AutoWandbLogger`` drops them).
 """
 
 from __future__ import annotations
@@ -24,29 +25,14 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
-from predlearn.callbacks import best_validation
+from predlearn.best_validation import best_validation
+from predlearn.wandb_keys import axis_key, curve_key, table_key
 
 if TYPE_CHECKING:
     from predlearn.module import PredictiveModule
 
 #: the x-axis of everything Lightning's WandbLogger logs (its own name for the global step)
 GLOBAL_STEP = "trainer/global_step"
-STAGES = ("val", "test")
-
-
-def axis_key(stage: str) -> str:
-    """The x-axis of a stage's curves: ``test_curve/predicted_step``."""
-    return f"{stage}_curve/predicted_step"
-
-
-def curve_key(stage: str, metric: str) -> str:
-    """A curve's key in W&B: ``test_curve/psnr``."""
-    return f"{stage}_curve/{metric}"
-
-
-def table_key(stage: str) -> str:
-    """The key of a stage's table of per-step values: ``test/per_step``."""
-    return f"{stage}/per_step"
 
 
 def define_metrics(run: Any, directions: dict[str, dict[str, bool]]) -> None:

@@ -5,5 +5,5 @@
 . "$(dirname "$0")/env.sh"
 export WANDB_MODE=offline
 python -m ruff check .
-python -m mypy
+python scripts/typecheck.py  # mypy on the installed layout (pyproject.toml [tool.mypy])
 python -m pytest -q "$@"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 
@@ -12,6 +14,36 @@ def quiet_trainer(**kwargs) -> L.Trainer:
                "enable_model_summary": False, "accelerator": "cpu", "devices": 1}
     options.update(kwargs)
     return L.Trainer(**options)
+
+
+def tiny_run(mnist_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """Command-line arguments (after the subcommand) of a tiny PredRNN on the fake MNIST files in
+    ``mnist_root`` (the ``mnist_root`` fixture of conftest.py), logged to CSV in ``run_dir``:
+    ``run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=2")])``."""
+    return [
+        "--model=predrnn",
+        "--model.predictor.hidden_channels=[4,4]",
+        "--model.predictor.kernel_size=3",
+        "--model.predictor.patch_size=4",
+        "--data=mmnist",
+        f"--data.root={mnist_root}",
+        "--data.download=false",
+        "--data.num_val=6",
+        "--data.num_test=7",  # not a multiple of the batch size
+        "--data.batch_size=4",
+        "--data.train_sequences_per_epoch=20",  # 5 batches per epoch
+        "--seed_everything=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.logger=CSVLogger",
+        f"--trainer.logger.save_dir={run_dir}",
+        "--trainer.logger.name=run",
+        f"--trainer.default_root_dir={run_dir}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.log_every_n_steps=1",
+        *extra,
+    ]
 
 
 def _tiny_models() -> dict[str, dict]:

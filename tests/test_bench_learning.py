@@ -23,10 +23,10 @@ def bench(monkeypatch):
 def test_schedules_are_the_authors_scaled_to_the_run(bench):
     model, options = bench.recipe("reverse-sampling", 2000)  # 1/40 of 80,000
     assert model == "predrnn"
-    assert (options["reverse_sampling_start"], options["reverse_sampling_end"],
-            options["reverse_sampling_alpha"]) == (625, 1250, 62.5)
+    schedule = options["sampling"]
+    assert (schedule.start, schedule.end, schedule.alpha) == (625, 1250, 62.5)
     _, options = bench.recipe("scheduled-sampling", 2000)
-    assert options["sampling_stop"] == 1250 and options["sampling_decay"] == 1 / 1250
+    assert options["sampling"].stop == 1250 and options["sampling"].decay == 1 / 1250
     assert bench.recipe("predrnn_v2", 2000)[0] == "predrnn_v2"
     assert bench.recipe("paper", 2000) == ("predrnn", {"loss": "l1+l2"})
     with pytest.raises(SystemExit, match="unknown recipe 'adam'"):
@@ -43,6 +43,7 @@ def test_baselines_against_a_hand_computation(bench):
     assert reference["repeat_last"] == pytest.approx((0.25 + 3 + 4) / 2)
 
 
+@pytest.mark.slow
 def test_runs_round_robin_writes_json_and_resumes(bench, tmp_path):
     mnist = write_fake_mnist(tmp_path / "mnist", n_train=10, n_test=40)
     common = ["--recipes", "paper", "reverse-sampling", "--eval-every", "2",

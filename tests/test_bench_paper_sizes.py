@@ -145,6 +145,7 @@ def test_convolution_flops_match_a_hand_count(bench):
     assert same.weight.grad is None and same.weight.device.type == "cpu"  # counted on a copy
 
 
+@pytest.mark.slow
 def test_one_command_prints_every_figure(bench, tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = bench.main([
@@ -176,6 +177,7 @@ def test_one_command_prints_every_figure(bench, tmp_path, capsys):
     assert summary["data_batches_per_s"]["tiny"] > 0
 
 
+@pytest.mark.slow
 def test_a_failing_variant_is_reported_and_the_others_still_run(bench, capsys):
     code = bench.main([
         "--device", "cpu", "--workloads", "tiny", "--variants", "fp32", "fp32+compile",

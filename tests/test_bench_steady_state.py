@@ -108,6 +108,7 @@ def write_stand_in_authors_code(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_one_run_gives_every_figure(bench, tmp_path, capsys):
     authors = write_stand_in_authors_code(tmp_path / "authors")
     out = tmp_path / "steady.json"

@@ -1,5 +1,7 @@
-"""CDNA (Finn et al. 2016; DESIGN 1.10): the compositing function, the normalisation of kernels
-and masks, shapes, gradients, odd frame sizes and the closed loop."""
+"""CDNA (Finn et al. 2016, the paper's ref. [6], a baseline of Table 1 in §4.1; see
+docs/models.md#cdna-cdna-finn-et-al-2016-zoocdnapy): the compositing function, the normalisation
+of kernels and masks, shapes, gradients and odd frame sizes. The closed loop and the teacher mask
+are tested for every registered model in tests/test_models.py."""
 
 from __future__ import annotations
 
@@ -180,64 +182,3 @@ def test_default_size_follows_the_released_code():
     assert model.kernel_head.in_features == 128 * 8 * 8
     assert model.kernel_head.out_features == 10 * 25
     assert model.mask_head.out_channels == 11
-
-
-# ---------------------------------------------------------------------------------------------
-# Closed loop and teacher forcing
-
-
-def test_closed_loop_ignores_the_true_future():
-    model = build()
-    frames, future = clip(), clip(length=4, seed=5)
-    with torch.no_grad():
-        reference = model(frames, 4)
-        with_targets = model(frames, 4, targets=future,
-                             teacher_mask=torch.zeros(2, 3, dtype=torch.bool))
-        other_targets = model(frames, 4, targets=clip(length=4, seed=6),
-                              teacher_mask=torch.zeros(2, 3, dtype=torch.bool))
-    assert torch.equal(reference, with_targets)
-    assert torch.equal(reference, other_targets)
-
-
-def test_closed_loop_feeds_back_its_own_prediction():
-    model = build()
-    frames = clip()
-    with torch.no_grad():
-        out = model(frames, 3)
-        states = model.init_states(2, frames)
-        first = frames[:, 0]
-        for t in range(frames.shape[1]):
-            prediction, states = model.step(frames[:, t], first, states)
-        manual = [prediction]
-        for _ in range(2):
-            prediction, states = model.step(prediction, first, states)
-            manual.append(prediction)
-    torch.testing.assert_close(out, torch.stack(manual, 1))
-
-
-@pytest.mark.parametrize("k", [0, 1, 2])
-def test_teacher_mask_feeds_the_target_to_the_next_step(k):
-    model = build()
-    frames, future = clip(), clip(length=4, seed=5)
-    mask = torch.ones(2, 3, dtype=torch.bool)
-    changed = future.clone()
-    changed[:, k] = torch.rand_like(changed[:, k])
-    with torch.no_grad():
-        out = model(frames, 4, targets=future, teacher_mask=mask)
-        out_changed = model(frames, 4, targets=changed, teacher_mask=mask)
-    assert torch.equal(out[:, : k + 1], out_changed[:, : k + 1])  # before targets[:, k] is fed
-    assert not torch.allclose(out[:, k + 1], out_changed[:, k + 1])  # prediction k+1 reads it
-
-
-def test_teacher_mask_is_per_sample():
-    model = build()
-    frames, future = clip(), clip(length=4, seed=5)
-    mask = torch.ones(2, 3, dtype=torch.bool)
-    mask[1] = False  # only sample 0 is forced; sample 1 keeps its closed-loop prediction
-    with torch.no_grad():
-        mixed = model(frames, 4, targets=future, teacher_mask=mask)
-        forced = model(frames, 4, targets=future, teacher_mask=torch.ones_like(mask))
-        free = model(frames, 4)
-    torch.testing.assert_close(mixed[0], forced[0])
-    torch.testing.assert_close(mixed[1], free[1])
-    assert not torch.allclose(mixed[0, 1:], free[0, 1:])

@@ -1,9 +1,9 @@
 """One step of each recurrent cell against a reference written from the paper's equations.
 
-ConvLSTM: paper eq. 2 (DESIGN 1.2), PredRNN-M memory cell: eq. 3 (DESIGN 1.3), ST-LSTM: eq. 4
-(DESIGN 1.4). Every reference below computes each term of its equation separately (one
-convolution per weight W_ab, one Hadamard product per peephole), with the per-gate weights sliced
-from the cells' stacked convolutions in the gate order the cells document.
+ConvLSTM: paper eq. 2, PredRNN-M memory cell: eq. 3, ST-LSTM: eq. 4 (all written out in
+docs/models.md#the-cells-equations). Every reference below computes each term of its equation
+separately (one convolution per weight W_ab, one Hadamard product per peephole), with the per-gate
+weights sliced from the cells' stacked convolutions in the gate order the cells document.
 """
 
 from __future__ import annotations

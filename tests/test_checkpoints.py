@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
-from test_cli import tiny_run
+from support import tiny_run
 
 from predlearn.cli import run_cli
 
@@ -54,6 +54,7 @@ class LastProbe(L.Callback):
         self.seen.append(saved(path)["global_step"] if path and Path(path).is_file() else None)
 
 
+@pytest.mark.slow
 def test_last_is_written_at_every_interval_before_the_first_validation(mnist_root, tmp_path):
     cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=3",
                                     "--checkpoint.every_n_train_steps=1",
@@ -67,6 +68,7 @@ def test_last_is_written_at_every_interval_before_the_first_validation(mnist_roo
     assert Path(checkpoint.best_model_path).name == "best-step000003.ckpt"
 
 
+@pytest.mark.slow
 def test_a_step_is_ranked_only_by_its_own_validation(mnist_root, tmp_path):
     cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=5",
                                     "--checkpoint.save_top_k=-1", *STEPS)])
@@ -84,6 +86,7 @@ def test_a_step_is_ranked_only_by_its_own_validation(mnist_root, tmp_path):
     assert Path(state["best_model_path"]).name in ranked
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [4, 5])  # killed right after a validation, or between two
 def test_a_resumed_run_picks_the_same_best_checkpoint(mnist_root, tmp_path, stop):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
@@ -106,6 +109,7 @@ def test_a_resumed_run_picks_the_same_best_checkpoint(mnist_root, tmp_path, stop
         torch.testing.assert_close(weights[name], value)
 
 
+@pytest.mark.slow
 def test_validations_that_never_meet_a_checkpoint_step_are_reported(mnist_root, tmp_path):
     args = tiny_run(mnist_root, tmp_path, "--trainer.max_steps=5",
                     "--checkpoint.every_n_train_steps=2", "--trainer.val_check_interval=3",
@@ -118,6 +122,7 @@ def test_validations_that_never_meet_a_checkpoint_step_are_reported(mnist_root, 
     assert saved(cli.trainer.checkpoint_callback.last_model_path)["global_step"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["min", "max"])
 def test_last_holds_the_last_validated_step_even_when_it_did_not_improve(mnist_root, tmp_path,
                                                                          mode):
@@ -140,13 +145,14 @@ def test_checkpoints_of_lightnings_own_callback_resume_with_their_ranking():
     ValidatedCheckpoint existed gives it back its best and last paths on resume."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from predlearn.callbacks import ValidatedCheckpoint
+    from predlearn.checkpointing import ValidatedCheckpoint
 
     options = {"monitor": "val/loss", "mode": "min", "every_n_train_steps": 5}
     assert ValidatedCheckpoint(**options).state_key == ModelCheckpoint(**options).state_key
     assert ValidatedCheckpoint(**options).state_key.startswith("ModelCheckpoint{")
 
 
+@pytest.mark.slow
 def test_a_run_resumed_from_a_moved_folders_last_keeps_writing_last(mnist_root, tmp_path):
     """Resuming from ``last.ckpt`` of a folder that was moved (or copied to another machine):
     the restored state names the old folder, and Lightning wrote ``last-v1.ckpt`` beside the

@@ -9,44 +9,11 @@ from pathlib import Path
 import h5py
 import pytest
 import torch
-from mnist_fixtures import write_fake_mnist
+from support import tiny_run
 
 from predlearn.cli import main, run_cli
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory) -> Path:
-    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), n_train=60, n_test=30)
-
-
-def tiny_run(mnist_root: Path, run_dir: Path, *extra: str) -> list[str]:
-    """Arguments of a tiny PredRNN on fake MNIST files, logged to CSV in ``run_dir``."""
-    return [
-        "--model=predrnn",
-        "--model.predictor.hidden_channels=[4,4]",
-        "--model.predictor.kernel_size=3",
-        "--model.predictor.patch_size=4",
-        "--data=mmnist",
-        f"--data.root={mnist_root}",
-        "--data.download=false",
-        "--data.num_val=6",
-        "--data.num_test=7",  # not a multiple of the batch size
-        "--data.batch_size=4",
-        "--data.train_sequences_per_epoch=20",  # 5 batches per epoch
-        "--seed_everything=0",
-        "--trainer.accelerator=cpu",
-        "--trainer.devices=1",
-        "--trainer.logger=CSVLogger",
-        f"--trainer.logger.save_dir={run_dir}",
-        "--trainer.logger.name=run",
-        f"--trainer.default_root_dir={run_dir}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        "--trainer.log_every_n_steps=1",
-        *extra,
-    ]
 
 
 def train_losses(run_dir: Path) -> dict[int, float]:
@@ -60,6 +27,7 @@ def train_losses(run_dir: Path) -> dict[int, float]:
     return losses
 
 
+@pytest.mark.slow
 def test_fit_then_test_from_the_best_checkpoint(mnist_root, tmp_path):
     cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=4",
                                     "--trainer.val_check_interval=2")])
@@ -98,6 +66,7 @@ def test_fit_then_test_from_the_best_checkpoint(mnist_root, tmp_path):
     assert predictions.min() >= 0.0 and predictions.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_next_losses_as_an_uninterrupted_run(mnist_root, tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     no_val = ["--trainer.limit_val_batches=0", "--figures.enabled=false"]
@@ -170,6 +139,7 @@ def test_paper_configs_parse_with_the_paper_settings(config, capsys):
         assert "hidden_channels:\n      - 128\n      - 128\n      - 128\n      - 128" in printed
 
 
+@pytest.mark.slow
 def test_quickstart_runs_on_the_bundled_digits_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)  # runs/ and the data cache go here
@@ -203,6 +173,7 @@ def test_quickstart_runs_on_the_bundled_digits_offline(tmp_path, monkeypatch):
     assert not (tmp_path / "data" / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_rebuilds_the_model_outside_the_cli(mnist_root, tmp_path):
     from predlearn.module import PredictiveModule
 
@@ -277,8 +248,9 @@ def test_small_table1_configs_build_their_models_with_one_recipe(config, capsys)
     with pytest.raises(SystemExit):
         main(["fit", f"--config={CONFIGS / 'mmnist-small' / config}", "--print_config"])
     printed = capsys.readouterr().out
-    for setting in ("max_steps: 2000", "sampling_stop: 1250", "batch_size: 8", "digits: mnist_test", "num_test: 2000",
-                    "loss: l2", "scheduled_sampling: true", "auto_bf16: true"):
+    for setting in ("max_steps: 2000", "stop: 1250", "batch_size: 8", "digits: mnist_test",
+                    "num_test: 2000", "loss: l2", "class_path: predlearn.sampling.ScheduledSampling",
+                    "auto_bf16: true"):
         assert setting in printed, setting
     from omegaconf import OmegaConf
 
@@ -292,6 +264,7 @@ def test_small_table1_configs_build_their_models_with_one_recipe(config, capsys)
         assert model(torch.rand(1, 10, 1, 64, 64), 10).shape == (1, 10, 1, 64, 64)
 
 
+@pytest.mark.slow
 def test_lr_scheduler_and_optimizer_from_the_command_line(mnist_root, tmp_path):
     no_val = ["--trainer.max_steps=2", "--trainer.limit_val_batches=0", "--figures.enabled=false"]
     cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path / "a", *no_val,
@@ -309,6 +282,7 @@ def test_lr_scheduler_and_optimizer_from_the_command_line(mnist_root, tmp_path):
     assert not cli.trainer.lr_scheduler_configs
 
 
+@pytest.mark.slow
 def test_default_root_dir_holds_the_whole_run(mnist_root, tmp_path, monkeypatch):
     import wandb
 

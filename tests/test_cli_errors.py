@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -114,6 +115,7 @@ def test_fit_missing_files_are_named(tmp_path, capsys):
                              str(missing))
 
 
+@pytest.mark.slow
 def test_fit_resumed_from_a_damaged_checkpoint_names_it(mnist_root, checkpoint, tmp_path,
                                                         capsys):
     damaged = tmp_path / "damaged.ckpt"
@@ -190,6 +192,7 @@ WRONG_CHECKPOINTS = {"other_model": _other_model, "other_size": _other_size,
                      "not_predlearns": _not_predlearns, "pickled_code": _pickled_code}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", WRONG_CHECKPOINTS)
 def test_a_wrong_checkpoint_is_refused_naming_it(mnist_root, checkpoint, tmp_path, capsys,
                                                  kind):
@@ -200,6 +203,7 @@ def test_a_wrong_checkpoint_is_refused_naming_it(mnist_root, checkpoint, tmp_pat
     assert path.read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["validate", "predict"])
 def test_validate_and_predict_refuse_another_models_checkpoint(mnist_root, checkpoint, tmp_path,
                                                                capsys, command):
@@ -207,6 +211,7 @@ def test_validate_and_predict_refuse_another_models_checkpoint(mnist_root, check
                      "--model=convlstm"], 1, str(checkpoint), "convlstm")
 
 
+@pytest.mark.slow
 def test_a_model_named_without_sizes_takes_the_checkpoints(mnist_root, checkpoint, tmp_path):
     args = [a for a in tiny(mnist_root, tmp_path) if not a.startswith("--model.predictor")]
     cli = run_cli(["validate", *args, f"--ckpt_path={checkpoint}"])  # --model=predrnn only
@@ -214,6 +219,7 @@ def test_a_model_named_without_sizes_takes_the_checkpoints(mnist_root, checkpoin
     assert "val/loss" in cli.trainer.callback_metrics
 
 
+@pytest.mark.slow
 def test_a_class_path_spelled_another_way_is_the_same_model(mnist_root, checkpoint, tmp_path):
     """A config naming ``predlearn.zoo.PredRNN`` resumes a checkpoint that saved the class as
     ``predlearn.zoo.predrnn.PredRNN`` (the shipped model's config does)."""
@@ -225,6 +231,7 @@ def test_a_class_path_spelled_another_way_is_the_same_model(mnist_root, checkpoi
     assert cli.model.predictor.hidden_channels == [2]
 
 
+@pytest.mark.slow
 def test_a_nonsense_value_with_a_checkpoint_names_the_option(mnist_root, checkpoint, tmp_path,
                                                              capsys):
     refused(capsys, ["test", *tiny(mnist_root, tmp_path), f"--ckpt_path={checkpoint}",
@@ -234,6 +241,7 @@ def test_a_nonsense_value_with_a_checkpoint_names_the_option(mnist_root, checkpo
 # --- predict: outputs never overwrite inputs --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_predictions_are_never_written_over_an_input(checkpoint, tmp_path, capsys):
     clip = tmp_path / "clip.npy"
     np.save(clip, np.random.default_rng(0).integers(0, 256, (10, 64, 64), dtype=np.uint8))
@@ -254,15 +262,23 @@ def test_predictions_are_never_written_over_an_input(checkpoint, tmp_path, capsy
     assert not (tmp_path / "p.h5").exists()
 
 
-def test_predict_frames_of_another_size_than_the_model(checkpoint, tmp_path, capsys):
+@pytest.mark.slow
+def test_predict_builds_the_model_for_the_datas_frames(checkpoint, tmp_path, capsys):
+    """The data decide the model's shape: a checkpoint of 64 x 64 frames predicts 32 x 32 ones
+    (the convolutions fit any size); naming a size on the command line is refused."""
     small = tmp_path / "small.npy"
     np.save(small, np.zeros((10, 32, 32), dtype=np.uint8))
-    refused(capsys, ["predict", "--data=frames", f"--data.path={small}",
-                     f"--ckpt_path={checkpoint}", "--trainer.logger=false",
-                     f"--predictions.output_path={tmp_path / 'p.h5'}"], 1,
-            "(1, 64, 64); got (1, 32, 32)", "--model.predictor.frame_size")
+    output = tmp_path / "p.h5"
+    args = ["predict", "--data=frames", f"--data.path={small}", f"--ckpt_path={checkpoint}",
+            "--trainer.logger=false", f"--predictions.output_path={output}"]
+    run_cli(args)
+    with h5py.File(output) as handle:
+        assert handle["predictions"].shape[-3:] == (1, 32, 32)
+    whole_stderr_is_the_line(capsys, [*args, "--model.predictor.frame_size=[32,32]"], 2,
+                             "--model.predictor.frame_size: ", "the data set it")
 
 
+@pytest.mark.slow
 def test_predict_missing_frames_are_named(checkpoint, tmp_path, capsys):
     missing = tmp_path / "missing.npy"
     refused(capsys, ["predict", "--data=frames", f"--data.path={missing}",

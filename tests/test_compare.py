@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 from mnist_fixtures import write_fake_mnist
-from test_cli import tiny_run
+from support import tiny_run
 
 from predlearn.cli import main as predlearn_main
 from predlearn.cli import run_cli
-from predlearn.compare import CompareError, load_runs, main
+from predlearn.compare import main
+from predlearn.compare_runs import CompareError, load_runs
+
+# every test reads the two runs that the ``runs`` fixture fits through the command line
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +110,8 @@ def test_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
         predlearn_main(["compare", str(runs["predrnn"]), str(empty), f"--out={tmp_path / 'out'}"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"predlearn: error: no test_curves.csv, test/<metric>/step_NN columns in "
-                   f"metrics.csv or W&B offline run with test curves in {empty} (--debug shows "
-                   "where)")
+    assert err == (f"predlearn: error: no test_curves.csv or test/<metric>/step_NN columns in "
+                   f"metrics.csv in {empty} (--debug shows where)")
     with pytest.raises(CompareError, match="no such run folder"):
         load_runs([tmp_path / "missing"])
 
@@ -125,14 +128,3 @@ def test_runs_with_different_horizons(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("runs have different numbers of predicted steps: predrnn (run/version_0) has 10, "
             "? (long) has 20") in err
-
-
-def test_a_wandb_offline_run_folder(runs, tmp_path):
-    files = tmp_path / "wandb" / "offline-run-20260101_000000-abc" / "files"
-    files.mkdir(parents=True)
-    shutil.copy(runs["convlstm"] / "test_curves.csv", files)
-    (files / "config.yaml").write_text(
-        "predictor:\n  desc: null\n  value:\n    class_path: predlearn.zoo.predrnn.ConvLSTM\n")
-    (run,) = load_runs([files.parent])
-    assert run.folder == files and run.model == "convlstm"
-    assert run.label == "convlstm (offline-run-20260101_000000-abc)"

@@ -37,8 +37,9 @@ from predlearn.datamodules import (
 from predlearn.datamodules.frames import read_frames
 from predlearn.datamodules.idx import IDXFormatError, read_idx, write_idx
 from predlearn.datamodules.mnist import load_digits
+from predlearn.datamodules.radar_formats import read_frame
+from predlearn.datamodules.radar_frame import RadarFormatError
 from predlearn.datamodules.radar_prepare import prepare_radar
-from predlearn.datamodules.radar_readers import RadarFormatError, read_frame
 from predlearn.errors import (
     BadFileError,
     DataError,

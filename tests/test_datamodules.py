@@ -40,6 +40,7 @@ def test_batches_of_every_stage(name, tmp_path):
     module = DATAMODULES.get(name)(**tiny.init_args)
     loaders = {"fit": ("train_dataloader", "val_dataloader"), "test": ("test_dataloader",),
                "predict": ("predict_dataloader",)}
+    assert tuple(module.frame_shape()) == tiny.frame  # known before setup: the model follows it
     for stage in tiny.stages:
         module.setup(stage)
         for loader in loaders[stage]:
@@ -53,6 +54,7 @@ def test_batches_of_every_stage(name, tmp_path):
             assert 0.0 <= float(batch.min()) and float(batch.max()) <= 1.0, loader
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_by_registry_name_on_the_command_line(name, tmp_path):
     tiny = TINY_DATA[name](tmp_path)
@@ -68,10 +70,12 @@ def test_fit_by_registry_name_on_the_command_line(name, tmp_path):
     patch = 4 if height % 4 == 0 and width % 4 == 0 else 1
     cli = run_cli(["fit", "--model=predrnn", "--model.predictor.hidden_channels=[2]",
                    "--model.predictor.kernel_size=3", f"--model.predictor.patch_size={patch}",
-                   f"--model.predictor.frame_channels={channels}",
-                   f"--model.predictor.frame_size=[{height},{width}]", f"--data={name}",
+                   f"--data={name}",
                    *cli_args(tiny.init_args), "--trainer.max_steps=1", "--trainer.logger=false",
                    "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={tmp_path}",
                    "--trainer.enable_progress_bar=false", "--figures.enabled=false"])
     assert cli.trainer.global_step == 1
     assert DATAMODULES.name_of(type(cli.datamodule)) == name
+    # the data decide the model's shape: no option repeats it
+    predictor = cli.model.predictor
+    assert (predictor.frame_channels, tuple(predictor.frame_size)) == (channels, (height, width))

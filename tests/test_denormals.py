@@ -138,6 +138,7 @@ def test_predictive_module_sets_every_thread_in_fit_validate_test_and_predict(
     set_flush_denormal(True)
 
 
+@pytest.mark.slow
 def test_the_command_line_option_turns_flushing_off(intraop_threads, tmp_path):
     from predlearn.cli import run_cli
 

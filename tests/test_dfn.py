@@ -1,5 +1,7 @@
-"""DFN (De Brabandere et al. 2016; DESIGN 1.10): dynamic local filtering, normalised filters,
-shapes, gradients, odd frame sizes and the closed loop."""
+"""DFN (De Brabandere et al. 2016, the paper's ref. [3], a baseline of Table 1 in §4.1; see
+docs/models.md#dfn-dynamic-filter-network-de-brabandere-et-al-2016-zoodfnpy): dynamic local
+filtering, normalised filters, shapes, gradients and odd frame sizes. The closed loop and the
+teacher mask are tested for every registered model in tests/test_models.py."""
 
 from __future__ import annotations
 
@@ -158,48 +160,3 @@ def test_other_frame_sizes_including_odd_ones(frame):
 def test_wrong_frame_shape_names_the_shapes():
     with pytest.raises(ValueError, match=r"\(C, H, W\) = \(1, 16, 16\); got \(3, 16, 16\)"):
         build()(clip(frame=(3, 16, 16)), 2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Closed loop and teacher forcing
-
-
-def test_closed_loop_ignores_the_true_future():
-    model = build()
-    frames = clip()
-    no_truth = torch.zeros(2, 3, dtype=torch.bool)
-    with torch.no_grad():
-        reference = model(frames, 4)
-        one = model(frames, 4, targets=clip(length=4, seed=5), teacher_mask=no_truth)
-        other = model(frames, 4, targets=clip(length=4, seed=6), teacher_mask=no_truth)
-    assert torch.equal(reference, one)
-    assert torch.equal(reference, other)
-
-
-def test_closed_loop_feeds_back_its_own_prediction():
-    model = build()
-    frames = clip()
-    with torch.no_grad():
-        out = model(frames, 3)
-        hidden = model.init_state(2, frames)
-        for t in range(frames.shape[1]):
-            prediction, hidden = model.step(frames[:, t], hidden)
-        manual = [prediction]
-        for _ in range(2):
-            prediction, hidden = model.step(prediction, hidden)
-            manual.append(prediction)
-    torch.testing.assert_close(out, torch.stack(manual, 1))
-
-
-@pytest.mark.parametrize("k", [0, 1, 2])
-def test_teacher_mask_feeds_the_target_to_the_next_step(k):
-    model = build()
-    frames, future = clip(), clip(length=4, seed=5)
-    mask = torch.ones(2, 3, dtype=torch.bool)
-    changed = future.clone()
-    changed[:, k] = torch.rand_like(changed[:, k])
-    with torch.no_grad():
-        out = model(frames, 4, targets=future, teacher_mask=mask)
-        out_changed = model(frames, 4, targets=changed, teacher_mask=mask)
-    assert torch.equal(out[:, : k + 1], out_changed[:, : k + 1])  # before targets[:, k] is fed
-    assert not torch.allclose(out[:, k + 1], out_changed[:, k + 1])  # prediction k+1 reads it

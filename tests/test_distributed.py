@@ -24,6 +24,7 @@ def small_setup(root) -> tuple[PredictiveModule, MovingMNISTDataModule]:
     return module, data
 
 
+@pytest.mark.slow
 def test_ddp_test_scores_equal_a_single_process(tmp_path):
     module, data = small_setup(tmp_path)
     (single,) = quiet_trainer().test(module, datamodule=data)
@@ -48,6 +49,7 @@ class RecordingModule(PredictiveModule):
         return super().training_step(batch, batch_idx)
 
 
+@pytest.mark.slow
 def test_ddp_training_stream_differs_on_every_rank_and_worker(tmp_path):
     """Two gloo processes with two loader workers each: 16 sequences, none seen twice."""
     torch.manual_seed(0)
@@ -64,6 +66,7 @@ def test_ddp_training_stream_differs_on_every_rank_and_worker(tmp_path):
     assert len(set(seen[0]) | set(seen[1])) == 16  # distinct across ranks and workers
 
 
+@pytest.mark.slow
 def test_cli_ddp_two_processes_score_the_test_set_as_one(tmp_path):
     """``predlearn test --trainer.strategy=ddp --trainer.devices=2`` as a user types it.
 

@@ -1,5 +1,5 @@
-"""FC-LSTM (Srivastava et al. 2015; DESIGN 1.10): shapes, no convolutions, dense dependence,
-the encoder-to-decoder state hand-over, closed loop and teacher forcing."""
+"""FC-LSTM (Srivastava et al. 2015; docs/models.md#fc-lstm): shapes, no convolutions, dense
+dependence, the encoder-to-decoder state hand-over, closed loop and teacher forcing."""
 
 from __future__ import annotations
 

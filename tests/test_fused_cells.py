@@ -1,18 +1,28 @@
-"""The fused production cells against their textbook (per-gate) forms in ``reference_cells.py``.
+"""The fused production cells against their per-gate textbook forms, benchmarks/reference_cells.py.
 
-The textbook cells write each equation of DESIGN 1.2-1.4 with one convolution per gate and per
-source. With the weights copied from a fused cell, both must give the same (h, c, m) and the same
-gradients with respect to the inputs and to every corresponding weight (float64).
+The textbook cells write each of paper eqs. 2-4 (docs/models.md#the-cells-equations) with one
+convolution per gate and per source. With the weights copied from a fused cell, both must give the
+same (h, c, m) and the same gradients with respect to the inputs and to every corresponding weight
+(float64).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-import reference_cells
 import torch
 
 import predlearn
 from predlearn.zoo import ConvLSTMCell, SpatiotemporalLSTMCell, SpatiotemporalMemoryCell
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+# The textbook cells live with the benchmarks that time them (benchmarks/reference_cells.py);
+# imported with that folder on sys.path, as tests/test_bench_*.py import the benchmark scripts.
+with pytest.MonkeyPatch.context() as patch:
+    patch.syspath_prepend(str(BENCHMARKS))
+    import reference_cells
 
 IN, HID, SIZE, K, BATCH = 3, 4, (6, 5), 3, 2
 

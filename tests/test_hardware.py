@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_cli import mnist_root, tiny_run  # noqa: F401 (mnist_root is a fixture)
+from support import tiny_run
 
 import predlearn.lightning_cli
 from predlearn.cli import run_cli
@@ -32,10 +32,11 @@ def test_flags_of_the_first_cpu_and_no_file(tmp_path):
     assert not cpu_has_native_bf16(tmp_path / "missing")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("native", "auto", "expected"), [
     (True, "true", "bf16-mixed"), (False, "true", "32-true"), (True, "false", "32-true"),
 ])
-def test_auto_bf16_picks_the_precision(mnist_root, tmp_path, monkeypatch,  # noqa: F811
+def test_auto_bf16_picks_the_precision(mnist_root, tmp_path, monkeypatch,
                                        native, auto, expected):
     monkeypatch.setattr(predlearn.lightning_cli, "cpu_has_native_bf16", lambda: native)
     cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=1",

@@ -309,12 +309,13 @@ def test_fit_without_validation_persons(kth_root: Path, tmp_path: Path) -> None:
     assert trainer.global_step == 1 and len(dm.train_set) == 48
 
 
+@pytest.mark.slow
 def test_cli_fit_then_test_with_registry_names(kth_root: Path, tmp_path: Path) -> None:
     """`predlearn fit --model=predrnn --data=kth`: 10 -> 10 training, 10 -> 20 test curves."""
     from predlearn.cli import run_cli
 
     cli = run_cli([
-        "fit", "--model=predrnn", "--model.predictor.frame_size=[128,128]",
+        "fit", "--model=predrnn",  # the data decide the frame size (128 x 128)
         "--model.predictor.hidden_channels=[2]", "--model.predictor.kernel_size=3",
         "--model.predictor.patch_size=8", "--data=kth", f"--data.root={kth_root}",
         "--data.download=false", f"--data.actions=[{','.join(ACTIONS)}]",
@@ -325,6 +326,7 @@ def test_cli_fit_then_test_with_registry_names(kth_root: Path, tmp_path: Path) -
         "--trainer.enable_progress_bar=false", "--test_after_fit=true",
     ])
     assert cli.model.test_horizon == 20  # passed on from the data module
+    assert tuple(cli.model.predictor.frame_size) == (128, 128)  # and the frames' size
     assert cli.model.curves["test"]["psnr"].shape == (20,)
     assert cli.model.curves["test"]["ssim"].shape == (20,)
     run_dir = Path(cli.trainer.logger.log_dir)

@@ -44,7 +44,7 @@ def test_mse_per_frame_sums_pixels_and_per_pixel_averages_them():
 
 
 def test_mse_per_frame_scale_matches_paper_example():
-    # DESIGN 1.9: 56.8 per frame on 64x64 frames is a per-pixel MSE of about 0.0139.
+    # docs/metrics.md: 56.8 per frame on 64x64 frames is a per-pixel MSE of about 0.0139.
     target = torch.zeros(1, 1, 1, 64, 64)
     preds = torch.full_like(target, math.sqrt(56.8 / 4096))
     metric = FrameMSE(horizon=1)
@@ -142,6 +142,7 @@ def test_updates_in_uneven_batches_average_over_every_sequence():
     torch.testing.assert_close(metric.compute().float(), expected)
 
 
+@pytest.mark.slow
 def test_metrics_agree_on_one_device_and_across_two_processes():
     generator = torch.Generator().manual_seed(2)
     preds = torch.rand(5, 2, 1, 12, 12, generator=generator)

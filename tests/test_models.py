@@ -1,6 +1,8 @@
 """Every registered model (Table 1's, the extensions, installed plugins): the same interface,
-any channel count and frame size, gradients, and `predlearn fit --model=NAME --data=mmnist` on
-the command line. The list comes from the registry, the sizes from each model's tiny_config."""
+any channel count and frame size, gradients, the closed loop and the teacher mask (through
+``forward(frames, horizon, targets, teacher_mask)``, so models with their own ``forward`` are
+covered too), and `predlearn fit --model=NAME --data=mmnist` on the command line. The list comes
+from the registry, the sizes from each model's tiny_config."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import predlearn
 from predlearn.cli import run_cli
 from predlearn.paper import TABLE1
 
+BATCH, CONTEXT, HORIZON = 2, 3, 4
+
 
 def test_every_table1_model_is_registered():
     assert set(TABLE1) <= set(predlearn.list_models())
@@ -24,6 +28,7 @@ def test_every_registered_model_gives_a_tiny_config():
                          f"generic tests): {missing}")
 
 
+@pytest.mark.slow
 def test_the_stack_takes_any_registered_cell_and_named_models_keep_theirs(tmp_path):
     stack = predlearn.create_model("stack", cell="conv_lstm", **TINY_MODELS["convlstm"])
     named = predlearn.create_model("convlstm", **TINY_MODELS["convlstm"])
@@ -70,6 +75,86 @@ def test_shapes_and_gradients(name, frame):
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+# ---------------------------------------------------------------------------------------------
+# Closed loop and teacher mask (docs/models.md#the-predictor-interface): after the observed frames
+# a predictor feeds back its own predictions (paper §1.2, "we predict sequence from sequence");
+# only where teacher_mask[b, k] is true does it feed targets[b, k] instead (scheduled sampling, an
+# extension).
+
+
+def tiny_model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """The tiny ``name`` in float64 and eval mode, and the frame (C, H, W) it was built for (its
+    default; the baselines without a frame size take 1 x 64 x 64)."""
+    torch.manual_seed(0)
+    model = predlearn.create_model(name, **TINY_MODELS[name]).double().eval()
+    frame = (getattr(model, "frame_channels", 1), *getattr(model, "frame_size", (64, 64)))
+    return model, frame
+
+
+def clip(frame: tuple[int, ...], length: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(BATCH, length, *frame, generator=generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_without_teacher_forcing_the_targets_change_nothing(name):
+    """Closed loop: targets without a mask, or with a mask that is false everywhere, are never
+    fed (far-out-of-range targets would show in the predictions if they were)."""
+    model, frame = tiny_model(name)
+    frames = clip(frame, CONTEXT, seed=1)
+    garbage = torch.full((BATCH, HORIZON, *frame), 1e3, dtype=torch.float64)
+    never = torch.zeros(BATCH, HORIZON - 1, dtype=torch.bool)
+    with torch.no_grad():
+        reference = model(frames, HORIZON)
+        unmasked = model(frames, HORIZON, targets=garbage)
+        masked_off = model(frames, HORIZON, targets=garbage, teacher_mask=never)
+    assert reference.shape == (BATCH, HORIZON, *frame)
+    torch.testing.assert_close(unmasked, reference, rtol=0, atol=0)
+    torch.testing.assert_close(masked_off, reference, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_closed_loop_feeds_back_the_models_own_predictions(name):
+    """Teacher-forcing every step with the model's own closed-loop predictions as the "truth"
+    changes nothing: what the closed loop feeds after prediction k is prediction k. (With
+    ``test_the_teacher_mask_feeds_the_truth_where_true_and_only_there``, which shows that the
+    fed frame matters, a model that fed anything else, e.g. the last observed frame, fails.)"""
+    model, frame = tiny_model(name)
+    frames = clip(frame, CONTEXT, seed=1)
+    always = torch.ones(BATCH, HORIZON - 1, dtype=torch.bool)
+    with torch.no_grad():
+        free = model(frames, HORIZON)
+        forced_with_its_own = model(frames, HORIZON, targets=free.clone(), teacher_mask=always)
+    torch.testing.assert_close(forced_with_its_own, free)
+
+
+@pytest.mark.parametrize("name", trainable_models())
+def test_the_teacher_mask_feeds_the_truth_where_true_and_only_there(name):
+    """Per sample and per step: prediction k reads targets[b, j] only if teacher_mask[b, j] and
+    j < k, and prediction j + 1 does read targets[b, j] where teacher_mask[b, j] is true.
+    A model that ignored the mask (always or never feeding the truth) or that fed the truth one
+    step early or late fails; the gradients are exactly zero for targets never fed."""
+    model, frame = tiny_model(name)
+    frames = clip(frame, CONTEXT, seed=1)
+    targets = clip(frame, HORIZON, seed=2).requires_grad_(True)
+    mask = torch.tensor([[True, False, True], [False, True, False]])  # (BATCH, HORIZON - 1)
+    fed = torch.cat([mask, torch.zeros(BATCH, 1, dtype=torch.bool)], dim=1)  # targets[:, -1]: never
+    predictions = model(frames, HORIZON, targets=targets, teacher_mask=mask)
+    assert predictions.shape == (BATCH, HORIZON, *frame)
+    for k in range(HORIZON):
+        (grad,) = torch.autograd.grad(predictions[:, k].sum(), targets, retain_graph=True)
+        read = grad.flatten(2).abs().sum(-1) > 0  # (BATCH, HORIZON): which targets[b, j] it read
+        for b in range(BATCH):
+            for j in range(HORIZON):
+                if not (fed[b, j] and j < k):
+                    assert not read[b, j], (f"prediction {k} of sample {b} read targets[{b}, {j}]"
+                                            f" (teacher_mask {mask[b].tolist()})")
+            if k > 0 and fed[b, k - 1]:
+                assert read[b, k - 1], (f"prediction {k} of sample {b} ignored targets[{b}, "
+                                        f"{k - 1}] although the teacher mask is true there")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", trainable_models())
 def test_fit_by_registry_name_on_the_command_line(name, tmp_path):
     root = write_fake_mnist(tmp_path / "mnist", n_train=30, n_test=10)

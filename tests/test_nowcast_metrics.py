@@ -10,18 +10,18 @@ import warnings
 import pytest
 import torch
 
-from predlearn.nowcast_metrics import (
+from predlearn.categorical_scores import (
     CORRECT_NEGATIVES,
     FALSE_ALARMS,
     HITS,
     MISSES,
     CategoricalScores,
-    FractionsSkillScore,
-    PowerSpectrum,
     categorical_scores,
     contingency_counts,
-    fss_sums,
-    neighbourhood_fractions,
+)
+from predlearn.fractions_skill_score import FractionsSkillScore, fss_sums, neighbourhood_fractions
+from predlearn.power_spectrum import (
+    PowerSpectrum,
     plot_power_spectra,
     radial_power_spectrum,
     read_power_spectra_csv,

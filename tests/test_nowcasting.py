@@ -120,9 +120,9 @@ def test_scores_in_physical_units_need_data_that_has_them(tmp_path):
 
 
 def test_persistence_is_tested_without_a_checkpoint_and_scored_in_dbz(radar_file, tmp_path):
-    cli = run_cli(["test", "--model=persistence", "--model.thresholds=[20,40]",
-                   "--model.fss_scales=[1,3]",
-                   *radar_args(radar_file, tmp_path, f"--figures.output_dir={tmp_path}")])
+    cli = run_cli(["test", "--model=persistence",
+                   *radar_args(radar_file, tmp_path, f"--figures.output_dir={tmp_path}"),
+                   "--data.thresholds=[20,40]", "--data.fss_scales=[1,3]"])
     logged = cli.trainer.callback_metrics
     for key in ("csi_20dBZ", "pod_40dBZ", "far_20dBZ", "hss_40dBZ", "ets_20dBZ",
                 "fss_20dBZ_3px", "mse_per_frame", "ssim"):
@@ -137,9 +137,9 @@ def test_persistence_is_tested_without_a_checkpoint_and_scored_in_dbz(radar_file
 
 
 def test_thresholds_in_rain_rate(radar_file, tmp_path):
-    cli = run_cli(["test", "--model=persistence", "--model.threshold_unit=mm/h",
-                   "--model.thresholds=[1,5]", "--model.metrics=[categorical]",
-                   *radar_args(radar_file, tmp_path, "--figures.enabled=false")])
+    cli = run_cli(["test", "--model=persistence", "--model.metrics=[categorical]",
+                   *radar_args(radar_file, tmp_path, "--figures.enabled=false"),
+                   "--data.threshold_unit=mm/h", "--data.thresholds=[1,5]"])
     assert "test/csi_1mmh" in cli.trainer.callback_metrics
     assert "test/csi_5mmh" in cli.trainer.callback_metrics
 
@@ -152,18 +152,19 @@ def test_a_baseline_has_nothing_to_fit(radar_file, tmp_path, capsys):
     assert "persistence has no weights to train" in err.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_sweep_tests_the_baselines_and_writes_the_nowcast_table(radar_file, tmp_path):
     folder = tmp_path / "configs"
     folder.mkdir()
-    tiny = {"frame_size": [32, 32], "hidden_channels": [2], "kernel_size": 3, "patch_size": 4}
+    tiny = {"hidden_channels": [2], "kernel_size": 3, "patch_size": 4}
     for name, predictor in (("persistence", {"class_path": "predlearn.zoo.Persistence"}),
                             ("predrnn", {"class_path": "predlearn.zoo.PredRNN",
                                          "init_args": tiny})):
-        OmegaConf.save({"model": {"predictor": predictor, "thresholds": [20, 40],
-                                  "fss_scales": [1, 3]}}, folder / f"{name}.yaml")
+        OmegaConf.save({"model": {"predictor": predictor}}, folder / f"{name}.yaml")
     out = tmp_path / "sweep"
     main(["sweep", str(folder), "--out", str(out), "--trainer.max_steps=2",
-          "--figures.enabled=false", *radar_args(radar_file, tmp_path)])
+          "--figures.enabled=false", *radar_args(radar_file, tmp_path),
+          "--data.init_args.thresholds=[20,40]", "--data.init_args.fss_scales=[1,3]"])
     rows = {row["model"]: row for row in csv.DictReader((out / "table.csv").open())}
     assert sorted(rows) == ["persistence", "predrnn"]
     assert rows["persistence"]["steps"] == "0" and rows["predrnn"]["steps"] == "2"
@@ -184,6 +185,7 @@ def test_sweep_tests_the_baselines_and_writes_the_nowcast_table(radar_file, tmp_
 SETTINGS = ScoringSettings(ValueMapping(), (20.0, 40.0), "dBZ", (1, 3))
 
 
+@pytest.mark.slow
 def test_nowcast_scores_agree_on_one_process_and_two():
     generator = torch.Generator().manual_seed(3)
     preds = torch.rand(5, 2, 1, 12, 12, generator=generator)

@@ -101,6 +101,7 @@ def test_the_plugins_names_are_listed_and_built_ins_stay(install, capsys):
     assert f"{PACKAGE}.models.ConvGRU" in out and f"{PACKAGE}.cells.ConvGRUCell" in out
 
 
+@pytest.mark.slow
 def test_the_plugin_model_trains_from_the_cli(install, tmp_path):
     install()
     mnist_root = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=10)
@@ -161,6 +162,7 @@ def test_the_examples_own_checks_pass_through_the_installed_plugin(install):
         check()
 
 
+@pytest.mark.slow
 def test_the_plugin_model_passes_the_generic_model_tests(install, tmp_path, monkeypatch):
     """The generic tests of tests/test_models.py, run on the installed plugin's model with the
     tiny size it inherits (``RecurrentStack.tiny_config``): a plugin is tested for free."""

@@ -36,6 +36,7 @@ def predict(checkpoint: Path, data: str, out: Path) -> np.ndarray:
         return handle["predictions"][:]
 
 
+@pytest.mark.slow
 def test_predict_from_a_folder_of_png_frames(checkpoint, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -54,6 +55,7 @@ def test_predict_from_a_folder_of_png_frames(checkpoint, tmp_path):
         assert gif.n_frames == 10
 
 
+@pytest.mark.slow
 def test_predict_from_an_array_of_sequences(checkpoint, tmp_path):
     array = np.random.default_rng(1).integers(0, 256, (3, 10, 64, 64), dtype=np.uint8)
     np.save(tmp_path / "seqs.npy", array[:, :, None])  # (N, T, C, H, W)
@@ -61,6 +63,7 @@ def test_predict_from_an_array_of_sequences(checkpoint, tmp_path):
     assert predictions.shape == (3, 10, 1, 64, 64)
 
 
+@pytest.mark.slow
 def test_wrong_frame_size_is_refused_clearly(checkpoint, tmp_path):
     np.save(tmp_path / "small.npy", np.zeros((10, 32, 32), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"built for frames \(C, H, W\) = \(1, 64, 64\); "

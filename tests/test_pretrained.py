@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
-from test_cli import tiny_run
+from support import tiny_run
 
 import predlearn
 from predlearn import pretrained
 from predlearn.cli import run_cli
-from predlearn.lightning_cli import resolve_registry_names
+from predlearn.cli_arguments import resolve_registry_names
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,7 @@ def shipped(trained, tmp_path, monkeypatch) -> dict[str, torch.Tensor]:
     return weights
 
 
+@pytest.mark.slow
 def test_export_keeps_what_prediction_needs_and_drops_the_optimiser(trained, tmp_path):
     checkpoint, _ = trained
     full = torch.load(checkpoint, weights_only=False)
@@ -58,6 +59,7 @@ def test_export_refuses_a_file_that_is_not_a_predlearn_checkpoint(tmp_path):
     assert not (tmp_path / "out.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_list_and_load_a_shipped_model(shipped):
     assert predlearn.list_pretrained() == ["tiny-predrnn"]
     module = predlearn.load_pretrained("tiny-predrnn")
@@ -71,11 +73,13 @@ def test_list_and_load_a_shipped_model(shipped):
     assert pretrained.model_card("tiny-predrnn").startswith("# tiny-predrnn")
 
 
+@pytest.mark.slow
 def test_an_unknown_name_lists_the_shipped_ones(shipped):
     with pytest.raises(ValueError, match="no shipped model named 'tiny'; shipped: tiny-predrnn"):
         predlearn.load_pretrained("tiny")
 
 
+@pytest.mark.slow
 def test_ckpt_path_takes_a_shipped_name_and_leaves_paths_alone(shipped, tmp_path):
     path = str(pretrained.WEIGHTS_DIR / "tiny-predrnn.ckpt")
     assert resolve_registry_names(["predict", "--ckpt_path=tiny-predrnn"]) == [
@@ -86,6 +90,7 @@ def test_ckpt_path_takes_a_shipped_name_and_leaves_paths_alone(shipped, tmp_path
         assert resolve_registry_names([f"--ckpt_path={kept}"]) == [f"--ckpt_path={kept}"]
 
 
+@pytest.mark.slow
 def test_predict_with_a_shipped_name_on_the_command_line(shipped, tmp_path):
     clip = np.random.default_rng(0).random((2, 10, 1, 64, 64), dtype=np.float32)
     with h5py.File(tmp_path / "clip.h5", "w") as handle:
@@ -102,6 +107,7 @@ def test_predict_with_a_shipped_name_on_the_command_line(shipped, tmp_path):
     np.testing.assert_allclose(predictions, expected.detach().numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_test_figures_also_draw_the_shipped_model(shipped, tmp_path):
     mnist = write_fake_mnist(tmp_path / "mnist", n_train=60, n_test=30)
     cli = run_cli(["test", *tiny_run(mnist, tmp_path), "--figures.pretrained=tiny-predrnn",
@@ -138,3 +144,21 @@ def test_the_shipped_predrnn_predicts_moving_digits_far_better_than_black_frames
     per_step = ((predicted - truth) ** 2).sum(dim=(2, 3, 4)).mean(dim=0)  # MSE per frame
     black = (truth ** 2).sum(dim=(2, 3, 4)).mean(dim=0)
     assert torch.all(per_step < 0.75 * black), (per_step, black)
+
+
+def test_checkpoints_of_older_versions_are_upgraded():
+    """Sampling flags and numbers of older checkpoints become one schedule; their scoring
+    options (now the data module's) are left out."""
+    from predlearn.checkpoint_files import upgrade_hparams
+    from predlearn.sampling import ReverseScheduledSampling
+
+    old = {"loss": "l2", "scheduled_sampling": True, "sampling_decay": 0.1, "sampling_stop": 10,
+           "reverse_scheduled_sampling": False, "reverse_sampling_start": 5,
+           "thresholds": [20.0], "threshold_unit": None, "fss_scales": [1], "power_spectrum": None}
+    assert upgrade_hparams(old) == {"loss": "l2", "sampling": {
+        "class_path": "predlearn.sampling.ScheduledSampling",
+        "init_args": {"decay": 0.1, "stop": 10}}}
+    # the shipped model was saved before the schedules were objects
+    module = predlearn.load_pretrained("predrnn-mmnist2")
+    assert isinstance(module.sampling, ReverseScheduledSampling)
+    assert (module.sampling.start, module.sampling.end, module.sampling.alpha) == (3000, 8000, 1000)

@@ -26,14 +26,12 @@ from predlearn.datamodules.radar import (
     split_windows,
     window_starts,
 )
+from predlearn.datamodules.radar_fmi import read_fmi_pgm
+from predlearn.datamodules.radar_formats import detect_format
+from predlearn.datamodules.radar_frame import RadarFormatError
+from predlearn.datamodules.radar_knmi import read_knmi_h5
+from predlearn.datamodules.radar_odim import read_odim_h5
 from predlearn.datamodules.radar_prepare import crop_and_resize, main, prepare_radar, to_unit
-from predlearn.datamodules.radar_readers import (
-    RadarFormatError,
-    detect_format,
-    read_fmi_pgm,
-    read_knmi_h5,
-    read_odim_h5,
-)
 from predlearn.errors import BadFileError, DataError
 
 
@@ -269,6 +267,7 @@ def test_datamodule_errors(tmp_path):
 # --- end to end ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_prepare_fit_and_test_end_to_end(tmp_path):
     from predlearn.cli import run_cli
 
@@ -277,7 +276,6 @@ def test_prepare_fit_and_test_end_to_end(tmp_path):
     main([str(tmp_path / "fmi"), "--out", str(path), "--no-progress"])
     common = [
         "--model=predrnn",
-        "--model.predictor.frame_size=[100,100]",
         "--model.predictor.hidden_channels=[2]",
         "--model.predictor.kernel_size=3",
         "--model.predictor.patch_size=4",

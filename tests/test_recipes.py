@@ -11,9 +11,10 @@ from support import TINY_MODELS, trainable_models
 from torch import Tensor, nn
 
 import predlearn
+from predlearn.errors import OptionValueError
 from predlearn.module import PredictiveModule
 from predlearn.predictor import Predictor
-from predlearn.sampling import ReverseScheduledSampling
+from predlearn.sampling import ReverseScheduledSampling, ScheduledSampling
 from predlearn.zoo import decoupling_loss
 
 FRAME = (1, 16, 16)
@@ -108,10 +109,11 @@ def test_fc_lstm_reads_without_predicting_so_refuses_the_every_frame_recipes():
     model = tiny("fc_lstm")
     with pytest.raises(ValueError, match="does not predict the observed frames"):
         model.rollout(clip(J), K, every_frame=True)
-    with pytest.raises(ValueError, match="loss_frames='all' and reverse_scheduled_sampling"):
+    with pytest.raises(ValueError, match="loss_frames='all' does not apply"):
         PredictiveModule(model, loss_frames="all")
-    with pytest.raises(ValueError, match="loss_frames='all' and reverse_scheduled_sampling"):
-        PredictiveModule(model, reverse_scheduled_sampling=True)
+    with pytest.raises(OptionValueError, match="^sampling: .*ReverseScheduledSampling does not"):
+        PredictiveModule(model, sampling=ReverseScheduledSampling())
+    PredictiveModule(model, sampling=ScheduledSampling())  # feeds only predicted frames
 
 
 def test_a_predictor_with_its_own_forward_keeps_working_but_refuses_every_frame():
@@ -185,20 +187,30 @@ def test_reverse_sampling_masks_follow_the_probabilities():
     assert context.all() and not teacher.any()  # from the end on: as at test time
 
 
-def test_reverse_sampling_schedule_is_checked_and_excludes_plain_sampling():
-    with pytest.raises(ValueError, match="0 <= start < end and alpha > 0"):
+def test_reverse_sampling_schedule_is_checked():
+    with pytest.raises(OptionValueError, match=r"^end: must come after start \(5\); got 5") as error:
         ReverseScheduledSampling(start=5, end=5)
-    with pytest.raises(ValueError, match="choose one of scheduled_sampling and reverse"):
-        PredictiveModule(Scale(), scheduled_sampling=True, reverse_scheduled_sampling=True)
+    assert error.value.as_typed().option == "--model.sampling.end"  # as on the command line
+    with pytest.raises(OptionValueError, match="^alpha: must be positive"):
+        ReverseScheduledSampling(alpha=0)
+
+
+def test_a_schedule_is_kept_as_its_config_and_rebuilt_from_it():
+    module = PredictiveModule(Scale(), sampling=ReverseScheduledSampling(1, 9, 2.0))
+    assert module.hparams["sampling"] == {
+        "class_path": "predlearn.sampling.ReverseScheduledSampling",
+        "init_args": {"start": 1, "end": 9, "alpha": 2.0}}
+    rebuilt = PredictiveModule(Scale(), sampling=module.hparams["sampling"]).sampling
+    assert isinstance(rebuilt, ReverseScheduledSampling)
+    assert (rebuilt.start, rebuilt.end, rebuilt.alpha) == (1, 9, 2.0)
 
 
 def test_training_step_feeds_own_predictions_of_observed_frames_early_on():
-    module = PredictiveModule(Scale(0.5), context_frames=J, horizon=K,
-                              reverse_scheduled_sampling=True, reverse_sampling_start=100,
-                              reverse_sampling_end=200).double()
+    schedule = ReverseScheduledSampling(start=100, end=200)
+    schedule.context_probability = lambda step: 0.0  # type: ignore[method-assign]
+    schedule.target_probability = lambda step: 1.0  # type: ignore[method-assign]
+    module = PredictiveModule(Scale(0.5), context_frames=J, horizon=K, sampling=schedule).double()
     module.log = lambda *args, **kwargs: None
-    module.reverse_sampling.context_probability = lambda step: 0.0  # never the observed frame
-    module.reverse_sampling.target_probability = lambda step: 1.0  # always the true future
     batch = clip(J + K)
     module.training_step(batch, 0)
     fed = torch.stack(module.predictor.fed, dim=1)
@@ -315,10 +327,9 @@ def test_every_recipe_trains_every_model(name):
         "class_path": "torch.optim.lr_scheduler.OneCycleLR",
         "init_args": {"max_lr": 0.01, "total_steps": 10}}}
     if every_frame:
-        options.update(loss_frames="all", reverse_scheduled_sampling=True,
-                       reverse_sampling_start=0, reverse_sampling_end=10)
+        options.update(loss_frames="all", sampling=ReverseScheduledSampling(start=0, end=10))
     else:
-        options.update(scheduled_sampling=True)
+        options.update(sampling=ScheduledSampling())
     module = PredictiveModule(tiny(name).float().train(), context_frames=J, horizon=K, loss="l2",
                               **options)
     config = module.configure_optimizers()

@@ -269,7 +269,7 @@ def test_module_entry_point_registers_through_its_decorators(plugins, monkeypatc
 
 
 def test_entry_point_name_clashing_with_a_registered_entry_is_reported(plugins):
-    """DESIGN 2.2 / registry docstring: a plugin that clashes with a registered name is reported."""
+    """docs/models.md / registry docstring: a plugin clashing with a registered name is reported."""
     module = plugins(GOOD)
     registry = Registry("model", GROUP)
 

@@ -44,6 +44,7 @@ def saved_step(path: Path) -> int:
     return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
 
 
+@pytest.mark.slow
 def test_each_run_has_its_own_folder_printed_at_start_and_end(mnist, tmp_path, capsys):
     root = tmp_path / "runs"
     fit = ["fit", *tiny(mnist, root, "--trainer.max_steps=2", "--trainer.val_check_interval=2")]
@@ -65,6 +66,7 @@ def test_each_run_has_its_own_folder_printed_at_start_and_end(mnist, tmp_path, c
         assert f"{folder / 'checkpoints' / 'best-step000002.ckpt'}\n" in out
 
 
+@pytest.mark.slow
 def test_a_resumed_fit_goes_on_in_its_folder_and_predict_writes_beside_it(mnist, tmp_path):
     root = tmp_path / "runs"
     first = run_cli(["fit", *tiny(mnist, root, "--trainer.max_steps=2",

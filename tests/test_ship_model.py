@@ -6,9 +6,10 @@ import csv
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
-from test_cli import tiny_run
+from support import tiny_run
 
 import predlearn
 from predlearn import pretrained
@@ -24,6 +25,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 def test_a_run_becomes_a_shipped_model_with_card_and_log(tmp_path, monkeypatch):
     mnist = write_fake_mnist(tmp_path / "mnist", n_train=60, n_test=30)
     config = tmp_path / "config.yaml"

@@ -13,7 +13,7 @@ from support import TINY_MODELS
 import predlearn
 from predlearn.cli import main
 from predlearn.paper import TABLE1
-from predlearn.sweep import sweep_configs
+from predlearn.sweep import is_trainable, load_config, sweep_configs
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -32,6 +32,7 @@ def write_tiny_configs(folder: Path) -> list[str]:
     return [name for name in TINY_MODELS if name in TABLE1]
 
 
+@pytest.mark.slow
 def test_sweep_writes_table_plot_and_curves(tmp_path):
     root = write_fake_mnist(tmp_path / "mnist", n_train=40, n_test=20)
     names = write_tiny_configs(tmp_path / "configs")
@@ -72,6 +73,31 @@ def test_sweep_skips_transfer_only_configs_and_names_missing_paths(tmp_path):
         sweep_configs([tmp_path / "nowhere"])
 
 
+def test_a_config_may_give_its_data_and_model_as_other_yaml_files(tmp_path):
+    # as the command line reads them: paths relative to the config's own folder
+    mnist = "predlearn.datamodules.MovingMNISTDataModule"
+    for name, settings in {
+            "data/mnist2.yaml": {"class_path": mnist, "init_args": {"num_digits": 2}},
+            "data/mnist3.yaml": {"class_path": mnist, "init_args": {"test_num_digits": 3}},
+            "models/persistence.yaml": {"predictor": {"class_path": "predlearn.zoo.Persistence"}},
+            "configs/a_transfer.yaml": {"model": "../models/persistence.yaml",
+                                        "data": "../data/mnist3.yaml"},
+            "configs/b_baseline.yaml": {"model": "../models/persistence.yaml",
+                                        "data": "../data/mnist2.yaml"},
+            "configs/c_predrnn.yaml": {"model": {"predictor": {
+                "class_path": "predlearn.zoo.PredRNN"}}, "data": "../data/mnist2.yaml"},
+            "broken/d.yaml": {"data": "../data/nowhere.yaml"}}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        OmegaConf.save(settings, tmp_path / name)
+    baseline, predrnn = sweep_configs([tmp_path / "configs"])  # a_transfer: transfer only
+    assert (baseline.name, predrnn.name) == ("b_baseline.yaml", "c_predrnn.yaml")
+    assert load_config(baseline)["data"]["init_args"] == {"num_digits": 2}
+    assert not is_trainable(baseline) and is_trainable(predrnn)
+    with pytest.raises(FileNotFoundError, match="names data: ../data/nowhere.yaml"):
+        sweep_configs([tmp_path / "broken"])
+
+
+@pytest.mark.slow
 def test_resume_reruns_only_the_configs_without_curves(tmp_path, monkeypatch):
     root = write_fake_mnist(tmp_path / "mnist", n_train=40, n_test=20)
     folder = tmp_path / "configs"

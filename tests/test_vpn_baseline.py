@@ -1,5 +1,6 @@
-"""VPN baseline (Kalchbrenner et al. 2017; DESIGN 1.10): the multiplicative unit and the residual
-multiplicative block against their equations, resolution preservation, shapes, closed loop."""
+"""VPN baseline (Kalchbrenner et al. 2017; docs/models.md#vpn-baseline): the multiplicative unit and
+the residual multiplicative block against their equations, resolution preservation, shapes, closed
+loop."""
 
 from __future__ import annotations
 

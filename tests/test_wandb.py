@@ -1,8 +1,9 @@
-"""What W&B shows of a run: two tiny runs logged offline, their run files decoded.
+"""What W&B gets of a run: two tiny runs logged offline, what they sent recorded on the way.
 
 Each per-step curve is defined by its exact name against its own "predicted step" axis, its
 points have x = 1..K, the runs table's summaries carry their direction, the validation curve is
-the best checkpoint's, and ``predlearn compare`` on the offline runs gives the same numbers.
+the best checkpoint's, and ``predlearn compare`` finds the runs by their CSV curves, with the
+numbers W&B got (pictures on or off).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import torch
 from mnist_fixtures import write_fake_mnist
 
 from predlearn.cli import main, run_cli
-from predlearn.compare import compare, load_runs
-from predlearn.wandb_runs import curves_from_history, read_offline_run
+from predlearn.compare import compare
+from predlearn.compare_runs import load_runs
+from predlearn.wandb_runs import curves_from_history
 
 MODELS = ("predrnn", "convlstm")
 METRICS = {"mse_per_frame": "min", "bce_per_frame": "min", "psnr": "max", "ssim": "max"}
@@ -28,10 +30,11 @@ HORIZON = 10
 def tiny_fit(model: str, mnist: Path, root: Path) -> list[str]:
     """A tiny ``model`` on fake MNIST, logged to W&B (the default logger), validated at steps 2,
     4 and 6. After step 4 the learning rate is multiplied by 1,000, so training blows up and
-    the best checkpoint is step 4's, not the last validation's."""
+    the best checkpoint is step 4's, not the last validation's. ConvLSTM draws no pictures."""
     return [f"--model={model}", "--model.predictor.hidden_channels=[4]",
             "--model.predictor.kernel_size=3",
-            *(["--model.predictor.patch_size=4"] if model == "predrnn" else []),
+            *(["--model.predictor.patch_size=4"] if model == "predrnn" else
+              ["--figures.enabled=false"]),
             "--data=mmnist", f"--data.root={mnist}", "--data.download=false",
             "--data.num_val=6", "--data.num_test=7", "--data.batch_size=4",
             "--data.train_sequences_per_epoch=20", "--seed_everything=0",
@@ -44,6 +47,47 @@ def tiny_fit(model: str, mnist: Path, root: Path) -> list[str]:
             "--lr_scheduler.gamma=1000", "--test_after_fit=true"]
 
 
+def record_what_is_sent(patch: pytest.MonkeyPatch) -> dict[str, SimpleNamespace]:
+    """What each W&B run is sent through W&B's public API (``define_metric``, ``log``,
+    ``summary.update``) and its name, group, tags and config when it finishes, by run id."""
+    import wandb
+    from wandb.sdk.wandb_run import Run
+    from wandb.sdk.wandb_summary import SummaryDict
+
+    sent: dict[str, SimpleNamespace] = {}
+
+    def of(run_id: str) -> SimpleNamespace:
+        return sent.setdefault(run_id, SimpleNamespace(defined={}, rows=[], summary={}))
+
+    real_define, real_log = Run.define_metric, Run.log
+    real_update, real_finish = SummaryDict.update, Run.finish
+
+    def define_metric(self, name, *args, **options):
+        of(self.id).defined[name] = {**options, "at_row": len(of(self.id).rows)}
+        return real_define(self, name, *args, **options)
+
+    def log(self, data, *args, **kwargs):
+        of(self.id).rows.append(dict(data))
+        return real_log(self, data, *args, **kwargs)
+
+    def update(self, values):
+        if wandb.run is not None:
+            of(wandb.run.id).summary.update(values)
+        return real_update(self, values)
+
+    def finish(self, *args, **kwargs):
+        of(self.id).__dict__.setdefault("info", SimpleNamespace(
+            name=self.name, group=self.group, tags=tuple(self.tags),
+            config=dict(self.config.as_dict())))
+        return real_finish(self, *args, **kwargs)
+
+    patch.setattr(Run, "define_metric", define_metric)
+    patch.setattr(Run, "log", log)
+    patch.setattr(SummaryDict, "update", update)
+    patch.setattr(Run, "finish", finish)
+    return sent
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two fitted-and-tested runs logged offline: model -> what the test needs of each."""
@@ -52,6 +96,7 @@ def runs(tmp_path_factory):
     wandb.finish()  # a run left open by an earlier test would be reused
     patch = pytest.MonkeyPatch()
     patch.setenv("WANDB_MODE", "offline")
+    sent = record_what_is_sent(patch)
     root = tmp_path_factory.mktemp("wandb_runs")
     mnist = write_fake_mnist(root / "mnist", n_train=60, n_test=30)
     found = {}
@@ -59,10 +104,8 @@ def runs(tmp_path_factory):
         for model in MODELS:
             cli = run_cli(["fit", *tiny_fit(model, mnist, root / "runs")])
             checkpoint = cli.trainer.checkpoint_callback
-            folder = Path(cli.trainer.log_dir)
-            (offline,) = (folder / "wandb").glob("offline-run-*")
             found[model] = SimpleNamespace(
-                folder=folder, offline=offline, run=read_offline_run(offline),
+                folder=Path(cli.trainer.log_dir), sent=sent[cli.trainer.logger.experiment.id],
                 best=checkpoint.best_model_path, best_score=float(checkpoint.best_model_score),
                 last_val=cli.model.curve_steps["val"],
                 last_val_curves={k: v.tolist() for k, v in cli.model.curves["val"].items()},
@@ -73,49 +116,57 @@ def runs(tmp_path_factory):
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_each_curve_is_one_chart_against_the_predicted_step(runs, model):
-    run = runs[model].run
-    exact = {m["name"]: m for m in run.metrics if m["name"]}
+    sent = runs[model].sent
     for stage in ("val", "test"):
         axis = f"{stage}_curve/predicted_step"
-        assert exact[axis]["hidden"] and exact[axis]["summary"] == ["none"]
+        assert sent.defined[axis] == {"hidden": True, "summary": "none", "at_row": 0}
         for key in METRICS:
-            defined = exact[f"{stage}_curve/{key}"]
-            assert defined["step_metric"] == axis and defined["summary"] == ["none"]
-            assert defined["at_row"] == 0  # defined before anything was logged
+            # defined before anything was logged
+            assert sent.defined[f"{stage}_curve/{key}"] == {"step_metric": axis,
+                                                            "summary": "none", "at_row": 0}
         # every curve point has its x, 1..K, each once
-        xs = [row[axis] for row in run.history if axis in row]
+        xs = [row[axis] for row in sent.rows if axis in row]
         assert xs == list(range(1, HORIZON + 1))
-        for row in run.history:
+        for row in sent.rows:
             if axis in row:
                 assert set(METRICS) == {k.split("/", 1)[1] for k in row if k.startswith(
                     f"{stage}_curve/") and k != axis}
     # the only glob is Lightning's "*" -> trainer/global_step, which exact names override
-    assert [m["glob_name"] for m in run.metrics if m["glob_name"]] == ["*"]
+    assert [name for name in sent.defined if "*" in name] == ["*"]
+    assert sent.defined["*"]["step_metric"] == "trainer/global_step"
     # the per-step scalars of the CSV logger are not sent
-    assert not [key for row in run.history for key in row if re.search(r"/step_\d+$", key)]
+    assert not [key for row in sent.rows for key in row if re.search(r"/step_\d+$", key)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_summaries_sort_with_their_direction(runs, model):
     found = runs[model]
-    summary = found.run.summary
-    assert summary["val/loss"] == {"min": pytest.approx(found.best_score, rel=1e-6)}
+    sent = found.sent
+    # the runs table's val/loss.min: the lowest validation loss logged, the best checkpoint's
+    assert sent.defined["val/loss"]["summary"] == "min"
+    assert min(row["val/loss"] for row in sent.rows if "val/loss" in row) == pytest.approx(
+        found.best_score, rel=1e-6)
     for key, direction in METRICS.items():
-        assert summary[f"test/{key}"] == {direction: pytest.approx(found.test[key], rel=1e-6)}
-    assert not any(key.startswith(("val_curve/", "test_curve/")) for key in summary)
+        assert sent.defined[f"test/{key}"]["summary"] == direction
+        (logged,) = [row[f"test/{key}"] for row in sent.rows if f"test/{key}" in row]
+        assert logged == pytest.approx(found.test[key], rel=1e-6)
     # grouped by data set, tagged by model, named after the run folder (model and data)
-    assert found.run.group == "mmnist" and found.run.tags == [model]
-    assert found.run.name == found.folder.name and found.run.name.startswith(f"{model}-mmnist-")
-    assert found.run.config["model"] == model and found.run.config["data"] == "mmnist"
+    info = sent.info
+    assert info.group == "mmnist" and info.tags == (model,)
+    assert info.name == found.folder.name and info.name.startswith(f"{model}-mmnist-")
+    assert info.config["model"] == model and info.config["data"] == "mmnist"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_the_validation_curve_is_the_best_checkpoints(runs, model, tmp_path):
     found = runs[model]
     assert Path(found.best).name == "best-step000004.ckpt" and found.last_val == 6  # blew up
-    sent = curves_from_history(found.run.history, "val")
+    sent = curves_from_history(found.sent.rows, "val")
     # validate the best checkpoint again: its curves are the ones W&B got
     cli = run_cli(["validate", f"--ckpt_path={found.best}", "--data=mmnist",
                    f"--data.root={found.mnist}", "--data.download=false", "--data.num_val=6",
@@ -125,8 +176,8 @@ def test_the_validation_curve_is_the_best_checkpoints(runs, model, tmp_path):
     fresh = cli.model.curves["val"]
     for key in METRICS:
         assert sent[key] == pytest.approx(fresh[key].tolist(), rel=1e-5), key
-        assert found.run.summary[f"val/{key}"] == pytest.approx(fresh[key].mean().item(),
-                                                                rel=1e-5)
+        assert found.sent.summary[f"val/{key}"] == pytest.approx(fresh[key].mean().item(),
+                                                                 rel=1e-5)
     assert sent["mse_per_frame"] != pytest.approx(found.last_val_curves["mse_per_frame"],
                                                   rel=1e-3)  # not the last validation's
     # the CSV logger keeps the per-step scalars
@@ -138,61 +189,33 @@ def test_the_validation_curve_is_the_best_checkpoints(runs, model, tmp_path):
     assert folder_curves["ssim"] == pytest.approx(fresh["ssim"].tolist(), rel=1e-5)
 
 
-def test_compare_reads_the_offline_runs_with_the_same_numbers(runs, tmp_path):
-    offline = [runs[model].offline for model in MODELS]
-    from_wandb = load_runs(offline)
-    from_folders = load_runs([runs[model].folder for model in MODELS])
-    assert [run.model for run in from_wandb] == list(MODELS)
-    assert [run.label for run in from_wandb] == [
-        f"{model} ({runs[model].folder.name})" for model in MODELS]
-    for wandb_run, folder_run, model in zip(from_wandb, from_folders, MODELS):
-        assert list(wandb_run.curves) == list(METRICS)
+@pytest.mark.slow
+def test_compare_finds_the_wandb_runs_by_their_curves_csv(runs, tmp_path):
+    folders = [runs[model].folder for model in MODELS]
+    # ConvLSTM drew no pictures: its curves and model are written all the same
+    assert (folders[0] / "test_predictions.png").is_file()
+    assert not (folders[1] / "test_predictions.png").exists()
+    loaded = load_runs(folders)
+    assert [run.model for run in loaded] == list(MODELS)
+    assert [run.label for run in loaded] == [f"{model} ({runs[model].folder.name})"
+                                             for model in MODELS]
+    for run, model in zip(loaded, MODELS):
+        assert run.source == str(runs[model].folder / "test_curves.csv")
+        sent = curves_from_history(runs[model].sent.rows, "test")  # what W&B got
+        assert list(run.curves) == list(sent) == list(METRICS)
         for key in METRICS:
             # the folder's <stage>_curves.csv keeps 6 significant digits
-            assert wandb_run.curves[key] == pytest.approx(folder_run.curves[key], rel=5e-6)
-            assert wandb_run.mean(key) == pytest.approx(runs[model].test[key], rel=1e-5)
+            assert run.curves[key] == pytest.approx(sent[key], rel=5e-6)
+            assert run.mean(key) == pytest.approx(runs[model].test[key], rel=1e-5)
     # the whole folder of runs: each run once (its own W&B files are not a second run)
-    assert len(load_runs([runs[MODELS[0]].folder.parent])) == 2
-    compare(offline, tmp_path / "out")
+    root = folders[0].parent
+    assert sorted(run.folder for run in load_runs([root])) == sorted(folders)
+    compare([root], tmp_path / "out")
     with (tmp_path / "out" / "table.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    for row, model in zip(rows, MODELS):
-        assert float(row["psnr_mean"]) == pytest.approx(runs[model].test["psnr"], rel=1e-5)
-
-
-# --- the reader, on a run with hand-set values --------------------------------------------------
-
-
-def test_the_reader_decodes_what_a_run_logged(tmp_path, monkeypatch):
-    import wandb
-
-    wandb.finish()
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    run = wandb.init(project="reader", dir=str(tmp_path), name="hand-set", group="g",
-                     tags=["a", "b"], config={"size": 3, "text": "x" * 70_000})  # > 2 blocks
-    run.define_metric("axis", hidden=True)
-    run.define_metric("curve", step_metric="axis", summary="max")
-    for x, y in ((1, 0.5), (2, 2.5), (3, 1.5)):
-        run.log({"axis": x, "curve": y})
-    run.summary["plain"] = 7
-    run.finish()
-    (folder,) = (tmp_path / "wandb").glob("offline-run-*")
-    decoded = read_offline_run(folder)
-    assert (decoded.name, decoded.group, decoded.tags) == ("hand-set", "g", ["a", "b"])
-    assert decoded.config["size"] == 3 and decoded.config["text"] == "x" * 70_000
-    assert [(row["axis"], row["curve"]) for row in decoded.history] == [(1, 0.5), (2, 2.5),
-                                                                        (3, 1.5)]
-    assert decoded.summary["curve"] == {"max": 2.5} and decoded.summary["plain"] == 7
-    curve = next(m for m in decoded.metrics if m["name"] == "curve")
-    assert (curve["step_metric"], curve["summary"], curve["at_row"]) == ("axis", ["max"], 0)
-
-
-def test_a_file_that_is_not_a_wandb_run_is_refused(tmp_path):
-    from predlearn.errors import BadFileError
-
-    (tmp_path / "run-abc.wandb").write_bytes(b"not a run file at all")
-    with pytest.raises(BadFileError, match="not a W&B run file"):
-        read_offline_run(tmp_path)
+        rows = {row["model"]: row for row in csv.DictReader(handle)}
+    for model in MODELS:
+        assert float(rows[model]["psnr_mean"]) == pytest.approx(runs[model].test["psnr"],
+                                                                rel=1e-5)
 
 
 # --- online: checkpoints as artifacts, compare --wandb (fake W&B objects, no network) ----------

@@ -1,4 +1,6 @@
-"""CDNA: convolutional dynamic neural advection (Finn, Goodfellow, Levine 2016; DESIGN 1.10).
+"""CDNA: convolutional dynamic neural advection (Finn, Goodfellow, Levine 2016; paper §4.1).
+
+See docs/models.md#cdna.
 
 A ConvLSTM encoder-decoder predicts, at each step, a few normalised convolution kernels shared by
 the whole image and per-pixel compositing masks. The next frame is the previous frame moved by each
@@ -88,11 +90,11 @@ class CDNA(Predictor):
 
     Choices and departures from the original (each an option where it matters):
 
-    - Kernels are normalised by a softmax over each kernel's taps (DESIGN 1.10). The released code
-      uses ``relu(x - 1e-7) + 1e-7`` then division by the sum: ``kernel_norm="relu"``.
+    - Kernels are normalised by a softmax over each kernel's taps (Finn et al. 2016). The released
+      code uses ``relu(x - 1e-7) + 1e-7`` then division by the sum: ``kernel_norm="relu"``.
     - Masks: the ``num_kernels`` moved images plus one background, the background weight last.
       ``background="first"`` (default) composites the first observed frame as the static
-      background (DESIGN 1.10); the released code weights the *previous* frame with its mask 0:
+      background (Finn et al. 2016); the released code weights the *previous* frame with its mask 0:
       ``background="previous"``. The released code also blends an image generated from scratch
       (a sigmoid 1x1 convolution of the decoder), which is left out here (pure pixel motion), and
       its action/state inputs are dropped (these data sets have none); the 1x1 convolution that
@@ -132,11 +134,11 @@ class CDNA(Predictor):
         frame_channels: int = 1,
         frame_size: tuple[int, int] = (64, 64),
         widths: Sequence[int] = (32, 32, 64, 64, 128, 64, 32),  # Finn et al. code: lstm_size
-        num_kernels: int = 10,  # Finn et al. 2016 / DESIGN 1.10: 10 kernels
-        kernel_size: int = 5,  # Finn et al. 2016 / DESIGN 1.10: 5x5 kernels
+        num_kernels: int = 10,  # Finn et al. 2016: 10 kernels
+        kernel_size: int = 5,  # Finn et al. 2016: 5x5 kernels
         lstm_kernel_size: int = 5,  # Finn et al. code: 5x5 ConvLSTM filters
         background: Literal["first", "previous"] = "first",
-        kernel_norm: Literal["softmax", "relu"] = "softmax",  # DESIGN 1.10: softmax-normalised
+        kernel_norm: Literal["softmax", "relu"] = "softmax",  # Finn et al. 2016: softmax-normalised
         layer_norm: bool = True,  # Finn et al. code: layer normalisation throughout
         peephole: bool = False,  # Finn et al. code: ConvLSTM without peepholes
         forget_bias: float = 1.0,  # Finn et al. code: forget bias 1.0

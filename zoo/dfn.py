@@ -1,4 +1,6 @@
-"""DFN: Dynamic Filter Networks (De Brabandere, Jia, Tuytelaars, Van Gool 2016; DESIGN 1.10).
+"""DFN: Dynamic Filter Networks (De Brabandere, Jia, Tuytelaars, Van Gool 2016; paper §4.1).
+
+See docs/models.md#dfn.
 
 A recurrent filter-generating network outputs, at every step, one normalised local filter per
 pixel and sample (dynamic local filtering); the filters, shared over channels, are applied to the

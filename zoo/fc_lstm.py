@@ -1,4 +1,6 @@
-"""FC-LSTM: the fully connected LSTM encoder-predictor of Srivastava et al. 2015 (DESIGN 1.10).
+"""FC-LSTM: the fully connected LSTM encoder-predictor of Srivastava et al. 2015 (paper §4.1).
+
+See docs/models.md#fc-lstm.
 
 The Table 1 baseline of the PredRNN paper: frames are flattened to vectors, so the model has no
 convolution and no notion of locality; every output pixel depends on every input pixel.

@@ -71,19 +71,32 @@ def _pysteps_modules(method: str) -> tuple[ModuleType, ModuleType]:
     return motion, extrapolation
 
 
-class Persistence(Predictor):
-    """Eulerian persistence: every predicted frame is the last observed frame.
-
-    The standard zero-skill reference of nowcasting (Germann and Zawadzki 2002): tomorrow's
-    weather is today's. A learned model that does not beat it has learned nothing useful. The
-    output is an exact copy (same dtype and device) of frame J, repeated ``horizon`` times.
-    Teacher inputs (``targets``, ``teacher_mask``) are checked but ignored: nothing is fed back.
-    """
+class Baseline(Predictor):
+    """A predictor without weights: ``predict`` maps the observed frames (B, J, C, H, W) to
+    ``horizon`` frames. Teacher inputs (``targets``, ``teacher_mask``) are checked but ignored:
+    nothing is fed back."""
 
     #: no parameters: nothing to train (the command line tests it, never fits it)
     trainable = False
     #: it has its own ``forward``; it does not predict the observed frames
     predicts_every_frame = False
+
+    def forward(self, frames: Tensor, horizon: int, targets: Tensor | None = None,
+                teacher_mask: Tensor | None = None) -> Tensor:
+        self.check_inputs(frames, horizon, targets, teacher_mask)
+        return self.predict(frames, horizon)
+
+    def predict(self, frames: Tensor, horizon: int) -> Tensor:
+        raise NotImplementedError
+
+
+class Persistence(Baseline):
+    """Eulerian persistence: every predicted frame is the last observed frame.
+
+    The standard zero-skill reference of nowcasting (Germann and Zawadzki 2002): tomorrow's
+    weather is today's. A learned model that does not beat it has learned nothing useful. The
+    output is an exact copy (same dtype and device) of frame J, repeated ``horizon`` times.
+    """
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -93,19 +106,12 @@ class Persistence(Predictor):
     def __init__(self) -> None:
         super().__init__()
 
-    def forward(
-        self,
-        frames: Tensor,
-        horizon: int,
-        targets: Tensor | None = None,
-        teacher_mask: Tensor | None = None,
-    ) -> Tensor:
+    def predict(self, frames: Tensor, horizon: int) -> Tensor:
         """(B, J, C, H, W) -> (B, horizon, C, H, W), each a copy of ``frames[:, -1]``."""
-        self.check_inputs(frames, horizon, targets, teacher_mask)
         return frames[:, -1:].expand(-1, horizon, -1, -1, -1).clone()
 
 
-class OpticalFlowExtrapolation(Predictor):
+class OpticalFlowExtrapolation(Baseline):
     """Lagrangian persistence: the last observed frame advected along the estimated motion.
 
     The operational nowcasting baseline (Germann and Zawadzki 2002; pysteps' "extrapolation"
@@ -143,11 +149,6 @@ class OpticalFlowExtrapolation(Predictor):
             {"quality_level": 0.05}}`` for "LK").
     """
 
-    #: no parameters: nothing to train (the command line tests it, never fits it)
-    trainable = False
-    #: it has its own ``forward``; it does not predict the observed frames
-    predicts_every_frame = False
-
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
         """The defaults: the method has no size to shrink."""
@@ -183,15 +184,8 @@ class OpticalFlowExtrapolation(Predictor):
         self.interp_order = interp_order
         self.method_options = options
 
-    def forward(
-        self,
-        frames: Tensor,
-        horizon: int,
-        targets: Tensor | None = None,
-        teacher_mask: Tensor | None = None,
-    ) -> Tensor:
+    def predict(self, frames: Tensor, horizon: int) -> Tensor:
         """(B, J, C, H, W) -> (B, horizon, C, H, W): frame J advected 1 .. horizon steps."""
-        self.check_inputs(frames, horizon, targets, teacher_mask)
         self._check_context(frames.shape[1])
         with torch.no_grad():
             observed = frames.detach().to("cpu", torch.float64).numpy()

@@ -52,8 +52,9 @@ class PredRNNv2(RecurrentStack):
 
     ``auxiliary_loss`` is ``decouple_beta`` times the mean of ``decoupling_loss`` over every layer
     and time step of the rollout; ``PredictiveModule`` adds it to the training loss. The
-    authors' recipe also uses reverse scheduled sampling (``--model.reverse_scheduled_sampling``)
-    and the loss over every frame (``--model.loss_frames=all``), both options of the module.
+    authors' recipe also uses reverse scheduled sampling
+    (``--model.sampling=ReverseScheduledSampling``) and the loss over every frame
+    (``--model.loss_frames=all``), both options of the module.
 
     Args:
         decouple_beta: weight of the decoupling loss (authors' code: 0.1).

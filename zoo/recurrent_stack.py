@@ -1,4 +1,4 @@
-"""One stacking and rollout loop for every recurrent-cell predictor (DESIGN 2.1).
+"""One stacking and rollout loop for every recurrent-cell predictor (docs/models.md).
 
 ConvLSTM, PredRNN-M and PredRNN differ only in the cell; the cell's flags decide how states are
 routed: C stays in its layer (horizontal), M zigzags up the layers and from the top layer at t-1
@@ -126,7 +126,7 @@ class RecurrentStack(Predictor):
             else nn.Identity()
             for layer, width_l in enumerate(hidden_channels)
         )
-        # H^L_t back to pixels; a 1x1 convolution as in the authors' released code (DESIGN 1.4).
+        # H^L_t back to pixels; a 1x1 convolution as in the authors' code (the paper names none).
         self.head = nn.Conv2d(hidden_channels[-1], patched_channels, 1)
         if channels_last:
             # Module.to takes memory_format (its documentation says so); torch's overloads omit it

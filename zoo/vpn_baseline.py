@@ -1,4 +1,6 @@
-"""The VPN baseline (Kalchbrenner et al. 2017, "Video Pixel Networks"; DESIGN 1.10).
+"""The VPN baseline (Kalchbrenner et al. 2017, "Video Pixel Networks"; paper §4.1).
+
+See docs/models.md#vpn-baseline.
 
 The Video Pixel Network's resolution-preserving encoder of residual multiplicative blocks and its
 ConvLSTM over time, with the PixelCNN decoder replaced by a CNN that emits each frame in one pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from predlearn.predictor import check_kernel_size, check_positive
@@ -50,6 +51,28 @@ class RecurrentCell(nn.Module):
         self.kernel_size = kernel_size
         self.spatial_size = tuple(spatial_size)
         self.recurrent_channels = recurrent_channels or hidden_channels
+        self.peephole_names: tuple[str, ...] = ()
+
+    def peepholes(self, *names: str) -> None:
+        """Hadamard peephole weights W_i, W_f, W_o (``hidden_channels``, H, W), one value per
+        channel and position as in Shi et al. 2015, zero at the start, named ``names``."""
+        for name in names:
+            setattr(self, name, nn.Parameter(torch.zeros(self.hidden_channels, *self.spatial_size)))
+        self.peephole_names = names
+
+    def lstm_update(self, pre: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """The LSTM update with peepholes (paper eq. 2; eq. 3 with M as the memory): from the
+        stacked pre-activations ``pre`` (gate order g, i, f, o) and the memory, (the new hidden
+        state, the new memory). The peepholes, where the cell has them (``peepholes``), read the
+        old memory into i and f and the new one into o."""
+        g, i, f, o = torch.chunk(pre, 4, dim=1)
+        weights = [getattr(self, name) for name in self.peephole_names]
+        if weights:
+            i, f = i + weights[0] * memory, f + weights[1] * memory
+        new = torch.sigmoid(f) * memory + torch.sigmoid(i) * torch.tanh(g)
+        if weights:
+            o = o + weights[2] * new
+        return torch.sigmoid(o) * torch.tanh(new), new
 
     def conv(self, in_channels: int, out_channels: int, bias: bool, kernel_size: int | None = None):
         """A 'same'-padded convolution, the W * of the equations."""
@@ -60,3 +83,4 @@ class RecurrentCell(nn.Module):
         self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         raise NotImplementedError
+

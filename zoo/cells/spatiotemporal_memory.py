@@ -1,9 +1,13 @@
-"""The zigzag spatiotemporal memory cell of PredRNN-M (paper §3.1, eq. 3; DESIGN 1.3)."""
+"""The zigzag spatiotemporal memory cell of PredRNN-M (paper §3.1, eq. 3).
+
+Equations: docs/models.md#predrnn-m-memory-cell.
+"""
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from typing import Any
+
+from torch import Tensor
 
 from predlearn.zoo.cells.base import RecurrentCell
 
@@ -19,28 +23,18 @@ class SpatiotemporalMemoryCell(RecurrentCell):
     uses_zigzag_memory = True
     hidden_from_below = True
 
-    def __init__(
-        self,
-        input_channels: int,
-        hidden_channels: int,
-        kernel_size: int = 5,
-        spatial_size: tuple[int, int] = (64, 64),
-        recurrent_channels: int | None = None,
-        peephole: bool = True,
-    ) -> None:
-        super().__init__(input_channels, hidden_channels, kernel_size, spatial_size,
-                         recurrent_channels)
-        hid = hidden_channels
+    def __init__(self, *args: Any, peephole: bool = True, **kwargs: Any) -> None:
+        """``RecurrentCell``'s arguments; ``peephole``: the Hadamard peepholes on M."""
+        super().__init__(*args, **kwargs)
+        hid = self.hidden_channels
         # Gate order g, i, f, o. X_t enters only the bottom layer (the indicator 1{l=1}), so the
         # biases b_* sit in conv_h, which every layer has.
-        self.conv_x = self.conv(input_channels, 4 * hid, bias=False) if input_channels else None
+        self.conv_x = (self.conv(self.input_channels, 4 * hid, bias=False)
+                       if self.input_channels else None)
         self.conv_h = self.conv(self.recurrent_channels, 4 * hid, bias=True)
         self.peephole = peephole
         if peephole:
-            shape = (hid, *self.spatial_size)
-            self.w_mi = nn.Parameter(torch.zeros(shape))
-            self.w_mf = nn.Parameter(torch.zeros(shape))
-            self.w_mo = nn.Parameter(torch.zeros(shape))
+            self.peepholes("w_mi", "w_mf", "w_mo")
 
     def forward(
         self, x: Tensor | None, h: Tensor, c: Tensor | None, m: Tensor | None
@@ -52,12 +46,5 @@ class SpatiotemporalMemoryCell(RecurrentCell):
             if x is None:
                 raise ValueError("this bottom-layer cell needs the input frame x")
             pre = pre + self.conv_x(x)
-        g, i, f, o = torch.chunk(pre, 4, dim=1)
-        if self.peephole:
-            i = i + self.w_mi * m
-            f = f + self.w_mf * m
-        m_new = torch.sigmoid(f) * m + torch.sigmoid(i) * torch.tanh(g)
-        if self.peephole:
-            o = o + self.w_mo * m_new
-        h_new = torch.sigmoid(o) * torch.tanh(m_new)
+        h_new, m_new = self.lstm_update(pre, m)
         return h_new, None, m_new

@@ -1,6 +1,11 @@
-"""The Spatiotemporal LSTM (ST-LSTM) of PredRNN (paper §3.2, eq. 4; DESIGN 1.4)."""
+"""The Spatiotemporal LSTM (ST-LSTM) of PredRNN (paper §3.2, eq. 4).
+
+Equations: docs/models.md#st-lstm-cell.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,21 +27,13 @@ class SpatiotemporalLSTMCell(RecurrentCell):
     uses_temporal_memory = True
     uses_zigzag_memory = True
 
-    def __init__(
-        self,
-        input_channels: int,
-        hidden_channels: int,
-        kernel_size: int = 5,
-        spatial_size: tuple[int, int] = (64, 64),
-        recurrent_channels: int | None = None,
-        forget_bias: float = 0.0,
-        layer_norm: bool = False,
-    ) -> None:
-        super().__init__(input_channels, hidden_channels, kernel_size, spatial_size,
-                         recurrent_channels)
-        hid = hidden_channels
+    def __init__(self, *args: Any, forget_bias: float = 0.0, layer_norm: bool = False,
+                 **kwargs: Any) -> None:
+        """``RecurrentCell``'s arguments, and the extensions above."""
+        super().__init__(*args, **kwargs)
+        hid = self.hidden_channels
         # conv_x stacks W_x{g,i,f}, W'_x{g,i,f}, W_xo with all the biases b_*, b'_*, b_o.
-        self.conv_x = self.conv(input_channels, 7 * hid, bias=True)
+        self.conv_x = self.conv(self.input_channels, 7 * hid, bias=True)
         self.conv_h = self.conv(self.recurrent_channels, 4 * hid, bias=False)  # W_h{g,i,f,o}
         self.conv_m = self.conv(hid, 3 * hid, bias=False)  # W_m{g,i,f}
         self.conv_o = self.conv(2 * hid, hid, bias=False)  # [W_co, W_mo] * [C_t, M_t]

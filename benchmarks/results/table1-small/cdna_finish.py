@@ -4,7 +4,8 @@ class-path bug fixed in 43ad036. Test the best checkpoint on both test sets and 
 from pathlib import Path
 
 from predlearn.lightning_cli import run_lightning
-from predlearn.sweep import SweepResult, write_run_file
+from predlearn.sweep import write_run_file
+from predlearn.sweep_report import SweepResult
 from predlearn.visualize import write_curves_csv
 
 config = Path("configs/mmnist-small/cdna.yaml")

@@ -2,10 +2,10 @@
 
 The production cells in ``zoo/cells/`` are "fused": each computes all of its gates from one
 convolution per source (x, h, m, and one over [C, M]) and splits the result with ``torch.chunk``.
-The classes here write the equations of DESIGN 1.2-1.4 term by term instead: one ``nn.Conv2d``
-per weight W_ab (per gate and per source), peepholes as separate parameters. They take the same
-constructor arguments and the same ``forward(x, h, c, m)`` as their production cells, so that one
-can replace the other inside a model (``model.cells[i] = textbook``).
+The classes here write paper eqs. 2-4 (docs/models.md#the-cells-equations) term by term instead: one
+``nn.Conv2d`` per weight W_ab (per gate and per source), peepholes as separate parameters. They take
+the same constructor arguments and the same ``forward(x, h, c, m)`` as their production cells, so
+that one can replace the other inside a model (``model.cells[i] = textbook``).
 
 Biases: each gate's bias b_* lives in the per-gate convolution of the source whose fused
 convolution carries it in the production cell (x for ConvLSTM and ST-LSTM; h for PredRNN-M,
@@ -16,9 +16,10 @@ convolutions, slicing the stacked weights in the gate order documented in the ce
 ``weight_map(textbook)`` lists that correspondence (used by the tests to compare gradients) and
 ``textbook_from_fused(fused)`` builds a textbook twin of a production cell with its weights.
 
-Used by ``test_fused_cells.py`` (imported as a sibling module) and by the benchmarks that time the
-textbook cells against the fused ones (``bench_fused.py``, ``bench_paper_sizes.py``), which load it
-from here with ``bench_common.load_reference_cells()``.
+Used by the benchmarks that time the textbook cells against the fused ones (``bench_fused.py``,
+``bench_paper_sizes.py``), which load it from this folder with
+``bench_common.load_reference_cells()``, and by ``tests/test_fused_cells.py``, which imports it
+with this folder on ``sys.path`` (as the tests import the benchmark scripts).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _gate(index: int, hid: int) -> slice:
 
 
 class TextbookConvLSTMCell(RecurrentCell):
-    """ConvLSTM (DESIGN 1.2) with one convolution per gate and source: W_xg, W_hg, W_xi, ..."""
+    """ConvLSTM (paper eq. 2) with one convolution per gate and source: W_xg, W_hg, W_xi, ..."""
 
     uses_temporal_memory = True
     gates = ("g", "i", "f", "o")  # the fused cell's gate order
@@ -99,7 +100,7 @@ class TextbookConvLSTMCell(RecurrentCell):
 
 
 class TextbookSpatiotemporalMemoryCell(RecurrentCell):
-    """PredRNN-M's memory cell (DESIGN 1.3), one convolution per gate and source.
+    """PredRNN-M's memory cell (paper eq. 3), one convolution per gate and source.
 
     The bottom layer has W_x* (no bias); every layer has W_h* with the biases b_*, and the
     Hadamard peepholes W_mi, W_mf, W_mo on M.
@@ -172,7 +173,7 @@ class TextbookSpatiotemporalMemoryCell(RecurrentCell):
 
 
 class TextbookSpatiotemporalLSTMCell(RecurrentCell):
-    """ST-LSTM (DESIGN 1.4), every W of eq. 4 its own convolution.
+    """ST-LSTM (paper eq. 4), every W of eq. 4 its own convolution.
 
     W_xg, W_xi, W_xf, W'_xg, W'_xi, W'_xf, W_xo (with the biases), W_hg, W_hi, W_hf, W_ho,
     W_mg, W_mi, W_mf, W_co, W_mo, and W_1x1 over [C_t, M_t] (one convolution in the equation).

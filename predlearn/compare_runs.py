@@ -1,0 +1,275 @@
+"""The runs ``predlearn compare`` compares: found in folders by their CSV curves, or fetched from a
+W&B project, each with its model, label and per-step curves.
+
+A run folder is one with ``<stage>_curves.csv`` (written by ``PredictionFigures`` into every run
+folder, whatever the logger) or a CSV logger's ``metrics.csv`` with ``<stage>/<metric>/step_NN``
+columns; its model is named in its ``predlearn_run.json``, ``config.yaml`` or ``hparams.yaml``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from predlearn.class_paths import class_path, registry_name
+from predlearn.errors import DataError
+from predlearn.runs import CONFIG, RUN_INFO
+from predlearn.wandb_runs import fetch_runs
+
+_STEP_COLUMN = re.compile(r"^(?P<stage>[^/]+)/(?P<metric>[^/]+)/step_(?P<step>\d+)$")
+_CONFIG_FILES = (CONFIG, "hparams.yaml")
+
+
+class CompareError(DataError, ValueError):
+    """A RUN_DIR that cannot be compared; the message says which and why, in one line."""
+
+
+@dataclass
+class Run:
+    """The per-step curves of one run: metric key -> values at predicted steps 1..K."""
+
+    folder: Path
+    model: str
+    label: str
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def horizon(self) -> int:
+        return len(next(iter(self.curves.values()))) if self.curves else 0
+
+    def mean(self, key: str) -> float | None:
+        values = self.curves.get(key)
+        return None if not values else sum(values) / len(values)
+
+    def last(self, key: str) -> float | None:
+        values = self.curves.get(key)
+        return None if not values else values[-1]
+
+
+# --- finding runs -------------------------------------------------------------------------------
+
+
+def _matches_stage(column: str, stage: str) -> bool:
+    match = _STEP_COLUMN.match(column)
+    return match is not None and match["stage"] == stage
+
+
+def _source(folder: Path, stage: str) -> str | None:
+    """The file of a folder's curves of ``stage``: ``<stage>_curves.csv``, else a CSV logger's
+    ``metrics.csv`` with step columns of ``stage``; None when it has neither."""
+    if (folder / f"{stage}_curves.csv").is_file():
+        return f"{stage}_curves.csv"
+    metrics = folder / "metrics.csv"
+    if metrics.is_file():
+        with metrics.open(newline="") as handle:
+            if any(_matches_stage(column, stage) for column in next(csv.reader(handle), [])):
+                return metrics.name
+    return None
+
+
+def _no_curves(folder: Path, stage: str) -> CompareError:
+    return CompareError(f"no {stage}_curves.csv or {stage}/<metric>/step_NN columns in "
+                        f"metrics.csv in {folder}")
+
+
+def find_runs(path: str | Path, stage: str = "test") -> list[Path]:
+    """The run folders that ``path`` names: itself, or the runs below it, each counted once (the
+    walk does not go into a run).
+
+    Raises ``CompareError`` for a missing folder or one without any run of ``stage``.
+    """
+    folder = Path(path)
+    if not folder.exists():
+        raise CompareError(f"no such run folder: {folder}")
+    if not folder.is_dir():
+        raise CompareError(f"not a folder: {folder}")
+    found = []
+    for parent, children, _ in os.walk(folder):
+        if _source(Path(parent), stage):
+            found.append(Path(parent))
+            children.clear()
+    if not found:
+        raise _no_curves(folder, stage)
+    return sorted(found)
+
+
+# --- reading a run ------------------------------------------------------------------------------
+
+
+def read_curves_csv(path: Path) -> dict[str, list[float]]:
+    """``<stage>_curves.csv`` (``step, <metric>...``) -> metric -> values in step order."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise CompareError(f"{path} has no rows")
+    rows.sort(key=lambda row: int(row["step"]))
+    return {key: [float(row[key]) if row[key] else math.nan for row in rows]
+            for key in rows[0] if key != "step"}
+
+
+def curves_from_metrics_csv(path: Path, stage: str) -> dict[str, list[float]]:
+    """The ``<stage>/<metric>/step_NN`` columns of a CSV logger's ``metrics.csv``, each at its
+    last logged (non-empty) value, as metric -> values in step order."""
+    latest: dict[str, str] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            for column, value in row.items():
+                if value not in ("", None) and column and _matches_stage(column, stage):
+                    latest[column] = value
+    steps: dict[str, dict[int, float]] = {}
+    for column, value in latest.items():
+        match = _STEP_COLUMN.match(column)
+        assert match is not None  # only the columns _matches_stage accepted are in ``latest``
+        steps.setdefault(match["metric"], {})[int(match["step"])] = float(value)
+    if not steps:
+        raise CompareError(f"no {stage}/<metric>/step_NN values in {path}")
+    curves = {}
+    for metric, values in steps.items():
+        if sorted(values) != list(range(1, len(values) + 1)):
+            raise CompareError(f"{path}: {stage}/{metric} misses some steps ({sorted(values)})")
+        curves[metric] = [values[s] for s in range(1, len(values) + 1)]
+    return curves
+
+
+def read_curves(folder: Path, stage: str = "test") -> tuple[dict[str, list[float]], Path]:
+    """A run's curves of ``stage`` and the file they came from."""
+    source = _source(folder, stage)
+    if source is None:
+        raise _no_curves(folder, stage)
+    path = folder / source
+    if source == "metrics.csv":
+        return curves_from_metrics_csv(path, stage), path
+    return read_curves_csv(path), path
+
+
+def _find_predictor(config: Any) -> str | None:
+    """The predictor's class path anywhere in a loaded config (LightningCLI's, hparams or a W&B
+    run's)."""
+    if not isinstance(config, dict):
+        return None
+    predictor = config.get("predictor")
+    if isinstance(predictor, dict) and isinstance(predictor.get("class_path"), str):
+        return predictor["class_path"]
+    if isinstance(predictor, str):
+        return predictor
+    return next((found for value in config.values() if (found := _find_predictor(value))), None)
+
+
+def model_name(predictor: type | str) -> str:
+    """The registry name of a predictor class or class path (its lowercased class name if
+    unregistered)."""
+    from predlearn.registry import MODELS
+
+    path = class_path(predictor) if isinstance(predictor, type) else predictor
+    return registry_name(MODELS, predictor) or path.rpartition(".")[2].lower()
+
+
+def model_of_wandb_run(config: dict[str, Any], tags: Sequence[str]) -> str | None:
+    """The model of a W&B run: ``model`` in its config (set by predlearn), the predictor's
+    class path in it, or a tag that names a registered model."""
+    from predlearn.registry import MODELS
+
+    if isinstance(config.get("model"), str):
+        return config["model"]
+    found = _find_predictor(config)
+    if found:
+        return model_name(found)
+    return next((tag for tag in tags if tag in MODELS.names()), None)
+
+
+def find_model(folder: Path) -> str:
+    """The model of a run folder: from its ``predlearn_run.json``, else the predictor of its
+    ``config.yaml`` or ``hparams.yaml``, else ``?``."""
+    info = folder / RUN_INFO  # written next to the curves by the figures callback
+    if info.is_file():
+        model = json.loads(info.read_text()).get("model")
+        if model:
+            return str(model)
+    for name in _CONFIG_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            found = _find_predictor(yaml.safe_load(path.read_text()))
+        except yaml.YAMLError:
+            continue
+        if found:
+            return model_name(found)
+    return "?"
+
+
+def run_name(folder: Path) -> str:
+    """A short name of a run folder: ``run/version_0`` for a CSV logger's, else its name."""
+    if folder.name.startswith("version_") and folder.parent.name:
+        return f"{folder.parent.name}/{folder.name}"
+    return folder.name or str(folder)
+
+
+def load_run(folder: Path, stage: str = "test", label: str | None = None) -> Run:
+    """The run in ``folder``: its curves of ``stage``, model and label (``<model> (<name>)``)."""
+    curves, source = read_curves(folder, stage)
+    model = find_model(folder)
+    return Run(folder, model, label or f"{model} ({run_name(folder)})", curves, str(source))
+
+
+def load_wandb_runs(project: str, stage: str = "test", group: str | None = None,
+                    api: Any = None) -> list[Run]:
+    """The runs of a W&B project with curves of ``stage`` (``predlearn.wandb_runs``), fetched
+    through the W&B API (``api``: one to use instead of ``wandb.Api()``)."""
+    runs = []
+    for online in fetch_runs(project, stage, group, api):
+        model = model_of_wandb_run(online.config, online.tags) or "?"
+        runs.append(Run(Path(online.path), model, f"{model} ({online.name})", online.curves,
+                        f"wandb:{online.path}"))
+    if not runs:
+        raise CompareError(f"no run of the W&B project {project}"
+                           + (f" in group {group}" if group else "") + f" has {stage} curves")
+    return runs
+
+
+def load_runs(paths: Iterable[str | Path], stage: str = "test",
+              labels: Sequence[str] | None = None, wandb_project: str | None = None,
+              wandb_group: str | None = None, api: Any = None) -> list[Run]:
+    """Every run that ``paths`` name, then those of ``wandb_project`` (fetched online), all
+    with the same number of predicted steps."""
+    folders = [run for path in paths for run in find_runs(path, stage)]
+    fetched = load_wandb_runs(wandb_project, stage, wandb_group, api) if wandb_project else []
+    count = len(folders) + len(fetched)
+    if count == 0:
+        raise CompareError("nothing to compare: name run folders, or a W&B project (--wandb)")
+    if labels is not None and len(labels) != count:
+        raise CompareError(f"--labels gives {len(labels)} labels for {count} runs: "
+                           + ", ".join([*map(str, folders), *(r.label for r in fetched)]))
+    runs = [load_run(f, stage, labels[i] if labels else None) for i, f in enumerate(folders)]
+    for index, run in enumerate(fetched, start=len(folders)):
+        if labels:
+            run.label = labels[index]
+        runs.append(run)
+    _make_labels_unique(runs)
+    first = runs[0]
+    for run in runs[1:]:
+        if run.horizon != first.horizon:
+            raise CompareError(
+                f"runs have different numbers of predicted steps: {first.label} has "
+                f"{first.horizon}, {run.label} has {run.horizon}"
+            )
+    return runs
+
+
+def _make_labels_unique(runs: Sequence[Run]) -> None:
+    seen: dict[str, int] = {}
+    for run in runs:
+        count = seen.get(run.label, 0)
+        seen[run.label] = count + 1
+        if count:
+            run.label = f"{run.label} #{count + 1}"

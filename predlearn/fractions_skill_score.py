@@ -1,0 +1,126 @@
+"""The fractions skill score (Roberts & Lean 2008), pooled over every sequence scored.
+
+``FractionsSkillScore`` (registry name ``fss``): Roberts & Lean 2008 (Mon. Wea. Rev. 136,
+78-97), its two sums pooled over the test set as pysteps' ``fss_accum``/``fss_compute`` do.
+Events and undefined scores: ``predlearn.nowcast_scoring``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from predlearn.nowcast_scoring import (
+    THRESHOLD_TAG,
+    EventMetric,
+    check_frame_pair,
+    events_at,
+    ratio_or_nan,
+    threshold_words,
+)
+from predlearn.units import ScoringSettings
+
+_FSS_KEY = re.compile(r"^fss_" + THRESHOLD_TAG + r"_(?P<size>\d+)px$")
+
+
+def neighbourhood_fractions(binary: Tensor, size: int) -> Tensor:
+    """The fraction of event pixels in the ``size`` x ``size`` window centred on each pixel of
+    (..., H, W) fields, counting pixels outside the field as non-events (zero padding) and
+    dividing by ``size * size`` everywhere, as ``scipy.ndimage.uniform_filter(mode="constant")``
+    does (and pysteps' FSS with it). ``size``: odd, >= 1. Returns the binary tensor's float dtype
+    (float32 for a boolean one)."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"a neighbourhood is an odd size >= 1; got {size}")
+    values = binary if binary.is_floating_point() else binary.float()
+    if size == 1:
+        return values
+    shape = values.shape
+    fields = values.reshape(-1, 1, *shape[-2:])
+    fractions = F.avg_pool2d(fields, kernel_size=size, stride=1, padding=size // 2,
+                             count_include_pad=True)
+    return fractions.reshape(shape)
+
+
+def fss_sums(preds: Tensor, target: Tensor, thresholds: Sequence[float],
+             scales: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """The two sums of the fractions skill score per lead time, threshold and neighbourhood
+    size, each (K, T, S) float64, summed over sequences, channels and pixels:
+    ``sum (Pf - Po)^2`` and ``sum (Pf^2 + Po^2)``, with ``Pf``, ``Po`` the forecast and
+    observed event fractions of ``neighbourhood_fractions``.
+
+    FSS = 1 - first / second (Roberts & Lean 2008, Mon. Wea. Rev. 136, 78-97), pooled over
+    every sequence summed, as pysteps' ``fss_accum``/``fss_compute`` do; undefined (NaN) where
+    the second sum is 0 (no event anywhere in forecast or observation).
+    """
+    check_frame_pair(preds, target, "fss_sums")
+    k = preds.shape[1]
+    differences = torch.zeros(k, len(thresholds), len(scales), dtype=torch.float64,
+                              device=preds.device)
+    references = torch.zeros_like(differences)
+    for t, threshold in enumerate(thresholds):
+        forecast = events_at(preds, threshold).float()
+        observed = events_at(target, threshold).float()
+        for s, size in enumerate(scales):
+            pf = neighbourhood_fractions(forecast, size)
+            po = neighbourhood_fractions(observed, size)
+            # fractions in float32 (the size of the frames), summed in float64 over B (dim 0)
+            # and C, H, W (dims 2..4): a (K,) column
+            pixels = (0, 2, 3, 4)
+            differences[:, t, s] = (pf - po).square().sum(dim=pixels, dtype=torch.float64)
+            references[:, t, s] = (pf.square() + po.square()).sum(dim=pixels, dtype=torch.float64)
+    return differences, references
+
+
+class FractionsSkillScore(EventMetric):
+    """The fractions skill score (Roberts & Lean 2008) per lead time at each threshold and
+    neighbourhood size, its sums pooled over every sequence scored (``fss_sums``). Keys:
+    ``fss_<tag>_<n>px``, e.g. ``fss_30dBZ_5px`` (a 5x5-pixel neighbourhood); NaN where no event
+    is forecast nor observed at any pixel of any sequence."""
+
+    higher_is_better = True
+    differences: Tensor
+    references: Tensor
+
+    def __init__(self, horizon: int, settings: ScoringSettings, **kwargs: Any) -> None:
+        super().__init__(horizon, settings, **kwargs)
+        self.scales = tuple(settings.fss_scales)
+        shape = (horizon, len(self.thresholds), len(self.scales))
+        self.add_state("differences", torch.zeros(shape, dtype=torch.float64),
+                       dist_reduce_fx="sum")
+        self.add_state("references", torch.zeros(shape, dtype=torch.float64),
+                       dist_reduce_fx="sum")
+
+    def keys(self) -> list[str]:
+        """The logged keys, threshold by threshold, each neighbourhood size in turn."""
+        return [f"fss_{tag}_{size}px" for tag in self.tags for size in self.scales]
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        preds, target = self._checked(preds, target)
+        differences, references = fss_sums(preds, target, self.thresholds, self.scales)
+        self.differences += differences
+        self.references += references
+        self.count += preds.shape[0]
+
+    def compute(self) -> dict[str, Tensor]:
+        self._need_updates()
+        fss = 1.0 - ratio_or_nan(self.differences, self.references)  # NaN stays NaN
+        return {f"fss_{tag}_{size}px": fss[:, t, s]
+                for t, tag in enumerate(self.tags) for s, size in enumerate(self.scales)}
+
+    def directions(self) -> dict[str, bool]:
+        """Logged key -> whether higher is better (always)."""
+        return dict.fromkeys(self.keys(), True)
+
+    @classmethod
+    def describe_key(cls, key: str) -> str | None:
+        """``fss_20dBZ_5px`` -> ``FSS, event >= 20 dBZ, 5x5 px``; None for other keys."""
+        match = _FSS_KEY.match(key)
+        if match is None:
+            return None
+        size = match["size"]
+        return f"FSS, {threshold_words(match['value'], match['unit'])}, {size}x{size} px"

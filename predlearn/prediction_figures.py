@@ -1,0 +1,198 @@
+"""``PredictionFigures``: a stage's pictures, animation and per-step curves in the run's folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from predlearn.best_validation import best_validation, weights_of
+from predlearn.errors import OptionValueError, names_options_under
+from predlearn.module import frames_of
+from predlearn.registry import DATAMODULES, MODELS
+from predlearn.run_folder import run_directory
+from predlearn.runs import RUN_INFO
+from predlearn.visualize import (
+    save_curves_figure,
+    save_prediction_figure,
+    save_prediction_gif,
+    write_curves_csv,
+)
+
+if TYPE_CHECKING:
+    from predlearn.module import PredictiveModule
+
+
+def _predictive(pl_module: L.LightningModule) -> PredictiveModule:
+    """The module as the ``PredictiveModule`` it is: the command line pairs ``PredictionFigures``
+    with it (its ``horizon``, ``test_horizon``, ``split`` and ``curves``)."""
+    return cast("PredictiveModule", pl_module)
+
+
+class PredictionFigures(L.Callback):
+    """Writes ``<stage>_predictions.png`` (input | truth | prediction), ``<stage>_predictions.gif``
+    (truth | prediction | absolute error, animated), ``<stage>_curves.png`` and
+    ``<stage>_curves.csv`` into the run's folder: at the end of fitting for the validation set
+    (the best checkpoint's curves and predictions), of ``validate`` and of testing (test set);
+    with W&B, the pictures and the animation go to the run too (``<stage>/predictions``,
+    ``<stage>/curves``, ``<stage>/predictions_video``; the curves themselves are sent by
+    ``predlearn.wandb_report.WandbReport``).
+
+    ``<stage>_curves.csv`` and ``predlearn_run.json`` are written even with ``enabled=False``:
+    ``predlearn compare`` reads every run from them.
+
+    Args:
+        enabled: draw the pictures and the animation.
+        num_sequences: how many sequences of the first batch to draw.
+        output_dir: folder for the files; default: the run's folder.
+        pretrained: the name of a shipped model (``predlearn.list_pretrained()``): after testing,
+            also draw its predictions of the same test sequences in
+            ``test_predictions_<name>.png``, to set what this run learned beside a trained model.
+    """
+
+    def __init__(self, enabled: bool = True, num_sequences: int = 4,
+                 output_dir: str | None = None, pretrained: str | None = None) -> None:
+        if num_sequences < 1:
+            raise OptionValueError("num_sequences", f"must be at least 1; got {num_sequences}",
+                                   num_sequences)
+        if pretrained is not None:
+            from predlearn.pretrained import list_pretrained
+
+            shipped = list_pretrained()
+            if pretrained not in shipped:
+                raise OptionValueError("pretrained", f"no shipped model named {pretrained!r}; "
+                                       f"shipped: {', '.join(shipped) or 'none'}", pretrained)
+        self.enabled = enabled
+        self.num_sequences = num_sequences
+        self.output_dir = output_dir
+        self.pretrained = pretrained
+        self._examples: dict[str, Tensor] = {}
+
+    __init__ = names_options_under("figures", __init__)  # type: ignore[assignment]
+
+    def _keep(self, stage: str, batch: Tensor, batch_idx: int, dataloader_idx: int) -> None:
+        if self.enabled and batch_idx == 0 and dataloader_idx == 0:
+            self._examples[stage] = frames_of(batch)[: self.num_sequences].detach()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._keep("val", batch, batch_idx, dataloader_idx)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                          dataloader_idx=0) -> None:
+        self._keep("test", batch, batch_idx, dataloader_idx)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        module = _predictive(pl_module)
+        best = best_validation(trainer, module)
+        if best is None or not trainer.is_global_zero:
+            return
+        checkpoint = best.checkpoint if self.enabled and best.step != trainer.global_step else None
+        with weights_of(module, checkpoint):
+            self._write(trainer, module, "val", module.horizon, best.curves,
+                        f"val set, {best.describe()}")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate" and not trainer.sanity_checking:
+            module = _predictive(pl_module)
+            self._write(trainer, module, "val", module.horizon, module.curves.get("val"),
+                        f"val set, step {trainer.global_step}")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        module = _predictive(pl_module)
+        self._write(trainer, module, "test", module.test_horizon, module.curves.get("test"),
+                    f"test set, step {trainer.global_step}")
+
+    def _write(self, trainer: L.Trainer, pl_module: PredictiveModule, stage: str,
+               horizon: int, curves: dict[str, Tensor] | None, title: str) -> None:
+        example = self._examples.pop(stage, None)
+        if not trainer.is_global_zero or not curves:
+            return
+        folder = Path(self.output_dir) if self.output_dir else run_directory(trainer)
+        table = write_curves_csv(curves, folder / f"{stage}_curves.csv")
+        write_run_info(trainer, pl_module, folder)
+        if not self.enabled or example is None:
+            rank_zero_info(f"predlearn: wrote {table}")
+            return
+        frames, targets = pl_module.split(example, horizon)
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            predictions = pl_module(frames.to(pl_module.device), horizon).cpu()
+        pl_module.train(was_training)
+        picture = save_prediction_figure(frames, targets, predictions,
+                                         folder / f"{stage}_predictions.png", title=title)
+        curve_plot = save_curves_figure(curves, folder / f"{stage}_curves.png",
+                                        title=f"{title}, per predicted step")
+        animation = save_prediction_gif(frames, targets, predictions,
+                                        folder / f"{stage}_predictions.gif")
+        rank_zero_info(f"predlearn: wrote {picture}, {animation}, {curve_plot} and {table}")
+        if stage == "test" and pl_module.spectra:
+            self._write_spectra(trainer, pl_module.spectra, folder, title)
+        if stage == "test" and self.pretrained:
+            self._write_pretrained(self.pretrained, frames, targets, horizon, folder)
+        if isinstance(trainer.logger, WandbLogger):
+            # one key per picture: W&B shows the pictures of one key side by side, same size
+            trainer.logger.log_image(key=f"{stage}/predictions", images=[str(picture)])
+            trainer.logger.log_image(key=f"{stage}/curves", images=[str(curve_plot)])
+            trainer.logger.log_video(key=f"{stage}/predictions_video", videos=[str(animation)],
+                                     format=["gif"])
+
+    @staticmethod
+    def _write_spectra(trainer: L.Trainer, spectra: dict[str, Tensor], folder: Path,
+                       title: str) -> None:
+        """The radially averaged power spectra of predictions and observations per lead time
+        (``test_power_spectrum.png`` and ``.csv``): where the predictions lose small-scale
+        power (blur)."""
+        from predlearn.power_spectrum import plot_power_spectra, write_power_spectra_csv
+
+        minutes = getattr(getattr(trainer, "datamodule", None), "frame_minutes", None)
+        plot = plot_power_spectra(spectra, folder / "test_power_spectrum.png",
+                                  lead_minutes=minutes, title=f"{title}, power spectra")
+        table = write_power_spectra_csv(spectra, folder / "test_power_spectrum.csv")
+        rank_zero_info(f"predlearn: wrote {plot} and {table}")
+        if isinstance(trainer.logger, WandbLogger):
+            trainer.logger.log_image(key="test/power_spectrum", images=[str(plot)])
+
+    def _write_pretrained(self, name: str, frames: Tensor, targets: Tensor, horizon: int,
+                          folder: Path) -> Path:
+        """The shipped model ``name``'s predictions of the drawn test sequences, in their own
+        picture."""
+        from predlearn.pretrained import load_pretrained
+
+        shipped = load_pretrained(name)
+        if shipped.context_frames != frames.shape[1]:
+            raise ValueError(
+                f"figures.pretrained: {name} observes {shipped.context_frames} frames; "
+                f"this run's test sequences give {frames.shape[1]}"
+            )
+        with torch.no_grad():
+            predictions = shipped(frames.float(), horizon).cpu()
+        path = save_prediction_figure(frames, targets, predictions,
+                                      folder / f"test_predictions_{name}.png",
+                                      title=f"test set, shipped model {name}")
+        rank_zero_info(f"predlearn: wrote {path} (the shipped model {name})")
+        return path
+
+
+def write_run_info(trainer: L.Trainer, pl_module: L.LightningModule, folder: Path) -> Path:
+    """``predlearn_run.json``: which model and data made the run's files (read by ``compare``)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    info = {
+        "model": MODELS.name_of(type(getattr(pl_module, "predictor", None))),
+        "data": DATAMODULES.name_of(type(datamodule)) if datamodule is not None else None,
+        "context_frames": getattr(pl_module, "context_frames", None),
+        "horizon": getattr(pl_module, "horizon", None),
+        "test_horizon": getattr(pl_module, "test_horizon", None),
+        "global_step": trainer.global_step,
+    }
+    path = folder / RUN_INFO
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    return path
