@@ -18,7 +18,7 @@ The training step is the product's: ``PredictiveModule.training_loss`` (the loss
 ``predlearn.module.sequence_loss``) and the optimizer of ``PredictiveModule.configure_optimizers``.
 
 Variants are written as ``+``-joined tokens: ``fp32`` or ``bf16`` (autocast, as
-``--trainer.precision=bf16-mixed``), ``textbook`` (the per-gate cells of ``tests/reference_cells.py``
+``--trainer.precision=bf16-mixed``), ``textbook`` (the per-gate cells of ``benchmarks/reference_cells.py``
 with the same weights instead of the fused cells), ``compile`` (``torch.compile`` of the predictor,
 ``PredictiveModule(compile=True)``),
 ``cl`` (``channels_last=True``) and ``ckpt`` (``checkpoint_steps=True``). Every variant of a

@@ -45,11 +45,12 @@ class SequenceDataModule(L.LightningDataModule):
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Name the options a data module refuses ``--data.<argument>``."""
+        """Name the options a data module refuses ``--data.<argument>``, in its constructor and
+        when it prepares and sets up its data."""
         super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            cls.__init__ = names_options_under(  # type: ignore[method-assign]
-                "data", cls.__dict__["__init__"])
+        for method in ("__init__", "prepare_data", "setup"):
+            if method in cls.__dict__:
+                setattr(cls, method, names_options_under("data", cls.__dict__[method]))
 
     def __init__(
         self,

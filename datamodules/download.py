@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from predlearn.datamodules.files import progress, remove_stale_parts
 from predlearn.errors import ChecksumError
-from predlearn.files import progress, remove_stale_parts, written_atomically
+from predlearn.files import written_atomically
 
 __all__ = ["ChecksumError", "download_url", "file_digest"]
 

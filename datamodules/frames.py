@@ -151,18 +151,18 @@ class FramesDataModule(SequenceDataModule):
         self.path = path
         self.dataset = dataset
         self.sequences: torch.Tensor | None = None
+        self._array: np.ndarray | None = None  # read once: for the frame shape, then setup
 
     def frame_shape(self) -> tuple[int, int, int]:
-        if self.sequences is None:
-            self.setup()
-        assert self.sequences is not None
-        channels, height, width = self.sequences.shape[2:]
+        if self._array is None:
+            self._array = read_frames(self.path, self.dataset)
+        channels, height, width = self._array.shape[2:]
         return (channels, height, width)
 
     def setup(self, stage: str | None = None) -> None:
         if self.sequences is not None:
             return
-        array = read_frames(self.path, self.dataset)
+        array = self._array if self._array is not None else read_frames(self.path, self.dataset)
         if array.shape[1] < self.context_frames:
             raise BadFileError(
                 f"{self.path}: the model observes {self.context_frames} frames; the data has only "

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from predlearn.datamodules.files import remove_stale_parts
 from predlearn.errors import BadFileError, DataNotFoundError
-from predlearn.files import remove_stale_parts, written_atomically
+from predlearn.files import written_atomically
 
 __all__ = ["IDXFormatError", "read_idx", "write_idx"]
 

@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from lightning_utilities.core.imports import RequirementCache
 
 from predlearn.datamodules import sealed
+from predlearn.datamodules.files import progress, remove_stale_parts
 from predlearn.datamodules.kth_annotations import ACTIONS, is_clip_name, parse_clip_name
 from predlearn.errors import BadFileError, DataNotFoundError, OutputError, PredlearnError
-from predlearn.files import progress, remove_stale_parts, written_atomically
+from predlearn.files import written_atomically
 
 __all__ = [
     "CACHE_FORMAT_VERSION",

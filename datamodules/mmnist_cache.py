@@ -24,6 +24,7 @@ import torch
 
 from predlearn.datamodules import sealed
 from predlearn.datamodules.base import HDF5Backed
+from predlearn.datamodules.files import progress, remove_stale_parts
 from predlearn.datamodules.mmnist_render import (
     FRAME_SIZE,
     SPEED_RANGE,
@@ -32,7 +33,7 @@ from predlearn.datamodules.mmnist_render import (
     to_tensor,
 )
 from predlearn.errors import BadFileError, OutputError, PredlearnError
-from predlearn.files import progress, remove_stale_parts, written_atomically
+from predlearn.files import written_atomically
 
 __all__ = [
     "CACHE_FORMAT_VERSION",

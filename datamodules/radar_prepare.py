@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from predlearn.datamodules import sealed
+from predlearn.datamodules.files import progress as progress_bar
+from predlearn.datamodules.files import remove_stale_parts
 from predlearn.datamodules.radar_formats import detect_format, read_frame
 from predlearn.datamodules.radar_frame import RadarFormatError, RadarFrame
 from predlearn.errors import BadFileError, DataNotFoundError, OptionValueError, require
-from predlearn.files import progress as progress_bar
-from predlearn.files import refuse_overwriting, remove_stale_parts, written_atomically
+from predlearn.files import refuse_overwriting, written_atomically
 
 __all__ = [
     "FORMAT_VERSION",

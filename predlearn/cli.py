@@ -23,7 +23,7 @@ COMMANDS = {
     "test": "score a checkpoint on the test set: per-step curves, pictures, metrics",
     "predict": "write a checkpoint's predictions of a data set (HDF5, pictures)",
     "sweep": "train and test every config of a folder: a Table-1-style table and plots",
-    "compare": "per-step plots and tables of finished runs (CSV or W&B offline folders)",
+    "compare": "per-step plots and tables of finished runs (their curves; W&B projects online)",
     "prepare": "build a data set's file from original products (radar: FMI, KNMI, ODIM)",
     "list": "the registered models, cells, data modules and metrics (plugins included)",
 }

@@ -1,9 +1,8 @@
 """The runs ``predlearn compare`` compares: found in folders by their CSV curves, or fetched from a
 W&B project, each with its model, label and per-step curves.
 
-A run folder is one with ``<stage>_curves.csv`` (written by ``PredictionFigures`` into every run
-folder, whatever the logger) or a CSV logger's ``metrics.csv`` with ``<stage>/<metric>/step_NN``
-columns; its model is named in its ``predlearn_run.json``, ``config.yaml`` or ``hparams.yaml``.
+A run folder is one with ``<stage>_curves.csv``, which ``PredictionFigures`` writes into every
+run folder, whatever the logger, beside ``predlearn_run.json``, which names its model.
 """
 
 from __future__ import annotations
@@ -12,21 +11,15 @@ import csv
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from predlearn.class_paths import class_path, registry_name
 from predlearn.errors import DataError
-from predlearn.runs import CONFIG, RUN_INFO
+from predlearn.runs import RUN_INFO
 from predlearn.wandb_runs import fetch_runs
-
-_STEP_COLUMN = re.compile(r"^(?P<stage>[^/]+)/(?P<metric>[^/]+)/step_(?P<step>\d+)$")
-_CONFIG_FILES = (CONFIG, "hparams.yaml")
 
 
 class CompareError(DataError, ValueError):
@@ -59,27 +52,9 @@ class Run:
 # --- finding runs -------------------------------------------------------------------------------
 
 
-def _matches_stage(column: str, stage: str) -> bool:
-    match = _STEP_COLUMN.match(column)
-    return match is not None and match["stage"] == stage
-
-
-def _source(folder: Path, stage: str) -> str | None:
-    """The file of a folder's curves of ``stage``: ``<stage>_curves.csv``, else a CSV logger's
-    ``metrics.csv`` with step columns of ``stage``; None when it has neither."""
-    if (folder / f"{stage}_curves.csv").is_file():
-        return f"{stage}_curves.csv"
-    metrics = folder / "metrics.csv"
-    if metrics.is_file():
-        with metrics.open(newline="") as handle:
-            if any(_matches_stage(column, stage) for column in next(csv.reader(handle), [])):
-                return metrics.name
-    return None
-
-
 def _no_curves(folder: Path, stage: str) -> CompareError:
-    return CompareError(f"no {stage}_curves.csv or {stage}/<metric>/step_NN columns in "
-                        f"metrics.csv in {folder}")
+    return CompareError(f"no {stage}_curves.csv in {folder}: give a predlearn run folder (or one "
+                        "above runs)")
 
 
 def find_runs(path: str | Path, stage: str = "test") -> list[Path]:
@@ -95,7 +70,7 @@ def find_runs(path: str | Path, stage: str = "test") -> list[Path]:
         raise CompareError(f"not a folder: {folder}")
     found = []
     for parent, children, _ in os.walk(folder):
-        if _source(Path(parent), stage):
+        if (Path(parent) / f"{stage}_curves.csv").is_file():
             found.append(Path(parent))
             children.clear()
     if not found:
@@ -117,52 +92,12 @@ def read_curves_csv(path: Path) -> dict[str, list[float]]:
             for key in rows[0] if key != "step"}
 
 
-def curves_from_metrics_csv(path: Path, stage: str) -> dict[str, list[float]]:
-    """The ``<stage>/<metric>/step_NN`` columns of a CSV logger's ``metrics.csv``, each at its
-    last logged (non-empty) value, as metric -> values in step order."""
-    latest: dict[str, str] = {}
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            for column, value in row.items():
-                if value not in ("", None) and column and _matches_stage(column, stage):
-                    latest[column] = value
-    steps: dict[str, dict[int, float]] = {}
-    for column, value in latest.items():
-        match = _STEP_COLUMN.match(column)
-        assert match is not None  # only the columns _matches_stage accepted are in ``latest``
-        steps.setdefault(match["metric"], {})[int(match["step"])] = float(value)
-    if not steps:
-        raise CompareError(f"no {stage}/<metric>/step_NN values in {path}")
-    curves = {}
-    for metric, values in steps.items():
-        if sorted(values) != list(range(1, len(values) + 1)):
-            raise CompareError(f"{path}: {stage}/{metric} misses some steps ({sorted(values)})")
-        curves[metric] = [values[s] for s in range(1, len(values) + 1)]
-    return curves
-
-
 def read_curves(folder: Path, stage: str = "test") -> tuple[dict[str, list[float]], Path]:
     """A run's curves of ``stage`` and the file they came from."""
-    source = _source(folder, stage)
-    if source is None:
+    path = folder / f"{stage}_curves.csv"
+    if not path.is_file():
         raise _no_curves(folder, stage)
-    path = folder / source
-    if source == "metrics.csv":
-        return curves_from_metrics_csv(path, stage), path
     return read_curves_csv(path), path
-
-
-def _find_predictor(config: Any) -> str | None:
-    """The predictor's class path anywhere in a loaded config (LightningCLI's, hparams or a W&B
-    run's)."""
-    if not isinstance(config, dict):
-        return None
-    predictor = config.get("predictor")
-    if isinstance(predictor, dict) and isinstance(predictor.get("class_path"), str):
-        return predictor["class_path"]
-    if isinstance(predictor, str):
-        return predictor
-    return next((found for value in config.values() if (found := _find_predictor(value))), None)
 
 
 def model_name(predictor: type | str) -> str:
@@ -175,37 +110,20 @@ def model_name(predictor: type | str) -> str:
 
 
 def model_of_wandb_run(config: dict[str, Any], tags: Sequence[str]) -> str | None:
-    """The model of a W&B run: ``model`` in its config (set by predlearn), the predictor's
-    class path in it, or a tag that names a registered model."""
+    """The model of a W&B run: ``model`` in its config (predlearn sets it), else a tag that
+    names a registered model (predlearn tags runs by model)."""
     from predlearn.registry import MODELS
 
     if isinstance(config.get("model"), str):
         return config["model"]
-    found = _find_predictor(config)
-    if found:
-        return model_name(found)
     return next((tag for tag in tags if tag in MODELS.names()), None)
 
 
 def find_model(folder: Path) -> str:
-    """The model of a run folder: from its ``predlearn_run.json``, else the predictor of its
-    ``config.yaml`` or ``hparams.yaml``, else ``?``."""
+    """The model of a run folder, from its ``predlearn_run.json``; ``?`` without one."""
     info = folder / RUN_INFO  # written next to the curves by the figures callback
-    if info.is_file():
-        model = json.loads(info.read_text()).get("model")
-        if model:
-            return str(model)
-    for name in _CONFIG_FILES:
-        path = folder / name
-        if not path.is_file():
-            continue
-        try:
-            found = _find_predictor(yaml.safe_load(path.read_text()))
-        except yaml.YAMLError:
-            continue
-        if found:
-            return model_name(found)
-    return "?"
+    model = json.loads(info.read_text()).get("model") if info.is_file() else None
+    return str(model or "?")
 
 
 def run_name(folder: Path) -> str:

@@ -41,11 +41,13 @@ class OptionValueError(UsageError):
     """An option's value is refused: ``option`` names it as on the command line (e.g.
     ``--data.batch_size``), the message says what it must be."""
 
-    def __init__(self, option: str, message: str, value: Any = None) -> None:
+    def __init__(self, option: str, message: str, value: Any = None,
+                 owner: str | None = None) -> None:
         self.option, self.message, self.value = option, message, value
         #: the prefix of the options of the object that refused it (``model.predictor``,
-        #: ``data``), set by ``names_options_under``; the command line names the option by it
-        self.owner: str | None = None
+        #: ``data``), given or set by ``names_options_under``; the command line names the option
+        #: by it
+        self.owner = owner
         super().__init__(f"{option}: {message}")
 
     def as_typed(self) -> OptionValueError:
@@ -84,11 +86,12 @@ class OutputError(PredlearnError, ValueError):
     """An output that would overwrite an input, or that cannot be written where asked."""
 
 
-def require(condition: bool, option: str, message: str, value: Any = None) -> None:
+def require(condition: bool, option: str, message: str, value: Any = None,
+            owner: str | None = None) -> None:
     """Raise ``OptionValueError(option, message)`` unless ``condition``: one line per check in
-    constructors that validate their arguments."""
+    constructors that validate their arguments (``owner``: for checks made outside them)."""
     if not condition:
-        raise OptionValueError(option, message, value)
+        raise OptionValueError(option, message, value, owner)
 
 
 def names_options_under(prefix: str, init: Callable[..., None]) -> Callable[..., None]:

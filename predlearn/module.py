@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import lightning as L
 import torch
@@ -233,7 +233,7 @@ class PredictiveModule(L.LightningModule):
             raise OptionValueError(
                 "metrics", f"{', '.join(map(repr, physical))} score events at thresholds in "
                 f"physical units (e.g. dBZ); {name} has no value mapping (radar data has one): "
-                "leave them out", names)
+                "leave them out", names, owner="model")
         if (names, settings) != (self.test_metrics.names, self.test_metrics.settings):
             self.val_metrics = SequenceMetrics(self.horizon, names, "val", settings)
             self.test_metrics = SequenceMetrics(self.test_horizon, names, "test", settings)
@@ -393,3 +393,9 @@ class PredictiveModule(L.LightningModule):
         else:
             config = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def as_predictive(pl_module: L.LightningModule) -> PredictiveModule:
+    """The module a callback is given, as the ``PredictiveModule`` the command line pairs the
+    callbacks with (its ``horizon``, ``split``, ``curves``...)."""
+    return cast(PredictiveModule, pl_module)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -14,7 +14,7 @@ from torch import Tensor
 
 from predlearn.best_validation import best_validation, weights_of
 from predlearn.errors import OptionValueError, names_options_under
-from predlearn.module import frames_of
+from predlearn.module import as_predictive, frames_of
 from predlearn.registry import DATAMODULES, MODELS
 from predlearn.run_folder import run_directory
 from predlearn.runs import RUN_INFO
@@ -27,12 +27,6 @@ from predlearn.visualize import (
 
 if TYPE_CHECKING:
     from predlearn.module import PredictiveModule
-
-
-def _predictive(pl_module: L.LightningModule) -> PredictiveModule:
-    """The module as the ``PredictiveModule`` it is: the command line pairs ``PredictionFigures``
-    with it (its ``horizon``, ``test_horizon``, ``split`` and ``curves``)."""
-    return cast("PredictiveModule", pl_module)
 
 
 class PredictionFigures(L.Callback):
@@ -90,7 +84,7 @@ class PredictionFigures(L.Callback):
         self._keep("test", batch, batch_idx, dataloader_idx)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        module = _predictive(pl_module)
+        module = as_predictive(pl_module)
         best = best_validation(trainer, module)
         if best is None or not trainer.is_global_zero:
             return
@@ -101,12 +95,12 @@ class PredictionFigures(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "validate" and not trainer.sanity_checking:
-            module = _predictive(pl_module)
+            module = as_predictive(pl_module)
             self._write(trainer, module, "val", module.horizon, module.curves.get("val"),
                         f"val set, step {trainer.global_step}")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        module = _predictive(pl_module)
+        module = as_predictive(pl_module)
         self._write(trainer, module, "test", module.test_horizon, module.curves.get("test"),
                     f"test set, step {trainer.global_step}")
 

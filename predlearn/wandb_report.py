@@ -19,13 +19,14 @@ not sent (``AutoWandbLogger`` drops them).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from predlearn.best_validation import best_validation
+from predlearn.module import as_predictive
 from predlearn.wandb_keys import axis_key, curve_key, table_key
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class WandbReport(L.Callback):
         run = wandb_run(trainer)
         if run is None or id(run) in self.defined:
             return
-        module = _predictive(pl_module)
+        module = as_predictive(pl_module)
         # callbacks are set up before the module: build its metrics for this data now
         module.prepare_metrics(getattr(trainer, "datamodule", None))
         define_metrics(run, {"val": module.val_metrics.directions(),
@@ -112,19 +113,14 @@ class WandbReport(L.Callback):
                             for key, curve in best.curves.items()})
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        curves = _predictive(pl_module).curves.get("val")
+        curves = as_predictive(pl_module).curves.get("val")
         run = wandb_run(trainer)
         if trainer.state.fn == "validate" and run is not None and curves \
                 and not trainer.sanity_checking:
             log_curves(run, "val", curves)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        curves = _predictive(pl_module).curves.get("test")
+        curves = as_predictive(pl_module).curves.get("test")
         run = wandb_run(trainer)
         if run is not None and curves:
             log_curves(run, "test", curves)
-
-
-def _predictive(pl_module: L.LightningModule) -> PredictiveModule:
-    """The module as the ``PredictiveModule`` the command line pairs with this callback."""
-    return cast("PredictiveModule", pl_module)

@@ -134,6 +134,26 @@ def layers(graph: dict[str, set[str]]) -> list[list[str]]:
     return [sorted(n for n in boxes if level[n] == k) for k in range(max(level.values()) + 1)]
 
 
+def reduced(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The arrows left when those that a longer path already implies are taken out (the
+    transitive reduction of an acyclic graph): the picture shows every dependency, once."""
+    below: dict[str, set[str]] = {}
+    for source, target in edges:
+        below.setdefault(source, set()).add(target)
+
+    def reachable(start: str, skip: tuple[str, str]) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            for nxt in below.get(node, ()):
+                if (node, nxt) != skip and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    return {edge for edge in edges if edge[1] not in reachable(edge[0], edge)}
+
+
 def draw(graph: dict[str, set[str]], out: Path) -> None:
     import matplotlib
 
@@ -144,8 +164,8 @@ def draw(graph: dict[str, set[str]], out: Path) -> None:
     width = max(len(row) for row in rows)
     position = {name: ((i + 0.5) / len(row) * width, k) for k, row in enumerate(rows)
                 for i, name in enumerate(row)}
-    edges = {(box(a), box(b)) for a, targets in graph.items() for b in targets
-             if box(a) != box(b)}
+    edges = reduced({(box(a), box(b)) for a, targets in graph.items() for b in targets
+                     if box(a) != box(b)})
     fig, ax = plt.subplots(figsize=(max(12, width * 1.9), 1.3 * len(rows) + 1))
     for source, target in sorted(edges):
         (x0, y0), (x1, y1) = position[source], position[target]
@@ -159,10 +179,11 @@ def draw(graph: dict[str, set[str]], out: Path) -> None:
                 bbox={"boxstyle": "round", "fc": "#fde9c9" if group else "#dce9f7",
                       "ec": "0.4", "lw": 0.6})
     ax.set_xlim(-0.3, width + 0.3)
-    ax.set_ylim(len(rows) - 0.4, -0.6)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.axis("off")
-    ax.set_title("predlearn's modules: each imports only from the rows below it (arrows point "
-                 "to what is imported); zoo/ and datamodules/ build on the framework", fontsize=9)
+    ax.set_title("predlearn's modules, read from the code: each imports only from rows below it "
+                 "(an arrow points to what is imported; arrows implied by a longer path are left "
+                 "out); zoo/ and datamodules/ build on the framework", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -11,7 +11,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from mnist_fixtures import write_fake_mnist
 from support import tiny_run
 
 from predlearn.cli import run_cli
@@ -20,11 +19,6 @@ from predlearn.cli import run_cli
 #: training batches)
 STEPS = ["--checkpoint.every_n_train_steps=1", "--trainer.val_check_interval=2",
          "--trainer.check_val_every_n_epoch=null", "--figures.enabled=false"]
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory) -> Path:
-    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), n_train=60, n_test=30)
 
 
 def val_losses(run_dir: Path) -> dict[int, float]:

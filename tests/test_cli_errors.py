@@ -92,9 +92,13 @@ def whole_stderr_is_the_line(capsys: pytest.CaptureFixture, argv: list[str], cod
     ("--model.loss=huber", "--model.loss"),  # not one of the choices
     ("--model.predictor.kernel_sise=3", "--model.predictor.kernel_sise"),  # no such option
     ("--trainer.max_steps=many", "--trainer.max_steps"),
+    ("--model.sampling=ScheduledSampling --model.sampling.decay=-1",
+     "--model.sampling.decay"),  # a schedule refuses it
+    ("--model.metrics=[categorical]", "--model.metrics"),  # refused when the data is known
+    ("--data.num_digits=0", "--data.num_digits"),
 ])
 def test_fit_nonsense_values_name_the_option(mnist_root, tmp_path, capsys, argument, option):
-    refused(capsys, ["fit", *tiny(mnist_root, tmp_path), argument], 2, f"{option}: ")
+    refused(capsys, ["fit", *tiny(mnist_root, tmp_path), *argument.split()], 2, f"{option}: ")
 
 
 def test_fit_unknown_names_and_options(mnist_root, tmp_path, capsys):

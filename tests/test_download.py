@@ -22,7 +22,8 @@ import pytest
 
 from predlearn.datamodules import download as download_module
 from predlearn.datamodules.download import ChecksumError, download_url, file_digest
-from predlearn.files import remove_stale_parts, written_atomically
+from predlearn.datamodules.files import remove_stale_parts
+from predlearn.files import written_atomically
 
 PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: more than one block of the copy loop
 

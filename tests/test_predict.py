@@ -64,13 +64,6 @@ def test_predict_from_an_array_of_sequences(checkpoint, tmp_path):
 
 
 @pytest.mark.slow
-def test_wrong_frame_size_is_refused_clearly(checkpoint, tmp_path):
-    np.save(tmp_path / "small.npy", np.zeros((10, 32, 32), dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"built for frames \(C, H, W\) = \(1, 64, 64\); "
-                                         r"got \(1, 32, 32\)"):
-        predict(checkpoint, str(tmp_path / "small.npy"), tmp_path / "p.h5")
-
-
 def test_frame_reader_errors_name_the_file(tmp_path):
     np.save(tmp_path / "bad.npy", np.full((10, 8, 8), 3.0, dtype=np.float32))
     with pytest.raises(ValueError, match=r"bad.npy: float frames must lie in \[0, 1\]"):

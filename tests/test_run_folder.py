@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
@@ -102,10 +103,12 @@ def test_a_run_that_fails_before_its_first_step_leaves_nothing(mnist, tmp_path, 
               "--data.download=false", f"--trainer.default_root_dir={root}"])
     assert stop.value.code == 1
     assert not root.exists() or not list(root.iterdir())
-    # fails after its W&B run started: the run and its folder are removed
+    # fails after its W&B run started (3 frames, 10 observed): the run and its folder are removed
+    short = tmp_path / "short.npy"
+    np.save(short, np.zeros((3, 8, 8), dtype=np.uint8))
     with pytest.raises(SystemExit) as stop:
         main(["test", "--model=predrnn", "--ckpt_path=untrained", "--data=frames",
-              f"--data.path={tmp_path / 'missing.npy'}", f"--trainer.default_root_dir={root}"])
+              f"--data.path={short}", f"--trainer.default_root_dir={root}"])
     assert stop.value.code == 1
     err = capsys.readouterr().err
     assert "predlearn: removed the run folder" in err and "before its first step" in err

@@ -176,33 +176,6 @@ def test_sigmoid_output_is_bounded_and_the_linear_one_is_not_clipped():
     assert ((first_linear < 0) | (first_linear > 1)).any()
 
 
-def test_true_future_is_not_seen_without_a_teacher_mask():
-    model = build()
-    horizon = 3
-    with torch.no_grad():
-        plain = model(rand(BATCH, CONTEXT, 2, 7, 6), horizon)
-        with_targets = model(rand(BATCH, CONTEXT, 2, 7, 6), horizon,
-                             targets=rand(BATCH, horizon, 2, 7, 6, seed=7))
-    torch.testing.assert_close(plain, with_targets, rtol=0, atol=0)
-
-
-def test_teacher_mask_feeds_the_truth_into_the_next_step():
-    model = build()
-    horizon = 3
-    frames = rand(BATCH, CONTEXT, 2, 7, 6)
-    targets = rand(BATCH, horizon - 1, 2, 7, 6, seed=7).requires_grad_(True)
-    on = torch.ones(BATCH, horizon - 1, dtype=torch.bool)
-    for k in range(horizon - 1):
-        targets.grad = None
-        model(frames, horizon, targets, on)[:, k + 1].sum().backward()
-        assert targets.grad[:, k].abs().sum() > 0  # prediction k+1 reads targets[:, k]
-        assert not targets.grad[:, k + 1:].any()
-    targets.grad = None
-    off = torch.zeros_like(on)
-    model(frames, horizon, targets, off).sum().backward()
-    assert targets.grad is None or not targets.grad.any()
-
-
 @pytest.mark.parametrize("frame", [(1, 7, 6), (2, 6, 7), (2, 7, 7)])
 def test_frames_of_another_shape_are_rejected(frame):
     model = build()

@@ -210,7 +210,7 @@ class OpticalFlowExtrapolation(Baseline):
             raise OptionValueError(
                 "motion_frames", f"needs {self.motion_frames} observed frames to estimate the "
                 f"motion, but only {observed} are observed: lower motion_frames or observe more "
-                "frames", self.motion_frames)
+                "frames", self.motion_frames, owner="model.predictor")
 
     def _motion_field(self, sequence: np.ndarray) -> np.ndarray:
         """(J, C, H, W) float64 -> the finite motion field (2, H, W) of its last frames."""
@@ -242,7 +242,7 @@ class OpticalFlowExtrapolation(Baseline):
             require(levels <= fits, "method_options",
                     f"proesmans with num_levels={levels} needs frames of at least "
                     f"{2 ** (levels - 1)} pixels a side; got {height} x {width}: give "
-                    f"num_levels <= {fits}", self.method_options)
+                    f"num_levels <= {fits}", self.method_options, owner="model.predictor")
         return options
 
     def _extrapolate(self, sequence: np.ndarray, horizon: int) -> np.ndarray:
