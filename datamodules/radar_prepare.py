@@ -278,7 +278,7 @@ def _iso(stamp: int) -> str:
 
 def main(argv: list[str]) -> None:
     """``predlearn prepare radar SOURCE... --out radar.h5 [options]``."""
-    from predlearn.argparsing import ArgumentParser  # its refusals are one-line UsageErrors
+    from predlearn.errors import ArgumentParser  # its refusals are one-line UsageErrors
 
     parser = ArgumentParser(
         prog="predlearn prepare radar",

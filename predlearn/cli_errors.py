@@ -1,12 +1,10 @@
 """Refusals of ``fit | validate | test | predict`` as predlearn errors of one line.
 
-Two kinds reach the command line. Refusals of our own constructors are ``OptionValueError``s
-that carry their owner (``predlearn.errors.names_options_under``: the bases of predictors,
-data modules and schedules set it), so the option is named as typed without looking at who
-raised it. Refusals of the parser (a wrong type, an unknown option, a value not among the
-choices) come from jsonargparse as one nested message; ``condense`` reads its stable parts (the
-``Parser key "..."`` chain and the innermost reason). That wording is jsonargparse's, so
-pyproject.toml bounds its version and tests/test_cli_errors.py checks each kind of message.
+Our own refusals are ``OptionValueError``s that carry their owner (``names_options_under``), so
+the option is named as typed. The parser's (a wrong type, an unknown option) come from
+jsonargparse as one nested message; ``condense`` reads its stable parts, its ``Parser key`` chain
+and innermost reason: pyproject.toml bounds jsonargparse's version, tests/test_cli_errors.py
+checks each kind of message.
 """
 
 from __future__ import annotations

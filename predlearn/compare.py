@@ -89,7 +89,7 @@ def compare(paths: Iterable[str | Path], out: str | Path, stage: str = "test",
 
 def main(argv: list[str]) -> None:
     """Entry point of ``predlearn compare``."""
-    from predlearn.argparsing import ArgumentParser
+    from predlearn.errors import ArgumentParser
 
     parser = ArgumentParser(
         prog="predlearn compare",

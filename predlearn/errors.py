@@ -16,10 +16,14 @@ keep working.
     |   +-- ChecksumError     a file's checksum is not the expected one
     +-- CheckpointError         a checkpoint that cannot be used for this run (exit 1)
     +-- OutputError             an output would overwrite an input, or cannot be written (exit 1)
+
+``ArgumentParser`` is the parser of predlearn's own subcommands (``compare``, ``sweep``,
+``prepare``): its refusals are ``UsageError``s too.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -110,3 +114,12 @@ def names_options_under(prefix: str, init: Callable[..., None]) -> Callable[...,
             raise
 
     return naming_init
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose refusals (a wrong value, an unknown or missing option)
+    raise ``UsageError``, printed in one line like every other refusal, instead of argparse's
+    usage text and exit."""
+
+    def error(self, message: str) -> Any:  # argparse's signature says NoReturn
+        raise UsageError(f"{self.prog}: {message} (`{self.prog} --help` lists the options)")

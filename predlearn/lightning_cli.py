@@ -1,11 +1,9 @@
 """``predlearn fit | validate | test | predict``: LightningCLI with predlearn's defaults.
 
-``--model`` and ``--data`` take registry names (``--model=predrnn --data=mmnist``) or class paths
-(``predlearn.cli_arguments``). The data decide the model's shape: the observed and predicted
-frame counts and the frames' channels and size are linked from the data module to the model, so
-no config repeats them. ``predlearn.cli`` dispatches here; this module is the one that imports
-Lightning. ``--ckpt_path`` is checked and its settings merged by
-``predlearn.checkpoint_settings``; refusals leave as predlearn errors of one line
+``--model`` and ``--data`` take registry names or class paths (``predlearn.cli_arguments``). The
+data decide the model's shape: the frame counts and the frames' channels and size are linked
+from the data module to the model, so no config repeats them. ``--ckpt_path`` is handled by
+``predlearn.checkpoint_settings``; refusals leave as one-line predlearn errors
 (``predlearn.cli_errors``), which ``predlearn.cli.main`` prints.
 """
 
@@ -13,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +29,6 @@ from predlearn.cli_arguments import HELP_FLAGS, print_help, resolve_registry_nam
 from predlearn.cli_errors import as_predlearn_error
 from predlearn.errors import OptionValueError
 from predlearn.hardware import cpu_has_native_bf16
-from predlearn.known_warnings import quiet_known_warnings
 from predlearn.module import PredictiveModule
 from predlearn.paper import CONTEXT_FRAMES, HORIZON
 from predlearn.prediction_figures import PredictionFigures
@@ -51,6 +49,12 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 
 #: predictor options the data decide (linked), refused when the command line gives them
 DATA_SET_OPTIONS = {"model.predictor.frame_channels", "model.predictor.frame_size"}
+
+#: Lightning warns that len() of an IterableDataset may be wrong with several workers; the
+#: training streams' (``predlearn.datamodules.stream``) is in batches, split over the workers by
+#: their ``__iter__``, so it is exact. Hidden while a command runs (importing predlearn sets no
+#: warning filter).
+STREAM_LENGTH_WARNING = "Your `IterableDataset` has `__len__` defined"
 
 
 def _frame_counts(attribute: str, default: int | None) -> Any:
@@ -232,7 +236,8 @@ def run_lightning(argv: list[str], from_sys_argv: bool = False) -> PredlearnCLI:
         print_help(argv, _build)
         raise SystemExit(0)
     try:
-        with quiet_known_warnings():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=STREAM_LENGTH_WARNING, category=UserWarning)
             if from_sys_argv:
                 sys.argv = [sys.argv[0], *argv]
             cli = _build(None if from_sys_argv else argv)

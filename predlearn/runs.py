@@ -70,15 +70,12 @@ def is_wandb_logger(logger: Any) -> bool:
 
 
 def choose_run_folder(subcommand: str, config: Any) -> tuple[Path | None, str | None]:
-    """One run, one folder: with W&B (the default) or without a logger, the run's config,
-    checkpoints, pictures, curves and W&B files go to ``<default_root_dir>/<model>-<data>-<time>/``
-    (``...-test-<time>`` and so on for the other commands), never into another run's folder. A
-    fit resumed from a checkpoint of a run folder goes on in that folder (its config saved beside
-    the first one); ``predict`` makes no W&B run and writes into ``<checkpoint's
-    run>/predict-<time>/`` (or beside its ``--predictions.output_path``, with no config file).
-    Other loggers (CSV) keep their own ``version_N`` folders. Sets the folder in the parsed
-    ``config`` of the command and returns (the folder, or None when the logger chooses it; the
-    name of the config file to write there, or None for none)."""
+    """One run, one folder, set in the command's parsed ``config``: with W&B (the default) or no
+    logger, ``<default_root_dir>/<model>-<data>[-<command>]-<time>/``, never another run's; a
+    resumed fit goes on in its run's folder; ``predict`` makes no W&B run and writes into
+    ``<checkpoint's run>/predict-<time>/`` (or beside ``--predictions.output_path``, with no
+    config file); other loggers (CSV) keep their ``version_N``. Returns (the folder, or None
+    when the logger chooses it; the config file's name there, or None for none)."""
     from predlearn.class_paths import registry_name
     from predlearn.registry import DATAMODULES, MODELS
 

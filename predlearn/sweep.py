@@ -201,7 +201,7 @@ def write_run_file(result: SweepResult, out: Path) -> None:
 
 def run_sweep(argv: Sequence[str]) -> list[SweepResult]:
     """Entry point of ``predlearn sweep``."""
-    from predlearn.argparsing import ArgumentParser
+    from predlearn.errors import ArgumentParser
 
     parser = ArgumentParser(
         prog="predlearn sweep",
