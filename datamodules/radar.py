@@ -27,13 +27,7 @@ from torch.utils.data import DataLoader
 
 from predlearn.datamodules import sealed
 from predlearn.datamodules.base import FrameWindows, SequenceDataModule, require_positive_int
-from predlearn.errors import (
-    BadFileError,
-    DataError,
-    DataNotFoundError,
-    OptionValueError,
-    require,
-)
+from predlearn.errors import BadFileError, DataError, DataNotFoundError, require
 from predlearn.paper import CONTEXT_FRAMES, HORIZON
 from predlearn.units import ScoringSettings, ValueMapping, check_scoring_options
 
@@ -316,11 +310,7 @@ class RadarDataModule(SequenceDataModule):
             flush=True,
         )
         self.value_mapping = read_value_mapping(self.path)
-        try:
-            self.scoring = ScoringSettings.of(self.value_mapping, *self.scoring_options)
-        except OptionValueError as error:  # a unit or threshold that does not fit the file
-            error.owner = "data"
-            raise
+        self.scoring = ScoringSettings.of(self.value_mapping, *self.scoring_options)
         self.frame_size = tuple(frames.shape[1:])
         self._frames, self.timestamps, self.splits = frames, stamps, splits
 

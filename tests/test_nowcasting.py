@@ -209,3 +209,18 @@ def test_threshold_scores_share_a_panel_of_the_curves_figure():
     assert curve_panels(keys) == {"mse_per_frame": ["mse_per_frame"],
                                   "csi": ["csi_20dBZ", "csi_1.5mmh"],
                                   "fss": ["fss_20dBZ_5px", "fss_30dBZ_9px"], "ssim": ["ssim"]}
+
+
+def test_scoring_options_the_file_cannot_take_are_named_as_typed(radar_file, tmp_path, capsys):
+    """Checked when the file's value mapping is known (setup), named as on the command line."""
+    with pytest.raises(SystemExit) as stop:
+        main(["test", "--model=persistence", *radar_args(radar_file, tmp_path),
+              "--data.threshold_unit=mm/h", "--data.thresholds=[0]"])
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("predlearn: error: --data.threshold_unit: ")
+    assert "rain-rate threshold must be positive; got 0" in last
+    with pytest.raises(SystemExit):
+        main(["test", "--model=persistence", *radar_args(radar_file, tmp_path),
+              "--data.fss_scales=[2]"])
+    assert "--data.fss_scales: must be odd" in capsys.readouterr().err.splitlines()[-1]
