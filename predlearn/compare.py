@@ -3,9 +3,8 @@
 Each RUN_DIR is resolved to one or more runs (``predlearn.compare_runs``): a run folder
 (predlearn's ``runs/<model>-<data>-<time>/``, whatever its logger, or a CSV logger's
 ``version_N/``), any folder with a ``<stage>_curves.csv``, or a folder holding runs at any depth.
-A run's curves come from its ``<stage>_curves.csv``, else from the ``<stage>/<metric>/step_NN``
-columns of its CSV logger's ``metrics.csv``. ``--wandb PROJECT`` also fetches the runs of a W&B
-project through the W&B API. The command writes into ``--out``:
+A run's curves come from its ``<stage>_curves.csv``. ``--wandb PROJECT`` also fetches the runs
+of a W&B project through the W&B API. The command writes into ``--out``:
 
 - ``compare_<metric>.png``: the metric against the predicted step, one line per run (the paper's
   Figures 3 and 5); with ``--paper`` the paper's Table 1 mean of each model it lists is drawn as a
