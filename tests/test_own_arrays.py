@@ -1,0 +1,112 @@
+"""Own arrays read lazily (predlearn.datamodules.own_arrays), on small generated files in the
+real formats: .npy memory-mapped, HDF5 datasets, many files as one, layouts, windows and splits."""
+
+from __future__ import annotations
+
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+
+from predlearn.datamodules.own_arrays import (
+    ArraySeries,
+    array_files,
+    resolve_layout,
+    split_windows,
+)
+from predlearn.errors import BadFileError, DataNotFoundError, OptionValueError
+
+
+def series(frames: int = 30, height: int = 4, width: int = 5, channels: int | None = None):
+    shape = (frames, height, width) if channels is None else (frames, channels, height, width)
+    return np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+
+
+def test_an_npy_series_is_memory_mapped_and_windows_are_its_frames(tmp_path):
+    data = series()
+    np.save(tmp_path / "a.npy", data)
+    (file,) = array_files(tmp_path / "a.npy")
+    assert isinstance(file.array, np.memmap) and file.shape == (30, 4, 5)
+    frames = ArraySeries([file], resolve_layout(None, 3, "a.npy"))
+    assert (frames.sequences, frames.frames, frames.frame_shape) == (1, 30, (1, 4, 5))
+    np.testing.assert_array_equal(frames.window(0, 7, 6), data[7:13, None])
+
+
+def test_hdf5_datasets_are_named_and_opened_again_after_a_pickle(tmp_path):
+    data = np.random.default_rng(0).random((3, 8, 2, 4, 4), dtype=np.float32)  # N T C H W
+    with h5py.File(tmp_path / "s.h5", "w") as handle:
+        handle["sst"] = data
+        handle["mask"] = np.zeros(3)
+    with pytest.raises(OptionValueError, match=r"has no dataset 'frames'; it has 'mask', 'sst'"):
+        array_files(tmp_path / "s.h5")
+    (file,) = array_files(tmp_path / "s.h5", "sst")
+    copy = pickle.loads(pickle.dumps(file))  # a loader worker's copy opens its own handle
+    assert copy._array is None
+    frames = ArraySeries([copy], resolve_layout(None, 5, "s.h5"))
+    np.testing.assert_array_equal(frames.window(2, 3, 4), data[2, 3:7])
+
+
+def test_many_files_are_one_series_in_name_order_and_a_window_may_span_two(tmp_path):
+    data = series(20, channels=3)  # T C H W
+    np.save(tmp_path / "part-1.npy", data[:12])
+    np.save(tmp_path / "part-2.npy", data[12:])
+    for given in (tmp_path, tmp_path / "part-*.npy"):
+        frames = ArraySeries(array_files(given), resolve_layout("TCHW", 4, "parts"))
+        assert frames.frames == 20 and frames.frame_shape == (3, 4, 5)
+        np.testing.assert_array_equal(frames.window(0, 9, 6), data[9:15])
+
+
+def test_time_on_another_axis_than_the_first(tmp_path):
+    data = series(10, channels=2).transpose(1, 0, 2, 3)  # C T H W
+    np.save(tmp_path / "c.npy", data)
+    frames = ArraySeries(array_files(tmp_path / "c.npy"), resolve_layout("cthw", 4, "c.npy"))
+    np.testing.assert_array_equal(frames.window(0, 2, 3), data[:, 2:5].transpose(1, 0, 2, 3))
+
+
+def test_layouts_that_cannot_be_read_are_refused_with_both_readings(tmp_path):
+    with pytest.raises(OptionValueError, match=r"^layout: x.npy has 4 axes: give "
+                       r"--data.layout=NTHW .* or --data.layout=TCHW") as error:
+        resolve_layout(None, 4, "x.npy")
+    assert error.value.as_typed().option == "--data.layout"
+    for bad in ("NTHH", "TXHW", "NCHW", "THW"):
+        with pytest.raises(OptionValueError, match="must name each of the 4 axes"):
+            resolve_layout(bad, 4, "x.npy")
+    with pytest.raises(OptionValueError, match="has 2 axes; frames need 3 to 5"):
+        resolve_layout(None, 2, "x.npy")
+
+
+def test_files_that_do_not_fit_together_are_refused(tmp_path):
+    np.save(tmp_path / "a.npy", series(5))
+    np.save(tmp_path / "b.npy", series(5, height=6))
+    with pytest.raises(BadFileError, match=r"b.npy holds an array of shape \(5, 6, 5\), but "):
+        array_files(tmp_path)
+    with h5py.File(tmp_path / "c.h5", "w") as handle:
+        handle["frames"] = series(5)
+    with pytest.raises(BadFileError, match="files of one kind"):
+        array_files(tmp_path / "*")
+    with pytest.raises(DataNotFoundError, match="no such file"):
+        array_files(tmp_path / "missing.npy")
+    (tmp_path / "broken.npy").write_bytes(b"not an array")
+    with pytest.raises(BadFileError, match="broken.npy: cannot read it as .npy"):
+        array_files(tmp_path / "broken.npy")
+
+
+def test_a_series_is_split_in_time_and_no_window_crosses_a_split():
+    split = split_windows(1, 100, length=20, stride=5, val_fraction=0.2, test_fraction=0.2)
+    # train frames [0, 60), val [60, 80), test [80, 100): the test period is the latest
+    assert split["train"].start.tolist() == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    assert split["val"].start.tolist() == [60] and split["test"].start.tolist() == [80]
+    assert split_windows(1, 100, 20, 5, 0.0, 0.2)["val"].start.tolist() == []  # none asked
+    with pytest.raises(BadFileError, match=r"the val split got 10 frames of 100 frames, and "
+                       r"one window needs 20 \(context_frames \+ horizon\)"):
+        split_windows(1, 100, length=20, stride=5, val_fraction=0.1, test_fraction=0.2)
+
+
+def test_sequences_are_split_whole_in_order():
+    split = split_windows(10, 20, length=20, stride=1, val_fraction=0.2, test_fraction=0.2)
+    assert split["train"].sequence.tolist() == [0, 1, 2, 3, 4, 5]
+    assert split["val"].sequence.tolist() == [6, 7] and split["test"].sequence.tolist() == [8, 9]
+    assert set(split["test"].start.tolist()) == {0}
+    with pytest.raises(OptionValueError, match="val_fraction \\+ test_fraction must be below 1"):
+        split_windows(10, 20, 20, 1, 0.5, 0.5)
