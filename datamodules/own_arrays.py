@@ -222,3 +222,93 @@ class ArraySeries:
         if "C" not in layout:
             block, layout = block[..., None], layout + "C"
         return np.transpose(block, [layout.index(axis) for axis in "TCHW"])
+
+
+NORMALIZATIONS = ("minmax", "zscore", "none")
+
+
+@dataclass(frozen=True)
+class ValueScale:
+    """The map of the file's values to what the model sees, per channel: ``(x - offset) /
+    scale`` (min-max: into [0, 1]; z-score: mean 0, deviation 1; none: as they are), and back
+    (``to_units``), so forecasts return in the user's units."""
+
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    @staticmethod
+    def _per_channel(values: tuple[float, ...]) -> np.ndarray:
+        return np.asarray(values, np.float64).reshape(-1, 1, 1)  # broadcasts over (T, C, H, W)
+
+    def to_model(self, frames: np.ndarray) -> np.ndarray:
+        """(T, C, H, W) in the file's units -> float32 for the model."""
+        return ((frames - self._per_channel(self.offset))
+                / self._per_channel(self.scale)).astype(np.float32)
+
+    def to_units(self, frames: np.ndarray) -> np.ndarray:
+        """The model's (T, C, H, W) values back in the file's units (float64)."""
+        return frames * self._per_channel(self.scale) + self._per_channel(self.offset)
+
+    @classmethod
+    def of(cls, normalize: str, value_range: Sequence[float] | None, series: ArraySeries,
+           train: Windows, length: int, chunk: int = 256) -> ValueScale:
+        """The scale of ``normalize`` (or of a given ``value_range``: [low, high] -> [0, 1]),
+        its statistics streamed over the training windows' frames, ``chunk`` frames at a time
+        (never the whole file in memory); NaN values are left out of them."""
+        channels = series.frame_shape[0]
+        if value_range is not None:
+            low, high = (float(v) for v in value_range)
+            if not high > low:
+                raise OptionValueError("value_range", f"must be [low, high] with high > low; got "
+                                       f"{list(value_range)}", value_range, owner="data")
+            return cls((low,) * channels, (high - low,) * channels)
+        if normalize not in NORMALIZATIONS:
+            raise OptionValueError("normalize", f"must be one of {', '.join(NORMALIZATIONS)} (or "
+                                   f"give value_range); got {normalize!r}", normalize, owner="data")
+        if normalize == "none":
+            return cls((0.0,) * channels, (1.0,) * channels)
+        stats = _ChannelStats(channels)
+        for sequence, first, stop in _training_frames(train, length):
+            for start in range(first, stop, chunk):
+                stats.add(series.window(sequence, start, min(chunk, stop - start)))
+        if stats.count.min() == 0:
+            raise BadFileError("the training split holds no finite value in some channel "
+                               f"(counts per channel: {stats.count.tolist()})")
+        if normalize == "minmax":
+            spread = np.where(stats.high > stats.low, stats.high - stats.low, 1.0)
+            return cls(tuple(stats.low.tolist()), tuple(spread.tolist()))
+        mean = stats.total / stats.count
+        deviation = np.sqrt(np.maximum(stats.squares / stats.count - mean ** 2, 0.0))
+        return cls(tuple(mean.tolist()), tuple(np.where(deviation > 0, deviation, 1.0).tolist()))
+
+
+def _training_frames(train: Windows, length: int) -> list[tuple[int, int, int]]:
+    """(sequence, first frame, stop) of each run of frames the training windows cover, each
+    frame once."""
+    runs: list[tuple[int, int, int]] = []
+    for sequence, start in sorted(zip(train.sequence.tolist(), train.start.tolist())):
+        if runs and runs[-1][0] == sequence and start <= runs[-1][2]:
+            runs[-1] = (sequence, runs[-1][1], max(runs[-1][2], start + length))
+        else:
+            runs.append((sequence, start, start + length))
+    return runs
+
+
+class _ChannelStats:
+    """Per-channel minimum, maximum, sum and sum of squares of finite values, in float64."""
+
+    def __init__(self, channels: int) -> None:
+        self.low = np.full(channels, np.inf)
+        self.high = np.full(channels, -np.inf)
+        self.total, self.squares = np.zeros(channels), np.zeros(channels)
+        self.count = np.zeros(channels, np.int64)
+
+    def add(self, frames: np.ndarray) -> None:
+        values = np.moveaxis(np.asarray(frames, np.float64), 1, 0).reshape(frames.shape[1], -1)
+        finite = np.isfinite(values)
+        self.low = np.minimum(self.low, np.where(finite, values, np.inf).min(axis=1))
+        self.high = np.maximum(self.high, np.where(finite, values, -np.inf).max(axis=1))
+        clean = np.where(finite, values, 0.0)
+        self.total += clean.sum(axis=1)
+        self.squares += (clean ** 2).sum(axis=1)
+        self.count += finite.sum(axis=1)

@@ -11,6 +11,7 @@ import pytest
 
 from predlearn.datamodules.own_arrays import (
     ArraySeries,
+    ValueScale,
     array_files,
     resolve_layout,
     split_windows,
@@ -110,3 +111,32 @@ def test_sequences_are_split_whole_in_order():
     assert set(split["test"].start.tolist()) == {0}
     with pytest.raises(OptionValueError, match="val_fraction \\+ test_fraction must be below 1"):
         split_windows(10, 20, 20, 1, 0.5, 0.5)
+
+
+def test_min_max_is_streamed_over_the_training_frames_only_and_goes_back(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(60, 2, 3, 3)).astype(np.float32) * [[[[2.0]], [[0.5]]]]
+    data[50:] += 100.0  # the test period's values must not shape the scale
+    data[3, 0, 0, 0] = np.nan  # a missing value is left out of the statistics
+    np.save(tmp_path / "s.npy", data)
+    frames = ArraySeries(array_files(tmp_path / "s.npy"), "TCHW")
+    split = split_windows(1, 60, length=10, stride=4, val_fraction=0.0, test_fraction=1 / 6)
+    scale = ValueScale.of("minmax", None, frames, split["train"], 10, chunk=7)
+    covered = data[:10 + split["train"].start[-1]]  # the frames the training windows cover
+    low = np.nanmin(covered, axis=(0, 2, 3))
+    high = np.nanmax(covered, axis=(0, 2, 3))
+    np.testing.assert_allclose(scale.offset, low, rtol=1e-6)
+    np.testing.assert_allclose(scale.scale, high - low, rtol=1e-6)
+    window = frames.window(0, 4, 10)
+    seen = scale.to_model(window)
+    assert np.nanmin(seen) >= 0 and np.nanmax(seen) <= 1 + 1e-6
+    np.testing.assert_allclose(scale.to_units(seen), window, rtol=1e-5, atol=1e-5)  # round trip
+    z = ValueScale.of("zscore", None, frames, split["train"], 10)
+    np.testing.assert_allclose(z.offset, np.nanmean(covered, axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(z.scale, np.nanstd(covered, axis=(0, 2, 3)), rtol=1e-5)
+    given = ValueScale.of("minmax", [0, 255], frames, split["train"], 10)
+    assert given.offset == (0.0, 0.0) and given.scale == (255.0, 255.0)
+    with pytest.raises(OptionValueError, match="normalize: must be one of minmax, zscore, none"):
+        ValueScale.of("robust", None, frames, split["train"], 10)
+    with pytest.raises(OptionValueError, match=r"value_range: must be \[low, high\]"):
+        ValueScale.of("minmax", [1, 1], frames, split["train"], 10)
