@@ -10,7 +10,6 @@ command line names is never replaced (``CheckpointError`` when the checkpoint ho
 
 from __future__ import annotations
 
-import inspect
 import sys
 from argparse import ArgumentError
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from predlearn.checkpoint_files import read_checkpoint
-from predlearn.class_paths import class_or_none, plain, registry_name
+from predlearn.class_paths import class_or_none, constructor_defaults, plain, registry_name
 from predlearn.errors import CheckpointError, OptionValueError
 from predlearn.pretrained import list_pretrained, resolve_checkpoint
 from predlearn.registry import MODELS
@@ -113,7 +112,7 @@ def _with_checkpoint_settings(config: Any, subcommand: str, parser: Any, given: 
         hparams["predictor"] = _same_predictor(named, saved, path, given)
     elif named is not None:
         hparams.pop("predictor", None)  # a checkpoint without a predictor config
-    defaults = _defaults(PredictiveModule)
+    defaults = constructor_defaults(PredictiveModule)
     for key in list(hparams):
         if key != "predictor" and model is not None and key in model and (
                 f"model.{key}" in given or plain(model.get(key)) != defaults.get(key, _UNSET)):
@@ -128,16 +127,6 @@ def _with_checkpoint_settings(config: Any, subcommand: str, parser: Any, given: 
 
 
 _UNSET = object()
-
-
-def _defaults(cls: type) -> dict[str, Any]:
-    """The default values of ``cls``'s constructor arguments."""
-    try:
-        parameters = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return {}
-    return {name: plain(p.default) for name, p in parameters.items()
-            if p.default is not inspect.Parameter.empty}
 
 
 def _model_name(path: str) -> str:
@@ -162,7 +151,7 @@ def _same_predictor(named: Any, saved: Mapping[str, Any], path: str,
             f"a checkpoint of {_model_name(named_path)}")
     named_args = plain(named.get("init_args")) or {}
     saved_args = dict(plain(saved.get("init_args")) or {})
-    defaults = _defaults(named_class) if named_class is not None else {}
+    defaults = constructor_defaults(named_class) if named_class is not None else {}
     differ = []
     for key, value in named_args.items():
         chosen = f"model.predictor.{key}" in given or (

@@ -5,6 +5,7 @@ name, and plain values (``plain``) to store and compare."""
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,15 @@ def import_class(path: str) -> Any:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as error:
         raise ValueError(f"{path!r} does not name an importable class ({error})") from None
+
+
+def from_config(config: Mapping[str, Any], base: type) -> Any:
+    """The object a ``{"class_path": ..., "init_args": {...}}`` config describes (as checkpoints
+    keep predictors and schedules); ``TypeError`` unless its class is a ``base``."""
+    cls = import_class(str(config.get("class_path", "")))
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise TypeError(f"{config.get('class_path')!r} is not a predlearn {base.__name__}")
+    return cls(**dict(config.get("init_args") or {}))
 
 
 def class_or_none(path: Any) -> Any:
@@ -59,3 +69,13 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(item) for item in value]
     return value
+
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """The default values of ``cls``'s constructor arguments, as ``plain`` values."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {name: plain(p.default) for name, p in parameters.items()
+            if p.default is not inspect.Parameter.empty}

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from predlearn.checkpoint_settings import given_options, take_checkpoint
 from predlearn.checkpointing import ValidatedCheckpoint
-from predlearn.class_paths import registry_name
+from predlearn.class_paths import class_or_none, constructor_defaults, plain, registry_name
 from predlearn.cli_arguments import HELP_FLAGS, print_help, resolve_registry_names
 from predlearn.cli_errors import as_predlearn_error
 from predlearn.errors import OptionValueError
@@ -50,10 +50,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 #: predictor options the data decide (linked), refused when the command line gives them
 DATA_SET_OPTIONS = {"model.predictor.frame_channels", "model.predictor.frame_size"}
 
-#: Lightning warns that len() of an IterableDataset may be wrong with several workers; the
-#: training streams' (``predlearn.datamodules.stream``) is in batches, split over the workers by
-#: their ``__iter__``, so it is exact. Hidden while a command runs (importing predlearn sets no
-#: warning filter).
+#: hidden while a command runs: the training streams' len() is exact (in batches, split over the
+#: workers by their ``__iter__``; ``predlearn.datamodules.stream``), whatever Lightning fears
 STREAM_LENGTH_WARNING = "Your `IterableDataset` has `__len__` defined"
 
 
@@ -148,6 +146,7 @@ class PredlearnCLI(LightningCLI):
         if predictor is not None and predictor.get("init_args") is None:
             # a predictor without arguments: the frame-shape links need somewhere to go
             predictor["init_args"] = Namespace()
+        self._configured_shape = _configured_shape(predictor)
         folder, self.config_name = choose_run_folder(str(self.subcommand), config)
         if self.config_name is None:
             self.save_config_callback = None
@@ -169,6 +168,13 @@ class PredlearnCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with ``WandbReport`` (the curves and summaries W&B shows) and
         ``RunFolder`` (the folder printed; nothing left of a run that never started)."""
+        configured, predictor = self._configured_shape, self.model.predictor
+        if configured is not None:
+            built = (int(predictor.frame_channels), tuple(predictor.frame_size))
+            if built != configured:
+                print(f"predlearn: note: the model is built for the data's frames, (channels, "
+                      f"size) {built[0]}, {list(built[1])}, not the {configured[0]}, "
+                      f"{list(configured[1])} of the config or checkpoint", file=sys.stderr)
         trainer = super().instantiate_trainer(**kwargs)
         self.run_folder = RunFolder(run_directory(trainer), self.config_name or CONFIG)
         # Trainer.callbacks is set by Lightning's callback connector, unknown to type checkers
@@ -217,6 +223,18 @@ def _build(argv: list[str] | None) -> PredlearnCLI:
         raise refusal from error
     finally:
         sys.argv = saved
+
+
+def _configured_shape(predictor: Any) -> tuple[int, tuple[int, ...]] | None:
+    """(frame_channels, frame_size) a config or checkpoint gives the predictor where they
+    differ from the class's defaults (the data's frames replace them), else None."""
+    cls = class_or_none(predictor.get("class_path")) if predictor is not None else None
+    args = (plain(predictor.get("init_args")) or {}) if cls is not None else {}
+    shape: list[Any] = [args.get("frame_channels"), args.get("frame_size")]
+    defaults = constructor_defaults(cls) if cls is not None else {}
+    if None in shape or shape == [defaults.get("frame_channels"), defaults.get("frame_size")]:
+        return None
+    return int(shape[0]), tuple(shape[1])
 
 
 def _runs_on_cpu(trainer: Any) -> bool:

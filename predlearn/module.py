@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import lightning as L
@@ -12,13 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from predlearn.class_paths import from_config
 from predlearn.denormals import set_flush_denormal
 from predlearn.errors import BadFileError, OptionValueError, names_options_under, require
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
 from predlearn.paper import CONTEXT_FRAMES, HORIZON, check_frame_counts
 from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.registry import METRICS
-from predlearn.sampling import SamplingSchedule, build_schedule
+from predlearn.sampling import SamplingSchedule
 from predlearn.units import ScoringSettings, ValueMapping
 
 if TYPE_CHECKING:
@@ -58,20 +58,6 @@ def check_options(options: Mapping[str, Any]) -> None:
     unknown = sorted(str(name) for name in names if name not in METRICS)
     require(not unknown, "metrics", f"unknown {', '.join(map(repr, unknown))}; known: "
             f"{', '.join(METRICS.names())}", metrics)
-
-
-@dataclass(frozen=True)
-class CompiledPredictor:
-    """``torch.compile`` of a predictor's forward and rollout. A plain object, not a module, so
-    the compiled copies stay out of the module tree and the state dict."""
-
-    forward: Any
-    rollout: Any
-
-    @classmethod
-    def of(cls, predictor: Predictor, backend: str) -> CompiledPredictor:
-        return cls(torch.compile(predictor, backend=backend),
-                   torch.compile(predictor.rollout, backend=backend))
 
 
 class PredictiveModule(L.LightningModule):
@@ -159,7 +145,8 @@ class PredictiveModule(L.LightningModule):
                 f"got {type(predictor).__name__}"
             )
         check_options(locals())
-        sampling = build_schedule(sampling)
+        if isinstance(sampling, Mapping):  # a schedule's config, as checkpoints store it
+            sampling = from_config(sampling, SamplingSchedule)
         needs_every_frame = loss_frames == "all" or (
             sampling is not None and sampling.feeds_predictions_of_observed_frames)
         if needs_every_frame and not getattr(predictor, "predicts_every_frame", True):
@@ -188,7 +175,10 @@ class PredictiveModule(L.LightningModule):
         self.reverse_input = reverse_input
         self.optimizer_config = optimizer
         self.lr_scheduler_config = lr_scheduler
-        self.compiled = (CompiledPredictor.of(predictor, compile_backend) if compile else None)
+        # torch.compile's forward and rollout, in a tuple: out of the module tree and state dict
+        self.compiled = ((torch.compile(predictor, backend=compile_backend),
+                          torch.compile(predictor.rollout, backend=compile_backend))
+                         if compile else None)
         self.metric_names = None if metrics is None else (
             [metrics] if isinstance(metrics, str) else list(metrics))
         self.value_mapping: ValueMapping | None = None
@@ -220,10 +210,9 @@ class PredictiveModule(L.LightningModule):
         self.prepare_metrics(datamodule)
 
     def prepare_metrics(self, datamodule: Any) -> None:
-        """Build the validation and test metrics for ``datamodule``: its ``default_metrics``
-        when ``metrics`` is None, and its ``scoring`` (``predlearn.units.ScoringSettings``:
-        the value mapping to physical units and the event thresholds) for the nowcasting
-        scores; the test's power spectrum where it asks (``power_spectrum``). Idempotent."""
+        """Build the metrics for ``datamodule``: its ``default_metrics`` when ``metrics`` is
+        None, its ``scoring`` (``ScoringSettings``: units, thresholds) for the nowcasting scores,
+        the test's power spectrum where it asks (``power_spectrum``). Idempotent."""
         names = self.metric_names or list(getattr(datamodule, "default_metrics", None)
                                           or DEFAULT_METRICS)
         settings: ScoringSettings | None = getattr(datamodule, "scoring", None)
@@ -246,12 +235,11 @@ class PredictiveModule(L.LightningModule):
 
     def run_predictor(self, *args, **kwargs) -> Tensor:
         """The predictor, compiled when ``compile`` is set."""
-        return (self.predictor if self.compiled is None else self.compiled.forward)(
-            *args, **kwargs)
+        return (self.predictor if self.compiled is None else self.compiled[0])(*args, **kwargs)
 
     def run_rollout(self, *args, **kwargs) -> Rollout:
         """``Predictor.rollout``, compiled when ``compile`` is set."""
-        return (self.predictor.rollout if self.compiled is None else self.compiled.rollout)(
+        return (self.predictor.rollout if self.compiled is None else self.compiled[1])(
             *args, **kwargs)
 
     def forward(self, frames: Tensor, horizon: int | None = None) -> Tensor:
@@ -396,6 +384,5 @@ class PredictiveModule(L.LightningModule):
 
 
 def as_predictive(pl_module: L.LightningModule) -> PredictiveModule:
-    """The module a callback is given, as the ``PredictiveModule`` the command line pairs the
-    callbacks with (its ``horizon``, ``split``, ``curves``...)."""
+    """A callback's module, as the ``PredictiveModule`` the command line pairs callbacks with."""
     return cast(PredictiveModule, pl_module)

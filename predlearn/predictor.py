@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from predlearn.class_paths import class_path, import_class, plain
+from predlearn.class_paths import class_path, from_config, plain
 from predlearn.errors import BadFileError, OptionValueError, names_options_under, require
 
 
@@ -242,11 +242,7 @@ def _recording_init(init: Any) -> Any:
 
 def build_predictor(config: Mapping[str, Any]) -> Predictor:
     """The predictor a ``Predictor.config`` describes (``class_path`` must name a Predictor)."""
-    cls = import_class(str(config.get("class_path", "")))
-    if not (isinstance(cls, type) and issubclass(cls, Predictor)):
-        raise TypeError(f"predictor class_path {config.get('class_path')!r} is not a predlearn "
-                        "Predictor")
-    return cls(**dict(config.get("init_args") or {}))
+    return from_config(config, Predictor)
 
 
 # -- constructor checks shared by the predictors -----------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from predlearn.class_paths import class_path, import_class
+from predlearn.class_paths import class_path
 from predlearn.errors import OptionValueError, names_options_under, require
 
 
@@ -50,13 +50,6 @@ class SamplingSchedule:
     def config(self) -> dict[str, Any]:
         """``{"class_path": ..., "init_args": {...}}``: how a checkpoint rebuilds it."""
         return {"class_path": class_path(type(self)), "init_args": dict(vars(self))}
-
-
-def build_schedule(schedule: SamplingSchedule | dict | None) -> SamplingSchedule | None:
-    """A schedule, or the one a checkpoint's ``config`` of it describes."""
-    if schedule is None or isinstance(schedule, SamplingSchedule):
-        return schedule
-    return import_class(schedule["class_path"])(**dict(schedule.get("init_args") or {}))
 
 
 class ScheduledSampling(SamplingSchedule):

@@ -283,6 +283,18 @@ def test_predict_builds_the_model_for_the_datas_frames(checkpoint, tmp_path, cap
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_configs_frame_size_gives_way_to_the_datas_with_a_note(mnist_root, tmp_path, capsys):
+    config = tmp_path / "sized.yaml"
+    config.write_text("model:\n  predictor:\n    class_path: predlearn.zoo.PredRNN\n"
+                      "    init_args:\n      frame_size: [32, 32]\n")
+    cli = run_cli(["fit", f"--config={config}", *tiny(mnist_root, tmp_path)[1:],
+                   "--trainer.max_steps=1", "--trainer.limit_val_batches=0"])
+    assert tuple(cli.model.predictor.frame_size) == (64, 64)
+    assert ("predlearn: note: the model is built for the data's frames, (channels, size) 1, "
+            "[64, 64], not the 1, [32, 32] of the config or checkpoint") in capsys.readouterr().err
+
+
 def test_predict_missing_frames_are_named(checkpoint, tmp_path, capsys):
     missing = tmp_path / "missing.npy"
     refused(capsys, ["predict", "--data=frames", f"--data.path={missing}",
