@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import lightning as L
 import torch
@@ -16,12 +18,21 @@ def quiet_trainer(**kwargs) -> L.Trainer:
     return L.Trainer(**options)
 
 
-def tiny_run(mnist_root: Path, run_dir: Path, *extra: str) -> list[str]:
-    """Command-line arguments (after the subcommand) of a tiny PredRNN on the fake MNIST files in
-    ``mnist_root`` (the ``mnist_root`` fixture of conftest.py), logged to CSV in ``run_dir``:
-    ``run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=2")])``."""
+def load_module_from(path: Path, name: str) -> ModuleType:
+    """The Python file at ``path`` (a script, an example's tests) imported as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_run(mnist_root: Path, run_dir: Path, *extra: str, model: str = "predrnn") -> list[str]:
+    """Command-line arguments (after the subcommand) of a tiny ``model`` (a recurrent stack) on
+    the fake MNIST files in ``mnist_root`` (the ``mnist_root`` fixture of conftest.py), logged to
+    CSV in ``run_dir``: ``run_cli(["fit", *tiny_run(mnist_root, tmp_path, ...)])``."""
     return [
-        "--model=predrnn",
+        f"--model={model}",
         "--model.predictor.hidden_channels=[4,4]",
         "--model.predictor.kernel_size=3",
         "--model.predictor.patch_size=4",

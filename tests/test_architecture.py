@@ -4,17 +4,15 @@ zoo/ and datamodules/, and the framework never imports the zoo or the data
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from support import load_module_from
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "architecture.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("predlearn_architecture", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from(SCRIPT, "predlearn_architecture")
 
 
 def test_the_imports_are_one_way():

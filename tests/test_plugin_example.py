@@ -9,7 +9,6 @@ registries get fresh discovery state for each test and are restored afterwards, 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
+from support import load_module_from, tiny_run
 
 import predlearn
 from predlearn.cli import run_cli
@@ -105,31 +105,10 @@ def test_the_plugins_names_are_listed_and_built_ins_stay(install, capsys):
 def test_the_plugin_model_trains_from_the_cli(install, tmp_path):
     install()
     mnist_root = write_fake_mnist(tmp_path / "mnist", n_train=20, n_test=10)
-    cli = run_cli([
-        "fit",
-        "--model=convgru",
-        "--model.predictor.hidden_channels=[4,4]",
-        "--model.predictor.kernel_size=3",
-        "--model.predictor.patch_size=4",
-        "--data=mmnist",
-        f"--data.root={mnist_root}",
-        "--data.download=false",
-        "--data.num_val=4",
-        "--data.num_test=4",
-        "--data.batch_size=2",
-        "--data.train_sequences_per_epoch=4",
-        "--seed_everything=0",
-        "--trainer.accelerator=cpu",
-        "--trainer.devices=1",
-        "--trainer.max_steps=2",
-        "--trainer.limit_val_batches=0",
-        "--trainer.logger=false",
-        "--checkpoint.monitor=null",  # no validation in this run
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={tmp_path / 'runs'}",
-        "--figures.enabled=false",
-    ])
+    cli = run_cli(["fit", *tiny_run(mnist_root, tmp_path, "--trainer.max_steps=2",
+                                    "--trainer.limit_val_batches=0", "--figures.enabled=false",
+                                    "--checkpoint.monitor=null",  # no validation in this run
+                                    model="convgru")])
     assert cli.trainer.global_step == 2
     predictor = cli.model.predictor
     assert type(predictor).__name__ == "ConvGRU" and type(predictor).__module__.startswith(PACKAGE)
@@ -153,9 +132,7 @@ def test_a_broken_plugin_is_reported_by_name_and_the_others_still_load(install):
 def test_the_examples_own_checks_pass_through_the_installed_plugin(install):
     install()
     path = EXAMPLE / "tests" / "test_conv_gru.py"
-    spec = importlib.util.spec_from_file_location(f"{PACKAGE}._example_tests", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # imports the plugin, found on sys.path
+    module = load_module_from(path, f"{PACKAGE}._example_tests")  # imports the installed plugin
     checks = [getattr(module, name) for name in sorted(vars(module)) if name.startswith("test_")]
     assert len(checks) >= 4
     for check in checks:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
-from support import tiny_run
+from support import load_module_from, tiny_run
 
 import predlearn
 from predlearn import pretrained
@@ -19,10 +18,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ship_model.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("ship_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from(SCRIPT, "ship_model")
 
 
 @pytest.mark.slow
