@@ -1,183 +1,354 @@
-"""Your own frames, for ``predlearn predict``: a folder of PNG images or an NPY / HDF5 array.
+"""Your own data: train, validate, test and predict on a PNG folder, ``.npy`` / HDF5 arrays, or
+(with the xarray extra) NetCDF and zarr, of any size (docs/own-data.md).
 
-Values are scaled by what the file says its range is, never by a guess: 8-bit images and uint8
-arrays are divided by 255, 16-bit PNG images by 65535; float arrays must already lie in [0, 1].
-Integer arrays of other types (a uint16 .npy, say) carry no range, so they are refused with a
-message saying how to convert them, rather than divided by 255 as if they were 8-bit.
+Nothing is loaded whole: arrays are memory-mapped or read by slices, so a window reads only its
+own frames. A long series is cut into windows of ``context_frames + horizon`` frames (never
+across a gap in its time coordinate) and split in time, the test period last; sequences (an N
+axis) are split whole. Values are scaled for the model by ``own_values.ValueScale`` (statistics
+of the training split only, kept in the checkpoint), and ``predict`` writes its forecast back in
+the file's units. Missing pixels (NaN, or ``fill_value``) reach the model as 0 with a mask that
+the loss and the metrics skip.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import h5py
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset
 
-from predlearn.datamodules.base import SequenceDataModule
-from predlearn.errors import BadFileError, DataNotFoundError, UsageError, require
+from predlearn.datamodules.base import SequenceDataModule, require_positive_int
+from predlearn.datamodules.own_arrays import (
+    ArraySeries,
+    Splits,
+    Windows,
+    array_files,
+    resolve_layout,
+    split_windows,
+)
+from predlearn.datamodules.own_png import IMAGE_SUFFIXES, PngSeries
+from predlearn.datamodules.own_values import (
+    MODEL_FILL,
+    ValueScale,
+    check_normalize,
+    may_be_missing,
+    observed,
+    usable_frames,
+)
+from predlearn.errors import BadFileError, OptionValueError, require
 from predlearn.paper import CONTEXT_FRAMES, HORIZON
 
-IMAGE_SUFFIXES = (".png",)
+XARRAY_SUFFIXES = (".nc", ".zarr")
+PREDICT_WINDOWS = ("last", "test")
 
 
-class NoSuchDatasetError(BadFileError, KeyError):
-    """An HDF5 file has no dataset of the name asked for (a ``KeyError`` too, as h5py's)."""
+def open_source(path: str, dataset: str | None, layout: str | None) -> Any:
+    """The frame source ``path`` names: a PNG folder, NetCDF / zarr (xarray), or ``.npy`` /
+    HDF5 files (one, a folder of them, or a glob) in ``layout``."""
+    location = Path(path).expanduser()
+    if location.suffix in XARRAY_SUFFIXES:
+        if layout is not None:
+            raise OptionValueError("layout", f"{location} is read by its dimension names (time, "
+                                   "y, x, a channel dimension); leave --data.layout out",
+                                   layout, owner="data")
+        from predlearn.datamodules.own_xarray import XarraySeries
 
-    def __str__(self) -> str:  # KeyError would print the message in quotes
-        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
-
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")  # how Pillow opens 16-bit gray PNG
-
-
-def read_frames(path: str | Path, dataset: str = "frames") -> np.ndarray:
-    """Sequences as float32 (N, T, C, H, W) in [0, 1] from a PNG folder, .npy or .h5 file.
-
-    A folder of PNG images is one sequence in file-name order (gray or RGB, 8 or 16 bits; all
-    of one size). Arrays may be (T, H, W), (T, C, H, W) or (N, T, C, H, W); uint8 values are
-    divided by 255, float values must already lie in [0, 1] (and be finite). Raises
-    ``DataNotFoundError`` for a missing path or a folder without PNG files, ``BadFileError``
-    (naming the file) for one that cannot be read, has the wrong shape or values.
-    """
-    path = Path(path)
-    if path.is_dir():
-        names = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not names:
-            raise DataNotFoundError(f"{path}: no PNG frames in this folder")
-        images = [_read_png(p) for p in names]  # each (C, H, W) float32 in [0, 1]
-        for name, image in zip(names, images, strict=True):
-            if image.shape != images[0].shape:
-                raise BadFileError(f"{name}: frame of shape {image.shape}, but {names[0].name} "
-                                   f"is {images[0].shape}; every frame must have one size")
-        return _normalise(np.stack(images), path)  # (T, C, H, W)
-    if not path.exists():
-        raise DataNotFoundError(f"{path}: no such file or folder")
-    if path.suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            raise BadFileError(f"{path}: cannot read as a .npy array ({error}); it is damaged "
-                               "or not a numpy array file") from error
-    elif path.suffix in (".h5", ".hdf5"):
-        try:
-            with h5py.File(path, "r") as handle:
-                if dataset not in handle or not isinstance(handle[dataset], h5py.Dataset):
-                    raise NoSuchDatasetError(
-                        f"{path}: no dataset {dataset!r} (it has: "
-                        f"{', '.join(handle) or 'nothing'}); choose one with --data.dataset"
-                    )
-                array = handle[dataset][()]
-        except OSError as error:
-            raise BadFileError(f"{path}: cannot read as HDF5 ({error}); it is truncated, "
-                               "damaged or not HDF5") from error
-    else:
-        raise BadFileError(f"{path}: expected a folder of PNG frames, a .npy or an .h5 file")
-    return _normalise(np.asarray(array), path)
+        return XarraySeries(location, dataset)
+    if location.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in location.iterdir()):
+        return PngSeries(location)
+    files = array_files(location, dataset or "frames")
+    return ArraySeries(files, resolve_layout(layout, len(files[0].shape), str(location)))
 
 
-def _read_png(path: Path) -> np.ndarray:
-    """One PNG image as float32 (C, H, W) in [0, 1], scaled by its own bit depth."""
-    from PIL import Image, UnidentifiedImageError
+class OwnWindows(Dataset):
+    """Windows of a frame source as the model sees them: float32 (T, C, H, W) scaled, missing
+    pixels at ``MODEL_FILL``; with ``masked``, items are (frames, observed) pairs."""
 
-    try:
-        with Image.open(path) as opened:
-            image: Image.Image = opened
-            image.load()
-            if image.mode in _SIXTEEN_BIT_MODES:
-                pixels = np.asarray(image).astype(np.float32) / 65535.0
-                if pixels.max(initial=0.0) > 1.0:  # mode "I" holding more than 16 bits
-                    raise BadFileError(f"{path}: integer image with values above 65535; give "
-                                       "8- or 16-bit PNG frames")
-                return pixels[None]
-            if image.mode not in ("L", "RGB"):
-                image = image.convert("RGB" if "A" in image.mode or image.mode == "P" else "L")
-            pixels = np.asarray(image).astype(np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise BadFileError(f"{path}: cannot read as a PNG image ({error}); it is damaged or "
-                           "truncated") from error
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    def __init__(self, source: Any, windows: Windows, length: int, scale: ValueScale,
+                 fill_value: float | None, masked: bool) -> None:
+        self.source, self.windows, self.length = source, windows, length
+        self.scale, self.fill_value, self.masked = scale, fill_value, masked
 
+    def __len__(self) -> int:
+        return len(self.windows)
 
-def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
-    if array.ndim == 3:
-        array = array[:, None]
-    if array.ndim == 4:
-        array = array[None]
-    if array.ndim != 5 or 0 in array.shape:
-        raise BadFileError(
-            f"{path}: frames must be (T, H, W), (T, C, H, W) or (N, T, C, H, W) with no empty "
-            f"axis; got shape {array.shape}"
-        )
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    if not np.issubdtype(array.dtype, np.floating):
-        raise BadFileError(
-            f"{path}: frames of type {array.dtype}; give uint8 (divided by 255) or floats in "
-            "[0, 1] (for other integers, divide by their maximum first): the range of "
-            f"{array.dtype} values is not known"
-        )
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise BadFileError(f"{path}: frames hold NaN or infinite values")
-    low, high = float(array.min()), float(array.max())
-    if low < 0.0 or high > 1.0:
-        raise BadFileError(
-            f"{path}: float frames must lie in [0, 1]; found values in [{low:.3g}, {high:.3g}]"
-        )
-    return array
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        raw = self.source.window(int(self.windows.sequence[index]),
+                                 int(self.windows.start[index]), self.length)
+        frames = self.scale.to_model(raw)
+        if self.scale.checked:
+            self._check_unit_interval(frames)
+        if not self.masked:
+            return torch.from_numpy(frames)
+        valid = observed(raw, self.fill_value)
+        frames[~valid] = MODEL_FILL
+        return torch.from_numpy(frames), torch.from_numpy(valid)
+
+    def _check_unit_interval(self, frames: np.ndarray) -> None:
+        finite = frames[np.isfinite(frames)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            raise BadFileError(
+                f"{self.source.describe()}: float frames must lie in [0, 1] for a model that was "
+                f"not trained on this data; found values in [{finite.min():.3g}, "
+                f"{finite.max():.3g}]: give --data.value_range=[low,high] (or "
+                "--data.normalize=minmax)")
 
 
 class FramesDataModule(SequenceDataModule):
-    """Sequences of your own for ``predlearn predict``: the last ``context_frames`` of each.
+    """Your own frames, for every command (docs/own-data.md).
 
     Args:
-        path: a folder of PNG frames (one sequence, file-name order), or a .npy / .h5 array
-            (T, H, W), (T, C, H, W) or (N, T, C, H, W); uint8 or floats in [0, 1] (see the
-            module docstring for 16-bit data).
-        dataset: the dataset name inside an .h5 file.
-        batch_size: sequences per batch.
-        context_frames: observed frames the model takes (the model's own J).
-        horizon: frames to predict.
+        path: a folder of PNG frames (one series, file-name order); a ``.npy`` or HDF5 file, a
+            folder of them or a glob (one data set, in name order); a NetCDF ``.nc`` file or a
+            zarr ``.zarr`` store (``pip install "predlearn[xarray]"``).
+        dataset: the HDF5 dataset (default ``frames``), or the NetCDF / zarr variable (several,
+            comma-separated, become channels; default: the only one with time, y and x).
+        layout: the axes of an array, letters of N (sequences), T, C, H, W: ``THW``, ``NTHW``,
+            ``TCHW``, ``NTCHW``; 3 and 5 axes default to ``THW`` and ``NTCHW``, 4 must be given.
+        stride: frames between the starts of consecutive windows of a series.
+        val_fraction: the part of the series (or of the sequences) before the test period that
+            validates.
+        test_fraction: the last part of the series (or the last sequences), for testing.
+        time_ranges: for NetCDF / zarr with a time coordinate: ``{train: [first, last], val:
+            [...], test: [...]}`` (ISO times) instead of the fractions.
+        normalize: ``minmax`` (into [0, 1]), ``zscore`` or ``none`` (values used as they are).
+            None: 8-bit data and PNG frames are divided by their format's maximum, other data
+            min-max scaled; a checkpoint trained on this kind of data brings its own scale.
+        value_range: ``[low, high]`` of the values, mapped to [0, 1] (instead of statistics).
+        fill_value: a value that marks a missing pixel (NaN always does).
+        channel_names: names of the channels in metrics and pictures (default: the file's).
+        predict_windows: what ``predict`` forecasts from: ``last`` (the last context_frames of
+            each sequence, or of the series: the future after the data) or ``test`` (every
+            test window's observed part).
+        batch_size, num_workers, context_frames, horizon, test_horizon: as every data module.
     """
 
-    def __init__(self, path: str, dataset: str = "frames", batch_size: int = 8,
-                 context_frames: int = CONTEXT_FRAMES, horizon: int = HORIZON) -> None:
-        super().__init__(batch_size=batch_size, context_frames=context_frames, horizon=horizon)
-        require(bool(str(path).strip()), "path",
-                "give a folder of PNG frames or a .npy / .h5 file", path)
-        require(bool(dataset), "dataset", "give the name of the dataset in the .h5 file",
-                dataset)
-        self.path = path
-        self.dataset = dataset
-        self.sequences: torch.Tensor | None = None
-        self._array: np.ndarray | None = None  # read once: for the frame shape, then setup
+    def __init__(
+        self,
+        path: str,
+        dataset: str | None = None,
+        layout: str | None = None,
+        stride: int = 1,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        time_ranges: dict[str, list[str]] | None = None,
+        normalize: str | None = None,
+        value_range: list[float] | None = None,
+        fill_value: float | None = None,
+        channel_names: list[str] | None = None,
+        predict_windows: str = "last",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        context_frames: int = CONTEXT_FRAMES,
+        horizon: int = HORIZON,
+        test_horizon: int | None = None,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers,
+                         context_frames=context_frames, horizon=horizon,
+                         test_horizon=test_horizon)
+        require(bool(str(path).strip()), "path", "give a folder of PNG frames, a .npy / .h5 / .nc "
+                "file, a .zarr store, a folder of arrays or a glob", path)
+        require(dataset is None or bool(str(dataset).strip()), "dataset",
+                "give the name of the dataset (HDF5) or variable (NetCDF, zarr)", dataset)
+        require_positive_int("stride", stride)
+        if normalize is not None:
+            check_normalize(normalize)
+        require(predict_windows in PREDICT_WINDOWS, "predict_windows",
+                f"must be one of {', '.join(PREDICT_WINDOWS)}; got {predict_windows!r}",
+                predict_windows)
+        if value_range is not None:
+            ValueScale.given(value_range, 1)  # checks it
+        split_windows(1, 10, 1, 1, val_fraction, test_fraction)  # checks the fractions
+        self.path, self.dataset, self.layout, self.stride = path, dataset, layout, stride
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.time_ranges, self.normalize, self.value_range = time_ranges, normalize, value_range
+        self.fill_value, self.given_channel_names = fill_value, channel_names
+        self.predict_windows = predict_windows
+        self._source: Any = None
+        self._splits: Splits | None = None
+        self._scale: ValueScale | None = None  # from a checkpoint, or computed when first needed
+        self._stage: str | None = None
+
+    # --- the file ------------------------------------------------------------------------------
+
+    @property
+    def source(self) -> Any:
+        """The frame source (opened once; only its header is read)."""
+        if self._source is None:
+            self._source = open_source(self.path, self.dataset, self.layout)
+            names = self.given_channel_names
+            if names is not None and len(names) != self._source.frame_shape[0]:
+                raise OptionValueError("channel_names", f"{self._source.describe()} has "
+                                       f"{self._source.frame_shape[0]} channels; got "
+                                       f"{len(names)} names", names, owner="data")
+        return self._source
 
     def frame_shape(self) -> tuple[int, int, int]:
-        if self._array is None:
-            self._array = read_frames(self.path, self.dataset)
-        channels, height, width = self._array.shape[2:]
-        return (channels, height, width)
+        channels, height, width = self.source.frame_shape
+        return (int(channels), int(height), int(width))
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """The channels' names, for per-channel metrics and pictures."""
+        return tuple(self.given_channel_names or self.source.channel_names)
+
+    @property
+    def masked(self) -> bool:
+        """Whether batches carry a mask of observed pixels (data that can miss some)."""
+        return may_be_missing(self.source.dtype, self.fill_value)
+
+    @property
+    def value_bounds(self) -> tuple[float, float] | None:
+        """The range of the model's values (predictions are clamped to it), None if unbounded
+        (z-scored data, or values used as they are)."""
+        return (0.0, 1.0) if self.scale.unit_interval else None
+
+    # --- splits and scale ------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
-        if self.sequences is not None:
+        self._stage = stage
+        if stage == "predict" and self.predict_windows == "last":
+            return  # the last frames of each sequence: no splits needed
+        if self._splits is None:
+            self._splits = self._split()
+
+    def _split(self) -> Splits:
+        source = self.source
+        runs = bounds = None
+        if source.times is not None:
+            from predlearn.datamodules.own_xarray import time_bounds, time_runs
+
+            runs = time_runs(source.times, source.frames)
+            if self.time_ranges:
+                bounds = time_bounds(source.times, self.time_ranges)
+        elif self.time_ranges:
+            raise OptionValueError("time_ranges", f"{source.describe()} has no time coordinate; "
+                                   "split it with val_fraction / test_fraction", self.time_ranges,
+                                   owner="data")
+        usable = (usable_frames(source, self.fill_value)
+                  if may_be_missing(source.dtype, self.fill_value) else None)
+        splits = split_windows(source.sequences, source.frames, self.sequence_length,
+                               self.stride, self.val_fraction, self.test_fraction,
+                               test_length=self.test_sequence_length, runs=runs, bounds=bounds,
+                               usable=usable)
+        rank_zero_info(f"predlearn: {source.describe()}: windows train {len(splits['train'])}, "
+                       f"val {len(splits['val'])}, test {len(splits['test'])} "
+                       f"({splits.unit} split {splits.sizes['train']} / {splits.sizes['val']} / "
+                       f"{splits.sizes['test']})")
+        return splits
+
+    @property
+    def scale(self) -> ValueScale:
+        """The map to the model's values: a given range, the format's range (8-bit data), the
+        checkpoint's, or statistics of the training windows (computed once, when first
+        needed)."""
+        if self._scale is None:
+            self._scale = self._choose_scale()
+        return self._scale
+
+    def _choose_scale(self) -> ValueScale:
+        source, channels = self.source, self.source.frame_shape[0]
+        if self.value_range is not None:
+            return ValueScale.given(self.value_range, channels)
+        if self.normalize is None:
+            if isinstance(source, PngSeries):
+                return ValueScale.given(source.value_range, channels)
+            if source.dtype == np.uint8:
+                return ValueScale.given((0, 255), channels)
+        normalize = self.normalize or "minmax"
+        if normalize == "none":
+            return ValueScale.of("none", None, source, Windows(np.zeros(0), np.zeros(0)), 1)
+        if self._stage not in (None, "fit") and self.normalize is None:
+            if np.issubdtype(source.dtype, np.floating):
+                # a model trained on predlearn's data sets, in [0, 1]: so must these values be
+                return ValueScale((0.0,) * channels, (1.0,) * channels, checked=True)
+            raise OptionValueError(
+                "normalize", f"{source.describe()} holds {source.dtype} values and the "
+                "checkpoint has no scale for them (it was not trained on your own data): give "
+                "--data.value_range=[low,high], or --data.normalize=none if they lie in [0, 1]",
+                None, owner="data")
+        splits = self._splits if self._splits is not None else self._split()
+        train = splits.require("train", self.sequence_length)
+        return ValueScale.of(normalize, None, source, train, self.sequence_length,
+                             fill_value=self.fill_value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Kept in the checkpoint: the scale, so that test and predict see what training saw
+        and forecasts go back to the same units."""
+        return {"value_scale": self.scale.as_dict(), "channel_names": list(self.channel_names)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        scale = ValueScale.from_dict(state_dict["value_scale"])
+        channels = self.source.frame_shape[0]
+        if len(scale.offset) != channels:
+            raise BadFileError(f"the checkpoint's data had {len(scale.offset)} channels; "
+                               f"{self.source.describe()} has {channels}")
+        if self.value_range is None and self.normalize is None:
+            self._scale = scale
+
+    def restore_data_state(self, checkpoint_path: str | Path) -> None:
+        """Read this module's state from a checkpoint before anything runs (the command line
+        calls it, so that the model's metrics see the checkpoint's scale from the start)."""
+        if not Path(checkpoint_path).is_file():
             return
-        array = self._array if self._array is not None else read_frames(self.path, self.dataset)
-        if array.shape[1] < self.context_frames:
-            raise BadFileError(
-                f"{self.path}: the model observes {self.context_frames} frames; the data has only "
-                f"{array.shape[1]} per sequence"
-            )
-        self.sequences = torch.from_numpy(array[:, -self.context_frames:].copy())
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True,
+                                mmap=True)
+        state = checkpoint.get(type(self).__qualname__)
+        if state:
+            self.load_state_dict(state)
 
-    def train_dataloader(self):
-        raise UsageError(
-            "the frames data module holds sequences to predict from, not training data: use "
-            "`predlearn predict --data=frames --data.path=... --ckpt_path=...`; to train, give a "
-            "data set (`predlearn list` shows them)"
-        )
+    # --- loaders ---------------------------------------------------------------------------------
 
-    def predict_dataloader(self):
-        if self.sequences is None:
-            self.setup("predict")
-        return self._loader(TensorDataset(self.sequences))
+    def _dataset(self, name: str, length: int) -> OwnWindows:
+        if self._splits is None:
+            self.setup(name if name != "train" else "fit")
+        assert self._splits is not None
+        windows = self._splits.require(name, length)
+        return OwnWindows(self.source, windows, length, self.scale, self.fill_value, self.masked)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("train", self.sequence_length), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_fraction == 0 and self.time_ranges is None:
+            return []  # no validation asked for
+        return self._loader(self._dataset("val", self.sequence_length))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._dataset("test", self.test_sequence_length))
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_dataset())
+
+    def predict_dataset(self) -> OwnWindows:
+        """The windows ``predict`` forecasts from (``predict_windows``)."""
+        source = self.source
+        if self.predict_windows == "test":
+            return self._dataset("test", self.test_sequence_length)
+        if source.frames < self.context_frames:
+            raise BadFileError(f"{source.describe()}: the model observes {self.context_frames} "
+                               f"frames; the data has only {source.frames} per sequence")
+        count = source.sequences
+        windows = Windows(np.arange(count, dtype=np.int64),
+                          np.full(count, source.frames - self.context_frames, np.int64))
+        return OwnWindows(source, windows, self.context_frames, self.scale, self.fill_value,
+                          self.masked)
+
+    def forecast_origins(self) -> list[tuple[int, int]]:
+        """(sequence, last observed frame) of each forecast ``predict`` makes, in order."""
+        windows = self.predict_dataset().windows
+        return [(int(n), int(s) + self.context_frames - 1)
+                for n, s in zip(windows.sequence, windows.start, strict=True)]
+
+    def write_forecast(self, predictions: np.ndarray, path: str | Path | None,
+                       folder: Path) -> Path:
+        """Write ``predict``'s (N, K, C, H, W) predictions in the file's units, in its format
+        family (``own_forecast``); ``path`` None: ``forecast.<suffix>`` in ``folder``."""
+        from predlearn.datamodules.own_forecast import write_forecast
+
+        return write_forecast(self.source, self.scale.to_units(predictions),
+                              self.forecast_origins(), path, folder, self.channel_names)
+

@@ -3,7 +3,7 @@ process, many files of one kind as one array; their axes named by a layout; the 
 trains on, split by time (one series) or by sequence.
 
 Only the frames a window needs are read, so an archive far larger than memory trains as a small
-one does. Values stay in the file's units here; scaling to [0, 1] is ``ValueScale``'s job.
+one does. Values stay in the file's units here; scaling them is ``own_values.ValueScale``'s job.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def array_files(path: str | os.PathLike, dataset: str = "frames") -> list[ArrayF
         names = sorted(p for p in Path(text).iterdir() if p.suffix in ARRAY_SUFFIXES)
     else:
         names = [Path(text)]
+    if Path(text).is_dir() and not names:
+        raise DataNotFoundError(f"{text}: no PNG frames and no .npy / .h5 files in this folder")
     if not names or not all(name.is_file() for name in names):
         raise DataNotFoundError(f"{text}: no such file, or no .npy / .h5 files there")
     kinds = {name.suffix.replace(".hdf5", ".h5") for name in names}
@@ -103,8 +105,8 @@ def resolve_layout(layout: str | None, ndim: int, source: str) -> str:
                 "frames) or --data.layout=TCHW (one series of frames with channels)", None,
                 owner="data")
         if ndim not in DEFAULT_LAYOUTS:
-            raise OptionValueError("layout", f"{source} has {ndim} axes; frames need 3 to 5 "
-                                   "(e.g. THW, NTHW, TCHW, NTCHW)", None, owner="data")
+            raise BadFileError(f"{source} has {ndim} axes; frames need 3 to 5 (e.g. THW, NTHW, "
+                               "TCHW, NTCHW, named by --data.layout)")
         return DEFAULT_LAYOUTS[ndim]
     text = layout.upper()
     if (len(text) != ndim or len(set(text)) != len(text) or not set(text) <= set(AXES)
@@ -126,56 +128,107 @@ class Windows:
         return len(self.start)
 
 
-def _starts(first: int, stop: int, length: int, stride: int) -> np.ndarray:
-    return np.arange(first, max(first, stop - length + 1), stride, dtype=np.int64)
+@dataclass(frozen=True)
+class Splits:
+    """The train, val and test windows, with what each split got (for the messages)."""
+
+    windows: dict[str, Windows]
+    sizes: dict[str, int]  # frames (one series) or sequences per split
+    unit: str  # "frames" or "sequences"
+    frames: int  # frames per sequence (or of the series)
+
+    def __getitem__(self, name: str) -> Windows:
+        return self.windows[name]
+
+    def require(self, name: str, length: int) -> Windows:
+        """The windows of split ``name``, or a ``BadFileError`` saying how many frames it got
+        and how many one window needs."""
+        windows = self.windows[name]
+        if len(windows) == 0:
+            fix = ("lower val_fraction / test_fraction or give more data" if name == "train"
+                   else f"give more data, a larger {name}_fraction or shorter windows")
+            raise BadFileError(
+                f"the {name} split got {self.sizes[name]} {self.unit} of {self.frames} frames "
+                f"and no window of {length} usable frames (context_frames + horizon) fits in "
+                f"it: {fix}")
+        return windows
+
+
+def _starts(runs: Sequence[tuple[int, int]], first: int, stop: int, length: int, stride: int,
+            usable: np.ndarray | None) -> np.ndarray:
+    """First frames of the windows of ``length`` frames inside ``[first, stop)`` and one run,
+    every ``stride``; with ``usable``, a window starts and ends on a usable frame."""
+    parts = []
+    for a, b in runs:
+        a, b = max(a, first), min(b, stop)
+        if b - a >= length:
+            parts.append(np.arange(a, b - length + 1, stride, dtype=np.int64))
+    starts = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    if usable is not None and len(starts):
+        starts = starts[usable[starts] & usable[starts + length - 1]]
+    return starts
+
+
+def _fraction(name: str, value: float) -> None:
+    if not 0 <= value < 1:
+        raise OptionValueError(name, f"must lie in [0, 1); got {value}", value, owner="data")
 
 
 def split_windows(sequences: int, frames: int, length: int, stride: int, val_fraction: float,
-                  test_fraction: float) -> dict[str, Windows]:
-    """The train, val and test windows of ``length`` frames, ``stride`` apart. One series
-    (``sequences == 1``) is split in time, the later part the test period (as the radar module
-    splits it), no window crossing a split; several sequences are split whole, in order."""
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= value < 1:
-            raise OptionValueError(name, f"must lie in [0, 1); got {value}", value, owner="data")
+                  test_fraction: float, *, test_length: int | None = None,
+                  runs: Sequence[tuple[int, int]] | None = None,
+                  bounds: dict[str, tuple[int, int]] | None = None,
+                  usable: np.ndarray | None = None) -> Splits:
+    """The train, val and test windows (test windows of ``test_length`` frames), ``stride``
+    apart. One series (``sequences == 1``) is split in time, the later part the test period
+    (as the radar module splits it), or at the frame ``bounds`` given per split; no window
+    crosses a split or leaves one of the gap-free ``runs``. Several sequences are split whole,
+    in order. ``usable`` (sequences, frames): frames with an observed pixel; windows start and
+    end on one. A split may come out empty: ``Splits.require`` refuses it when it is needed."""
+    _fraction("val_fraction", val_fraction)
+    _fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
         raise OptionValueError("test_fraction", f"val_fraction + test_fraction must be below 1; "
                                f"got {val_fraction} + {test_fraction}", test_fraction,
                                owner="data")
+    lengths = {"train": length, "val": length, "test": test_length or length}
+    runs = list(runs) if runs is not None else [(0, frames)]
     if sequences == 1:
-        test_start = round(frames * (1 - test_fraction))
-        val_start = round(frames * (1 - test_fraction - val_fraction))
-        bounds = {"train": (0, val_start), "val": (val_start, test_start),
-                  "test": (test_start, frames)}
-        split = {name: Windows(np.zeros(len(s := _starts(a, b, length, stride)), np.int64), s)
-                 for name, (a, b) in bounds.items()}
-        unit, sizes = "frames", {name: b - a for name, (a, b) in bounds.items()}
-    else:
-        test_first = round(sequences * (1 - test_fraction))
-        val_first = round(sequences * (1 - test_fraction - val_fraction))
-        per = _starts(0, frames, length, stride)
-        ranges = {"train": range(val_first), "val": range(val_first, test_first),
-                  "test": range(test_first, sequences)}
-        split = {name: Windows(np.repeat(np.asarray(r, np.int64), len(per)),
-                               np.tile(per, len(r))) for name, r in ranges.items()}
-        unit, sizes = "sequences", {name: len(r) for name, r in ranges.items()}
-    for name, windows in split.items():
-        wanted = {"val": val_fraction, "test": test_fraction}.get(name, 1.0)
-        if wanted > 0 and len(windows) == 0:
-            raise BadFileError(
-                f"the {name} split got {sizes[name]} {unit} of {frames} frames, and one window "
-                f"needs {length} (context_frames + horizon): give more data, a larger "
-                f"{name}_fraction or shorter windows" if name != "train" else
-                f"the train split got {sizes[name]} {unit} of {frames} frames, and one window "
-                f"needs {length} (context_frames + horizon): lower val_fraction / "
-                "test_fraction or give more data")
-    return split
+        if bounds is None:
+            test_start = round(frames * (1 - test_fraction))
+            val_start = round(frames * (1 - test_fraction - val_fraction))
+            bounds = {"train": (0, val_start), "val": (val_start, test_start),
+                      "test": (test_start, frames)}
+        ok = None if usable is None else usable[0]
+        windows, sizes = {}, {}
+        for name, window_length in lengths.items():
+            first, stop = bounds.get(name, (0, 0))
+            starts = _starts(runs, first, stop, window_length, stride, ok)
+            windows[name] = Windows(np.zeros(len(starts), np.int64), starts)
+            sizes[name] = stop - first
+        return Splits(windows, sizes, "frames", frames)
+    test_first = round(sequences * (1 - test_fraction))
+    val_first = round(sequences * (1 - test_fraction - val_fraction))
+    ranges = {"train": range(val_first), "val": range(val_first, test_first),
+              "test": range(test_first, sequences)}
+    windows = {}
+    for name, members in ranges.items():
+        pairs = [(n, s) for n in members for s in _starts(
+            runs, 0, frames, lengths[name], stride, None if usable is None else usable[n])]
+        windows[name] = Windows(np.asarray([n for n, _ in pairs], np.int64),
+                                np.asarray([s for _, s in pairs], np.int64))
+    return Splits(windows, {name: len(r) for name, r in ranges.items()}, "sequences", frames)
 
 
 class ArraySeries:
     """Many files of one kind as one array in a layout: frames (C, H, W) by (sequence, time),
     read lazily. Without N the files are one series joined in time; with N, their sequences
-    follow each other."""
+    follow each other.
+
+    A frame source, as ``PngSeries`` and the xarray reader are: ``sequences``, ``frames`` (per
+    sequence), ``frame_shape`` (C, H, W), ``dtype``, ``channel_names``, ``times`` (None, or a
+    datetime64 per frame of a series), ``window(sequence, start, length)`` -> (length, C, H, W)
+    in the file's units, and ``describe()``."""
 
     def __init__(self, files: Sequence[ArrayFile], layout: str) -> None:
         self.files, self.layout = list(files), layout
@@ -184,6 +237,9 @@ class ArraySeries:
                 "layout", f"several files are joined along their first axis, which must then be "
                 f"N or T; got layout {layout}", layout, owner="data")
         first = self.files[0].shape
+        if 0 in first:
+            raise BadFileError(f"{self.files[0].path}: an array of shape {first}; frames need "
+                               "no empty axis")
         self.lengths = [file.shape[0] for file in self.files]
         self.offsets = np.cumsum([0, *self.lengths])
         sizes = dict(zip(layout, first))
@@ -191,6 +247,16 @@ class ArraySeries:
         self.sequences = sizes.get("N", 1)
         self.frames = sizes["T"]
         self.frame_shape = (sizes.get("C", 1), sizes["H"], sizes["W"])
+        self.dtype = self.files[0].dtype
+        self.channel_names = tuple(f"channel {c + 1}" for c in range(self.frame_shape[0]))
+        self.times: np.ndarray | None = None  # plain arrays have no time coordinate
+
+    def describe(self) -> str:
+        """The file (or first and last file) and its array, for messages."""
+        first = self.files[0]
+        name = str(first.path) if len(self.files) == 1 else (
+            f"{first.path} .. {self.files[-1].path.name} ({len(self.files)} files)")
+        return name + (f", dataset {first.dataset!r}" if first.path.suffix != ".npy" else "")
 
     def window(self, sequence: int, start: int, length: int) -> np.ndarray:
         """Frames ``start .. start + length`` of ``sequence`` as (length, C, H, W)."""
@@ -222,93 +288,3 @@ class ArraySeries:
         if "C" not in layout:
             block, layout = block[..., None], layout + "C"
         return np.transpose(block, [layout.index(axis) for axis in "TCHW"])
-
-
-NORMALIZATIONS = ("minmax", "zscore", "none")
-
-
-@dataclass(frozen=True)
-class ValueScale:
-    """The map of the file's values to what the model sees, per channel: ``(x - offset) /
-    scale`` (min-max: into [0, 1]; z-score: mean 0, deviation 1; none: as they are), and back
-    (``to_units``), so forecasts return in the user's units."""
-
-    offset: tuple[float, ...]
-    scale: tuple[float, ...]
-
-    @staticmethod
-    def _per_channel(values: tuple[float, ...]) -> np.ndarray:
-        return np.asarray(values, np.float64).reshape(-1, 1, 1)  # broadcasts over (T, C, H, W)
-
-    def to_model(self, frames: np.ndarray) -> np.ndarray:
-        """(T, C, H, W) in the file's units -> float32 for the model."""
-        return ((frames - self._per_channel(self.offset))
-                / self._per_channel(self.scale)).astype(np.float32)
-
-    def to_units(self, frames: np.ndarray) -> np.ndarray:
-        """The model's (T, C, H, W) values back in the file's units (float64)."""
-        return frames * self._per_channel(self.scale) + self._per_channel(self.offset)
-
-    @classmethod
-    def of(cls, normalize: str, value_range: Sequence[float] | None, series: ArraySeries,
-           train: Windows, length: int, chunk: int = 256) -> ValueScale:
-        """The scale of ``normalize`` (or of a given ``value_range``: [low, high] -> [0, 1]),
-        its statistics streamed over the training windows' frames, ``chunk`` frames at a time
-        (never the whole file in memory); NaN values are left out of them."""
-        channels = series.frame_shape[0]
-        if value_range is not None:
-            low, high = (float(v) for v in value_range)
-            if not high > low:
-                raise OptionValueError("value_range", f"must be [low, high] with high > low; got "
-                                       f"{list(value_range)}", value_range, owner="data")
-            return cls((low,) * channels, (high - low,) * channels)
-        if normalize not in NORMALIZATIONS:
-            raise OptionValueError("normalize", f"must be one of {', '.join(NORMALIZATIONS)} (or "
-                                   f"give value_range); got {normalize!r}", normalize, owner="data")
-        if normalize == "none":
-            return cls((0.0,) * channels, (1.0,) * channels)
-        stats = _ChannelStats(channels)
-        for sequence, first, stop in _training_frames(train, length):
-            for start in range(first, stop, chunk):
-                stats.add(series.window(sequence, start, min(chunk, stop - start)))
-        if stats.count.min() == 0:
-            raise BadFileError("the training split holds no finite value in some channel "
-                               f"(counts per channel: {stats.count.tolist()})")
-        if normalize == "minmax":
-            spread = np.where(stats.high > stats.low, stats.high - stats.low, 1.0)
-            return cls(tuple(stats.low.tolist()), tuple(spread.tolist()))
-        mean = stats.total / stats.count
-        deviation = np.sqrt(np.maximum(stats.squares / stats.count - mean ** 2, 0.0))
-        return cls(tuple(mean.tolist()), tuple(np.where(deviation > 0, deviation, 1.0).tolist()))
-
-
-def _training_frames(train: Windows, length: int) -> list[tuple[int, int, int]]:
-    """(sequence, first frame, stop) of each run of frames the training windows cover, each
-    frame once."""
-    runs: list[tuple[int, int, int]] = []
-    for sequence, start in sorted(zip(train.sequence.tolist(), train.start.tolist())):
-        if runs and runs[-1][0] == sequence and start <= runs[-1][2]:
-            runs[-1] = (sequence, runs[-1][1], max(runs[-1][2], start + length))
-        else:
-            runs.append((sequence, start, start + length))
-    return runs
-
-
-class _ChannelStats:
-    """Per-channel minimum, maximum, sum and sum of squares of finite values, in float64."""
-
-    def __init__(self, channels: int) -> None:
-        self.low = np.full(channels, np.inf)
-        self.high = np.full(channels, -np.inf)
-        self.total, self.squares = np.zeros(channels), np.zeros(channels)
-        self.count = np.zeros(channels, np.int64)
-
-    def add(self, frames: np.ndarray) -> None:
-        values = np.moveaxis(np.asarray(frames, np.float64), 1, 0).reshape(frames.shape[1], -1)
-        finite = np.isfinite(values)
-        self.low = np.minimum(self.low, np.where(finite, values, np.inf).min(axis=1))
-        self.high = np.maximum(self.high, np.where(finite, values, -np.inf).max(axis=1))
-        clean = np.where(finite, values, 0.0)
-        self.total += clean.sum(axis=1)
-        self.squares += (clean ** 2).sum(axis=1)
-        self.count += finite.sum(axis=1)

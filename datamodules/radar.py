@@ -4,9 +4,11 @@ The file comes from ``predlearn prepare radar`` (``predlearn.datamodules.radar_p
 ``frames`` uint8 (N, H, W) = round(255 x) and ``timestamps`` int64 seconds, strictly increasing.
 The file must carry the completeness marker that ``prepare radar`` writes last, with the CRC-32 of
 its datasets (``predlearn.datamodules.sealed``), checked when the file is read; frames that are not
-uint8 are refused, never divided by 255 as if they were. A file without the marker (unfinished,
-damaged, or from a predlearn before the marker) is refused with a message saying to run
-``predlearn prepare radar`` again.
+uint8 are refused, never divided by 255 as if they were. A file of ``prepare radar`` without the
+marker (unfinished, damaged, or from a predlearn before the marker) is refused with a message
+saying to run ``predlearn prepare radar`` again; a file that ``prepare radar`` did not write at
+all (none of its attributes: your own frames) is refused saying to read it with
+``--data=frames``.
 The series is split in time: train, then validation (the end of the training period, for
 checkpoint selection), then test (the last ``1 - train_fraction`` of the frames). A window is
 ``context_frames + horizon`` consecutive frames that lie inside one split and never span a gap
@@ -43,16 +45,54 @@ __all__ = [
 ]
 
 GAP_FACTOR = 1.5  # a step longer than 1.5 x the nominal interval is a gap
+#: attributes that every file of ``prepare radar`` has (with the completeness marker)
+PREPARED_ATTRIBUTES = ("format_version", "source_format", "dbz_min", "dbz_max", "zr_a", "zr_b")
+#: the HDF5 signature, at the start of the file or after a user block of 512 x 2^k bytes
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+SIGNATURE_OFFSETS = (0, 512, 1024, 2048, 4096, 8192)
+
+
+def _looks_like_hdf5(path: Path) -> bool:
+    """Whether ``path`` starts as an HDF5 file does (a truncated one still does)."""
+    with path.open("rb") as handle:
+        for offset in SIGNATURE_OFFSETS:
+            handle.seek(offset)
+            if handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                return True
+    return False
+
+
+def written_by_prepare(path: Path) -> bool:
+    """Whether ``path`` is, or was meant to be, a file of ``prepare radar``: HDF5 (or what is
+    left of one) with its completeness marker or any of its attributes. False for a file of
+    your own (a plain HDF5 of frames, a .npy), which wants ``--data=frames``."""
+    if not _looks_like_hdf5(path):
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            names = set(h5.attrs)
+    except OSError:  # truncated or damaged: it may have been one
+        return True
+    return bool(names & {sealed.MARKER, *PREPARED_ATTRIBUTES})
+
+
+def not_prepared(path: Path) -> BadFileError:
+    """The refusal of a file that ``prepare radar`` did not write, pointing to ``frames``."""
+    return BadFileError(
+        f"{path}: not a file of `predlearn prepare radar` (which converts FMI, KNMI and OPERA "
+        f"ODIM products); for your own arrays use --data=frames --data.path={path} "
+        "(docs/own-data.md)")
 
 
 def load_radar_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``frames`` (N, H, W) uint8 and ``timestamps`` (N,) int64 of a prepared radar file.
 
-    Raises ``DataNotFoundError`` for a missing file and ``BadFileError`` (naming the file and
-    saying to run ``predlearn prepare radar`` again) for one that is not HDF5, is truncated or
-    damaged (its completeness marker or CRC-32 does not match), lacks ``frames`` or
-    ``timestamps``, or holds frames that are not uint8 (N, H, W) — 16-bit or float frames are
-    refused, not rescaled — or times that do not increase.
+    Raises ``DataNotFoundError`` for a missing file, ``BadFileError`` pointing to
+    ``--data=frames`` for a file that ``prepare radar`` did not write (``written_by_prepare``),
+    and ``BadFileError`` (naming the file and saying to run ``predlearn prepare radar`` again)
+    for one of its files that is truncated or damaged (its completeness marker or CRC-32 does
+    not match), lacks ``frames`` or ``timestamps``, or holds frames that are not uint8 (N, H,
+    W) — 16-bit or float frames are refused, not rescaled — or times that do not increase.
     """
     path = Path(path)
     again = f"make it again with `predlearn prepare radar SOURCE... --out {path}`"
@@ -62,6 +102,8 @@ def load_radar_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             f"`predlearn prepare radar SOURCE... --out {path}` (see docs/data.md, radar)"
         )
     reason = sealed.problem(path, required=("frames", "timestamps"))
+    if reason is not None and not written_by_prepare(path):
+        raise not_prepared(path)
     if reason is not None:
         raise BadFileError(f"{path}: not a complete file of `predlearn prepare radar`: {reason}; "
                            f"{again}")
@@ -96,8 +138,11 @@ def load_radar_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 def read_value_mapping(path: str | os.PathLike) -> ValueMapping:
     """The [0, 1] <-> dBZ mapping and the Z-R relation a prepared radar file records (its
     ``dbz_min``, ``dbz_max``, ``zr_a``, ``zr_b`` attributes), so that scores convert back to
-    physical units."""
+    physical units. A file that ``prepare radar`` did not write is refused pointing to
+    ``--data=frames``."""
     path = Path(path)
+    if not written_by_prepare(path):
+        raise not_prepared(path)
     with h5py.File(path, "r") as h5:
         attrs = dict(h5.attrs)
     try:
@@ -243,8 +288,9 @@ class RadarDataModule(SequenceDataModule):
                 f"must be positive (or None: 1.5 x the median step); got {max_gap_minutes!r}",
                 max_gap_minutes)
         require(not Path(path).expanduser().is_dir(), "path",
-                f"{path} is a folder; give the HDF5 file that `predlearn prepare radar` wrote",
-                path)
+                f"{path} is a folder; give the HDF5 file that `predlearn prepare radar` wrote "
+                f"(for a folder of your own frames: --data=frames --data.path={path}, "
+                "docs/own-data.md)", path)
         check_scoring_options(thresholds, threshold_unit, fss_scales)
         self.save_hyperparameters()
         self.path = Path(path)
@@ -272,8 +318,12 @@ class RadarDataModule(SequenceDataModule):
         if self.frame_size is None:
             try:
                 with h5py.File(self.path, "r") as h5:
-                    self.frame_size = tuple(h5["frames"].shape[1:])
-            except (OSError, KeyError):  # missing or damaged: setup says how to make it
+                    shape = tuple(h5["frames"].shape[1:])
+            except (OSError, KeyError):
+                shape = ()
+            if len(shape) == 2 and written_by_prepare(self.path):
+                self.frame_size = shape
+            else:  # missing, damaged or not of `prepare radar`: setup says what to do
                 self.setup()
         assert self.frame_size is not None
         height, width = self.frame_size

@@ -9,8 +9,12 @@ of a W&B project through the W&B API. The command writes into ``--out``:
 - ``compare_<metric>.png``: the metric against the predicted step, one line per run (the paper's
   Figures 3 and 5); with ``--paper`` the paper's Table 1 mean of each model it lists is drawn as a
   dashed horizontal line ("paper") on the MSE and cross-entropy plots;
-- ``table.md`` and ``table.csv``: one row per run, the mean of each metric over the predicted
-  steps and its value at the last step.
+- ``table.md`` and ``table.csv``: one row per run, its data set and the mean of each metric over
+  the predicted steps and its value at the last step.
+
+Runs on different data are never one row: the rows of one data set (``predlearn_run.json``'s
+``data_source``: ``mmnist``, ``frames:sst.h5``) stand together, the plots name each line's data
+set, and a line says that the runs are on several.
 """
 
 from __future__ import annotations
@@ -35,6 +39,32 @@ def metric_keys(runs: Sequence[Run]) -> list[str]:
     return list(dict.fromkeys(key for run in runs for key in run.curves))
 
 
+def data_sets(runs: Sequence[Run]) -> list[str]:
+    """The data sets the runs are on, in the order first seen (unknown ones left out)."""
+    return list(dict.fromkeys(run.data for run in runs if run.data))
+
+
+def by_data_set(runs: Sequence[Run]) -> list[Run]:
+    """The runs with those of one data set together, each data set where its first run is:
+    a table never reads as if runs on different data were one result."""
+    order = {data: index for index, data in enumerate(dict.fromkeys(run.data for run in runs))}
+    return sorted(runs, key=lambda run: order[run.data])
+
+
+def data_note(runs: Sequence[Run]) -> str | None:
+    """The line said when the runs are on more than one data set, else None."""
+    found = data_sets(runs)
+    if len(found) < 2:
+        return None
+    return (f"predlearn compare: these runs are on {len(found)} data sets ({', '.join(found)}); "
+            "each row is one run, grouped by data set (column data)")
+
+
+def legend_name(run: Run, several_data_sets: bool) -> str:
+    """A run's line in the plots: its label, with its data set when the runs are on several."""
+    return f"{run.label}, {run.data or '?'}" if several_data_sets else run.label
+
+
 def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
                 paper: bool = False) -> Path:
     """``compare_<key>.png``: the metric at each predicted step, one line per run."""
@@ -42,32 +72,37 @@ def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
     from predlearn.visualize import new_figure, plot_per_step, save_figure
 
     fig, ax = new_figure(figsize=(6, 4))
+    several = len(data_sets(runs)) > 1
     with_curve = [run for run in runs if run.curves.get(key)]
-    drawn = plot_per_step(ax, {run.label: run.curves[key] for run in with_curve}, key,
+    names = {run.label: legend_name(run, several) for run in with_curve}
+    drawn = plot_per_step(ax, {names[run.label]: run.curves[key] for run in with_curve}, key,
                           title=f"{curve_label(key)}, {stage} set")
     for run in with_curve:
         reference = TABLE1.get(run.model)
         if paper and reference is not None and key in PAPER_COLUMNS:
-            ax.axhline(getattr(reference, PAPER_COLUMNS[key]), color=drawn[run.label].get_color(),
-                       linestyle="--", linewidth=1, label=f"{run.model}: paper")
+            ax.axhline(getattr(reference, PAPER_COLUMNS[key]),
+                       color=drawn[names[run.label]].get_color(), linestyle="--", linewidth=1,
+                       label=f"{run.model}: paper")
     ax.legend(fontsize=8)
     return save_figure(fig, out / f"compare_{key}.png")
 
 
 def write_tables(runs: Sequence[Run], out: Path) -> tuple[Path, Path]:
-    """``table.csv`` and ``table.md``: per run, each metric's mean over the steps and last value."""
+    """``table.csv`` and ``table.md``: per run (grouped by data set), its data and each metric's
+    mean over the steps and last value."""
     keys = metric_keys(runs)
     horizon = runs[0].horizon
-    header = ["label", "model",
+    rows = by_data_set(runs)
+    header = ["label", "model", "data",
               *(f"{k}_{s}" for k in keys for s in ("mean", f"step_{horizon:02d}"))]
     table_csv = write_csv(out / "table.csv", header, [
-        [run.label, run.model, *(v for k in keys for v in (run.mean(k), run.last(k)))]
-        for run in runs])
+        [run.label, run.model, run.data or None,
+         *(v for k in keys for v in (run.mean(k), run.last(k)))] for run in rows])
     table_md = write_markdown(
         out / "table.md", f"Mean over the {horizon} predicted steps \\| value at the last step.",
-        ["Run", "Model", *(f"{k} mean \\| step {horizon}" for k in keys)],
-        [[cell(run.label), cell(run.model),
-          *(f"{cell(run.mean(k))} \\| {cell(run.last(k))}" for k in keys)] for run in runs])
+        ["Run", "Model", "Data", *(f"{k} mean \\| step {horizon}" for k in keys)],
+        [[cell(run.label), cell(run.model), cell(run.data or None),
+          *(f"{cell(run.mean(k))} \\| {cell(run.last(k))}" for k in keys)] for run in rows])
     return table_md, table_csv
 
 
@@ -82,6 +117,9 @@ def compare(paths: Iterable[str | Path], out: str | Path, stage: str = "test",
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file; give a folder for the plots and tables")
     out.mkdir(parents=True, exist_ok=True)
+    note = data_note(runs)
+    if note:
+        print(note, flush=True)
     plots = [plot_metric(runs, key, out, stage, paper) for key in metric_keys(runs)]
     return [*plots, *write_tables(runs, out)]
 

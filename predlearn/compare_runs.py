@@ -1,8 +1,8 @@
 """The runs ``predlearn compare`` compares: found in folders by their CSV curves, or fetched from a
-W&B project, each with its model, label and per-step curves.
+W&B project, each with its model, data, label and per-step curves.
 
 A run folder is one with ``<stage>_curves.csv``, which ``PredictionFigures`` writes into every
-run folder, whatever the logger, beside ``predlearn_run.json``, which names its model.
+run folder, whatever the logger, beside ``predlearn_run.json``, which names its model and data.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class Run:
     label: str
     curves: dict[str, list[float]] = field(default_factory=dict)
     source: str = ""
+    #: the data it ran on (``mmnist``, ``frames:sst.h5``); "" when unknown
+    data: str = ""
 
     @property
     def horizon(self) -> int:
@@ -119,11 +121,28 @@ def model_of_wandb_run(config: dict[str, Any], tags: Sequence[str]) -> str | Non
     return next((tag for tag in tags if tag in MODELS.names()), None)
 
 
+def data_of_wandb_run(config: dict[str, Any]) -> str:
+    """The data of a W&B run: ``data_source`` or ``data`` in its config, "" without either."""
+    return str(config.get("data_source") or config.get("data") or "")
+
+
+def read_run_info(folder: Path) -> dict[str, Any]:
+    """A run folder's ``predlearn_run.json`` (written next to the curves by the figures
+    callback); empty without one."""
+    info = folder / RUN_INFO
+    return json.loads(info.read_text()) if info.is_file() else {}
+
+
 def find_model(folder: Path) -> str:
     """The model of a run folder, from its ``predlearn_run.json``; ``?`` without one."""
-    info = folder / RUN_INFO  # written next to the curves by the figures callback
-    model = json.loads(info.read_text()).get("model") if info.is_file() else None
-    return str(model or "?")
+    return str(read_run_info(folder).get("model") or "?")
+
+
+def find_data(folder: Path) -> str:
+    """The data of a run folder, from its ``predlearn_run.json``: its ``data_source`` (the
+    file of your own data), else the data module's registry name; "" without either."""
+    info = read_run_info(folder)
+    return str(info.get("data_source") or info.get("data") or "")
 
 
 def run_name(folder: Path) -> str:
@@ -134,10 +153,12 @@ def run_name(folder: Path) -> str:
 
 
 def load_run(folder: Path, stage: str = "test", label: str | None = None) -> Run:
-    """The run in ``folder``: its curves of ``stage``, model and label (``<model> (<name>)``)."""
+    """The run in ``folder``: its curves of ``stage``, model, data and label (``<model>
+    (<name>)``)."""
     curves, source = read_curves(folder, stage)
     model = find_model(folder)
-    return Run(folder, model, label or f"{model} ({run_name(folder)})", curves, str(source))
+    return Run(folder, model, label or f"{model} ({run_name(folder)})", curves, str(source),
+               find_data(folder))
 
 
 def load_wandb_runs(project: str, stage: str = "test", group: str | None = None,
@@ -148,7 +169,7 @@ def load_wandb_runs(project: str, stage: str = "test", group: str | None = None,
     for online in fetch_runs(project, stage, group, api):
         model = model_of_wandb_run(online.config, online.tags) or "?"
         runs.append(Run(Path(online.path), model, f"{model} ({online.name})", online.curves,
-                        f"wandb:{online.path}"))
+                        f"wandb:{online.path}", data_of_wandb_run(online.config)))
     if not runs:
         raise CompareError(f"no run of the W&B project {project}"
                            + (f" in group {group}" if group else "") + f" has {stage} curves")

@@ -175,6 +175,10 @@ class PredlearnCLI(LightningCLI):
                 print(f"predlearn: note: the model is built for the data's frames, (channels, "
                       f"size) {built[0]}, {list(built[1])}, not the {configured[0]}, "
                       f"{list(configured[1])} of the config or checkpoint", file=sys.stderr)
+        restore = getattr(self.datamodule, "restore_data_state", None)
+        if restore is not None and self._checkpoint_path:
+            # the data's state (own data: its scale) before the model is set up for it
+            restore(self._checkpoint_path)
         trainer = super().instantiate_trainer(**kwargs)
         self.run_folder = RunFolder(run_directory(trainer), self.config_name or CONFIG)
         # Trainer.callbacks is set by Lightning's callback connector, unknown to type checkers

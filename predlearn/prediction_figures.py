@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,17 +122,19 @@ class PredictionFigures(L.Callback):
         with torch.no_grad():
             predictions = pl_module(frames.to(pl_module.device), horizon).cpu()
         pl_module.train(was_training)
+        names = channel_names_of(trainer)
         picture = save_prediction_figure(frames, targets, predictions,
-                                         folder / f"{stage}_predictions.png", title=title)
+                                         folder / f"{stage}_predictions.png", title=title,
+                                         channel_names=names)
         curve_plot = save_curves_figure(curves, folder / f"{stage}_curves.png",
                                         title=f"{title}, per predicted step")
         animation = save_prediction_gif(frames, targets, predictions,
-                                        folder / f"{stage}_predictions.gif")
+                                        folder / f"{stage}_predictions.gif", channel_names=names)
         rank_zero_info(f"predlearn: wrote {picture}, {animation}, {curve_plot} and {table}")
         if stage == "test" and pl_module.spectra:
             self._write_spectra(trainer, pl_module.spectra, folder, title)
         if stage == "test" and self.pretrained:
-            self._write_pretrained(self.pretrained, frames, targets, horizon, folder)
+            self._write_pretrained(self.pretrained, frames, targets, horizon, folder, names)
         if isinstance(trainer.logger, WandbLogger):
             # one key per picture: W&B shows the pictures of one key side by side, same size
             trainer.logger.log_image(key=f"{stage}/predictions", images=[str(picture)])
@@ -156,7 +159,7 @@ class PredictionFigures(L.Callback):
             trainer.logger.log_image(key="test/power_spectrum", images=[str(plot)])
 
     def _write_pretrained(self, name: str, frames: Tensor, targets: Tensor, horizon: int,
-                          folder: Path) -> Path:
+                          folder: Path, channel_names: Sequence[str] | None = None) -> Path:
         """The shipped model ``name``'s predictions of the drawn test sequences, in their own
         picture."""
         from predlearn.pretrained import load_pretrained
@@ -171,9 +174,35 @@ class PredictionFigures(L.Callback):
             predictions = shipped(frames.float(), horizon).cpu()
         path = save_prediction_figure(frames, targets, predictions,
                                       folder / f"test_predictions_{name}.png",
-                                      title=f"test set, shipped model {name}")
+                                      title=f"test set, shipped model {name}",
+                                      channel_names=channel_names)
         rank_zero_info(f"predlearn: wrote {path} (the shipped model {name})")
         return path
+
+
+def channel_names_of(trainer: L.Trainer) -> Sequence[str] | None:
+    """The names of the data's channels, for the pictures' labels (None: the data names none)."""
+    names = getattr(getattr(trainer, "datamodule", None), "channel_names", None)
+    return [str(name) for name in names] if names else None
+
+
+#: data modules of your own files: their runs are told apart by the file they read
+FILE_DATA = ("frames",)
+
+
+def data_source(datamodule: object) -> str | None:
+    """What a run's data was, for ``compare`` to tell runs apart: the registry name (``mmnist``)
+    and, for your own files (``frames``), the file's name and any dataset chosen in it
+    (``frames:sst.h5``, ``frames:sst.h5[anomaly]``)."""
+    name = DATAMODULES.name_of(type(datamodule)) if datamodule is not None else None
+    path = getattr(datamodule, "path", None)
+    if name not in FILE_DATA or not path:
+        return name
+    files = [Path(str(one)).name for one in ([*path] if isinstance(path, (list, tuple))
+                                             else [path])]
+    source = f"{name}:{','.join(files)}"
+    dataset = getattr(datamodule, "dataset", None)
+    return f"{source}[{dataset}]" if dataset else source
 
 
 def write_run_info(trainer: L.Trainer, pl_module: L.LightningModule, folder: Path) -> Path:
@@ -182,6 +211,7 @@ def write_run_info(trainer: L.Trainer, pl_module: L.LightningModule, folder: Pat
     info = {
         "model": MODELS.name_of(type(getattr(pl_module, "predictor", None))),
         "data": DATAMODULES.name_of(type(datamodule)) if datamodule is not None else None,
+        "data_source": data_source(datamodule),
         "context_frames": getattr(pl_module, "context_frames", None),
         "horizon": getattr(pl_module, "horizon", None),
         "test_horizon": getattr(pl_module, "test_horizon", None),

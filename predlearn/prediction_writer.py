@@ -29,15 +29,20 @@ class PredictionWriter(BasePredictionWriter):
         output_path: the HDF5 file; default ``predictions.h5`` in the run's folder. The images go
             to a ``predictions/`` folder beside it.
         image_sequences: how many sequences to write as PNG frames and GIFs (0: none).
+        forecast_path: your own data (``--data=frames``) only: the forecast in the file's
+            units, its suffix the format (.npy, .h5, .nc, .zarr); default ``forecast`` with the
+            input's suffix beside ``output_path``.
     """
 
-    def __init__(self, output_path: str | None = None, image_sequences: int = 16) -> None:
+    def __init__(self, output_path: str | None = None, image_sequences: int = 16,
+                 forecast_path: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         if image_sequences < 0:
             raise OptionValueError("image_sequences", f"must be >= 0; got {image_sequences}",
                                    image_sequences)
         self.output_path = output_path
         self.image_sequences = image_sequences
+        self.forecast_path = forecast_path
 
     def output_file(self, trainer: L.Trainer) -> Path:
         """The HDF5 file this rank writes."""
@@ -57,6 +62,9 @@ class PredictionWriter(BasePredictionWriter):
         from predlearn.files import refuse_overwriting
 
         refuse_overwriting(path, inputs, what="predictions file (--predictions.output_path)")
+        if self.forecast_path:
+            refuse_overwriting(Path(self.forecast_path), inputs,
+                               what="forecast file (--predictions.forecast_path)")
         if self.image_sequences:
             images = (path.parent / "predictions").resolve()
             for source in inputs:
@@ -87,11 +95,18 @@ class PredictionWriter(BasePredictionWriter):
         with written_atomically(path) as partial, h5py.File(partial, "w") as handle:
             handle.create_dataset("predictions", data=stacked, compression="gzip",
                                   chunks=(1, *stacked.shape[1:]))
+        datamodule = getattr(trainer, "datamodule", None)
         images = write_prediction_images(stacked[: self.image_sequences],
-                                         path.parent / "predictions")
+                                         path.parent / "predictions",
+                                         getattr(datamodule, "channel_names", None),
+                                         getattr(datamodule, "value_bounds", (0.0, 1.0)))
         where = f" and {images} sequences as PNG frames and GIFs in {path.parent / 'predictions'}"
         rank_zero_info(f"predlearn: wrote {len(stacked)} predicted sequences to {path}"
                        + (where if images else ""))
+        write_forecast = getattr(datamodule, "write_forecast", None)
+        if write_forecast is not None and trainer.world_size == 1:
+            forecast = write_forecast(stacked, self.forecast_path, path.parent)
+            rank_zero_info(f"predlearn: wrote the forecast in the data's units to {forecast}")
 
 
 def input_paths(datamodule: Any) -> list[Path]:
@@ -108,18 +123,48 @@ def input_paths(datamodule: Any) -> list[Path]:
     return found
 
 
-def write_prediction_images(sequences, folder: Path) -> int:
-    """PNG frames and a GIF per sequence of an (N, K, C, H, W) array in [0, 1]."""
+def write_prediction_images(sequences, folder: Path, channel_names: Any = None,
+                            bounds: tuple[float, float] | None = (0.0, 1.0)) -> int:
+    """PNG frames and a GIF per sequence of an (N, K, C, H, W) array: gray frames, or (several
+    channels) one file per channel named by it (``step_01_ir108.png``, ``seq_0000_ir108.gif``).
+    Values in ``bounds`` map to black..white; unbounded values (None) by each sequence's own
+    range per channel."""
     from PIL import Image
 
     for index, sequence in enumerate(sequences):
-        pixels = (sequence.clip(0, 1) * 255).round().astype("uint8")  # (K, C, H, W)
-        frames = [Image.fromarray(f[0] if f.shape[0] == 1 else f[:3].transpose(1, 2, 0))
-                  for f in pixels]
+        channels = sequence.shape[1]
+        names = list(channel_names) if channel_names and len(channel_names) == channels else [
+            f"channel{c + 1}" for c in range(channels)]
         target = folder / f"seq_{index:04d}"
         target.mkdir(parents=True, exist_ok=True)
-        for step, frame in enumerate(frames, start=1):
-            frame.save(target / f"step_{step:02d}.png")
-        write_gif([np.asarray(frame, dtype=np.float32) / 255 for frame in frames],
-                  folder / f"seq_{index:04d}.gif")
+        if channels == 3 and names in (["channel1", "channel2", "channel3"],
+                                       ["red", "green", "blue"]) and bounds == (0.0, 1.0):
+            _write_colour(sequence, target, folder / f"seq_{index:04d}.gif")
+            continue
+        for channel in range(channels):
+            values = sequence[:, channel]
+            low, high = bounds if bounds is not None else (float(values.min()),
+                                                           float(values.max()))
+            scaled = (values - low) / (high - low if high > low else 1.0)
+            pixels = (scaled.clip(0, 1) * 255).round().astype("uint8")  # (K, H, W)
+            tag = "" if channels == 1 else f"_{_file_tag(names[channel])}"
+            for step, frame in enumerate(pixels, start=1):
+                Image.fromarray(frame).save(target / f"step_{step:02d}{tag}.png")
+            write_gif([frame.astype(np.float32) / 255 for frame in pixels],
+                      folder / f"seq_{index:04d}{tag}.gif")
     return len(sequences)
+
+
+def _write_colour(sequence: np.ndarray, target: Path, gif: Path) -> None:
+    """A colour sequence (K, 3, H, W) in [0, 1] as RGB PNG frames and a GIF."""
+    from PIL import Image
+
+    pixels = (sequence.clip(0, 1) * 255).round().astype("uint8").transpose(0, 2, 3, 1)
+    for step, frame in enumerate(pixels, start=1):
+        Image.fromarray(frame).save(target / f"step_{step:02d}.png")
+    write_gif([frame.astype(np.float32) / 255 for frame in pixels], gif)
+
+
+def _file_tag(name: str) -> str:
+    """A channel name as part of a file name."""
+    return "".join(char if char.isalnum() or char in "-_." else "_" for char in str(name))

@@ -1,10 +1,11 @@
 """``RunFolder``: says where a run's files are, and leaves no run behind that never started.
 
 The command line adds it to every run. At the start it prints the run's folder; at the end
-(``report``, called by the command line once W&B has finished writing) the folder again with
-the best and last checkpoints. A run that fails before its first step (a missing data file, a
-refused option) ends its W&B run and removes what it made: the whole folder when the run made
-it, else (a resumed run) only the files it added.
+(``report``, called by the command line once W&B has finished writing) the folder again with,
+after a fit, the best and last checkpoints it kept (never for ``predict``, ``test`` or
+``validate`` alone: those choose no checkpoint). A run that fails before its first step (a
+missing data file, a refused option) ends its W&B run and removes what it made: the whole
+folder when the run made it, else (a resumed run) only the files it added.
 """
 
 from __future__ import annotations
@@ -62,8 +63,11 @@ class RunFolder(L.Callback):
         self.before = _entries(self.folder) | _entries(self.folder / WANDB_DIR)
         self.announced = False
         self.stepped = False
+        self.fitted = False  # a fit ran (its checkpoints are this run's)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.state.fn == "fit":
+            self.fitted = True
         if trainer.is_global_zero and not self.announced:
             print(f"predlearn: run folder {self.folder}", flush=True)
             self.announced = True
@@ -123,10 +127,12 @@ class RunFolder(L.Callback):
                   file=sys.stderr, flush=True)
 
     def report(self, trainer: L.Trainer) -> str:
-        """The lines printed at the end: the folder, and the best and last checkpoints."""
+        """The lines printed at the end: the folder and, when a fit ran (also one tested after,
+        ``--test_after_fit``), the best and last checkpoints it kept; ``predict``, ``test`` and
+        ``validate`` alone print none (their checkpoint callback is of a fit that did not run)."""
         lines = [f"predlearn: run folder {self.folder}"]
         checkpoint = trainer.checkpoint_callback
-        if isinstance(checkpoint, ModelCheckpoint):
+        if isinstance(checkpoint, ModelCheckpoint) and (self.fitted or trainer.state.fn == "fit"):
             if checkpoint.best_model_path:
                 score = checkpoint.best_model_score
                 scored = f" ({checkpoint.monitor} {float(score):.6g})" if score is not None else ""

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,61 +64,172 @@ def save_figure(fig: Figure, path: str | Path, title: str = "", dpi: int = 100) 
 
 
 
-def _strip(frames: Tensor, width: int) -> np.ndarray:
-    """(T, C, H, W) -> one (H, width * W) image, frames side by side, blank after T."""
-    frames = frames.detach().float().clamp(0, 1).cpu()
-    if frames.shape[1] not in (1, 3):
-        frames = frames[:, :1]
+#: a channel's value range when all its values lie in it: the look of [0, 1] frames
+UNIT_RANGE = (0.0, 1.0)
+#: the names of three channels drawn as one colour picture (no names: colour too)
+COLOUR_NAMES = {(), ("red", "green", "blue"), ("r", "g", "b")}
+#: height in pixels of a channel's name above its rows of the animation
+LABEL_HEIGHT = 12
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    """How the pictures show frames: ``channels`` (one, or three drawn as colour), the name in
+    the rows' labels (None: no name) and the value range drawn black to white."""
+
+    channels: slice
+    name: str | None
+    vmin: float
+    vmax: float
+
+    @property
+    def rgb(self) -> bool:
+        return self.channels.stop - self.channels.start == 3
+
+
+def value_range(values: Tensor, unit_if_inside: bool = False) -> tuple[float, float]:
+    """The (min, max) of the finite ``values``, drawn black to white: own data may be z-scored,
+    not in [0, 1]. ``unit_if_inside``: [0, 1] when every value lies in it (the look of gray
+    frames); a constant channel gets a range of 1 around its value."""
+    finite = values[torch.isfinite(values)]
+    if finite.numel() == 0:
+        return UNIT_RANGE
+    low, high = float(finite.min()), float(finite.max())
+    if unit_if_inside and UNIT_RANGE[0] <= low and high <= UNIT_RANGE[1]:
+        return UNIT_RANGE
+    return (low - 0.5, high + 0.5) if low == high else (low, high)
+
+
+def is_colour(channel_names: Sequence[str] | None, count: int) -> bool:
+    """Whether ``count`` channels are a colour picture: three, unnamed or named red, green,
+    blue (colour video, colour PNG frames)."""
+    names = tuple(str(name).lower() for name in channel_names or ())
+    return count == 3 and names in COLOUR_NAMES
+
+
+def channel_views(observed: Tensor, channel_names: Sequence[str] | None = None
+                  ) -> list[ChannelView]:
+    """The views of frames (B, T, C, H, W) of the drawn sequences (inputs and truth): colour
+    channels (``is_colour``) as one colour picture; one channel as one unnamed gray view (in
+    [0, 1] when its values are); else one gray view per channel, named by ``channel_names``
+    (default ``channel 1..C``), each in the range of its own values."""
+    count = observed.shape[2]
+    if is_colour(channel_names, count):
+        return [ChannelView(slice(0, 3), None, *UNIT_RANGE)]
+    if count == 1:
+        return [ChannelView(slice(0, 1), None, *value_range(observed, unit_if_inside=True))]
+    names = list(channel_names or [])
+    return [ChannelView(slice(c, c + 1), names[c] if c < len(names) else f"channel {c + 1}",
+                        *value_range(observed[:, :, c])) for c in range(count)]
+
+
+def _as_drawn(frames: Tensor) -> Tensor:
+    return frames.detach().float().cpu()
+
+
+def _strip(frames: Tensor, width: int, view: ChannelView) -> np.ndarray:
+    """(T, C, H, W) -> one (H, width * W) image of the view's channel (colour: (H, width * W,
+    3)), frames side by side, blank (white) after T."""
+    frames = _as_drawn(frames[:, view.channels]).clamp(view.vmin, view.vmax)
     t, c, h, w = frames.shape
-    strip = np.ones((h, width * w, c), dtype=np.float32)
+    strip = np.full((h, width * w, c), view.vmax, dtype=np.float32)
     for i in range(t):
         strip[:, i * w:(i + 1) * w] = frames[i].permute(1, 2, 0).numpy()
-    return strip[..., 0] if c == 1 else strip
+    return strip if view.rgb else strip[..., 0]
 
 
-def save_prediction_figure(inputs: Tensor, targets: Tensor, predictions: Tensor,
-                           path: str | Path, title: str = "") -> Path:
-    """Rows per sequence: input frames | ground truth | prediction (tensors (B, T, C, H, W))."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def row_label(kind: str, view: ChannelView) -> str:
+    """The label of a picture row: ``input``, or ``input`` over ``ir108`` for a named channel
+    (two short lines leave the pictures their width)."""
+    return kind if view.name is None else f"{kind}\n{view.name}"
+
+
+def prediction_figure(inputs: Tensor, targets: Tensor, predictions: Tensor,
+                      channel_names: Sequence[str] | None = None) -> Figure:
+    """Rows per sequence and channel: input frames | ground truth | prediction (tensors (B, T,
+    C, H, W)), each row labelled with its kind and channel (``channel_views``)."""
     count = inputs.shape[0]
     width = max(inputs.shape[1], targets.shape[1])
     h, w = inputs.shape[-2:]
-    fig, axes = new_figure(3 * count, 1, figsize=(width * 0.9, 3 * count * 0.9 * h / w + 0.6),
+    views = channel_views(torch.cat([_as_drawn(inputs), _as_drawn(targets)], dim=1),
+                          channel_names)
+    rows = 3 * count * len(views)
+    fig, axes = new_figure(rows, 1, figsize=(width * 0.9, rows * 0.9 * h / w + 0.6),
                            squeeze=False)
-    rows = (("input", inputs), ("truth", targets), ("prediction", predictions))
-    for s in range(count):
-        for r, (label, frames) in enumerate(rows):
-            ax = axes[3 * s + r, 0]
-            ax.imshow(_strip(frames[s], width), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_ylabel(label, rotation=0, ha="right", va="center",
-                          fontsize=8)
-    return save_figure(fig, path, title)
+    kinds = (("input", inputs), ("truth", targets), ("prediction", predictions))
+    for ax, (s, view, (kind, frames)) in zip(axes[:, 0], product(range(count), views, kinds)):
+        ax.imshow(_strip(frames[s], width, view), cmap="gray", vmin=view.vmin, vmax=view.vmax,
+                  interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(row_label(kind, view), rotation=0, ha="right", va="center", fontsize=8)
+    return fig
+
+
+def save_prediction_figure(inputs: Tensor, targets: Tensor, predictions: Tensor,
+                           path: str | Path, title: str = "",
+                           channel_names: Sequence[str] | None = None) -> Path:
+    """``prediction_figure`` written to ``path``."""
+    return save_figure(prediction_figure(inputs, targets, predictions, channel_names), path,
+                       title)
+
+
+def _unit(frame: Tensor, view: ChannelView) -> np.ndarray:
+    """A (C, H, W) frame's view as an image in [0, 1]: (H, W) gray or (H, W, 3) colour."""
+    scaled = (frame[view.channels] - view.vmin) / (view.vmax - view.vmin)
+    image = scaled.clamp(0, 1).permute(1, 2, 0).numpy()
+    return image if view.rgb else image[..., 0]
+
+
+def _label_band(text: str, width: int) -> np.ndarray:
+    """A white band ``LABEL_HEIGHT`` high with ``text`` in black (PIL's default font)."""
+    from PIL import Image, ImageDraw
+
+    band = Image.new("L", (width, LABEL_HEIGHT), 255)
+    ImageDraw.Draw(band).text((2, 0), text, fill=0)
+    return np.asarray(band, dtype=np.float32) / 255
+
+
+def _gif_row(truth: Tensor, guess: Tensor | None, view: ChannelView) -> np.ndarray:
+    """truth | prediction | absolute error of one frame and view (black before a prediction)."""
+    seen = _unit(truth, view)
+    predicted = _unit(guess, view) if guess is not None else np.zeros_like(seen)
+    error = np.abs(predicted - seen) if guess is not None else np.zeros_like(seen)
+    gap = np.ones((seen.shape[0], 2, *seen.shape[2:]), dtype=np.float32)
+    return np.concatenate([seen, gap, predicted, gap, error], axis=1)
+
+
+def _gif_frame(truth: Tensor, predicted: Tensor, views: list[ChannelView], t: int,
+               context: int, labelled: bool) -> np.ndarray:
+    """Step ``t`` of the animation: per sequence, per view a row (below its name when
+    ``labelled``), 2 white pixels between rows."""
+    blocks = []
+    for s in range(truth.shape[0]):
+        guess = predicted[s, t - context] if t >= context else None
+        for view in views:
+            row = _gif_row(truth[s, t], guess, view)
+            if labelled and view.name is not None:
+                row = np.concatenate([_label_band(view.name, row.shape[1]), row], axis=0)
+            blocks += [row, np.ones((2, *row.shape[1:]), dtype=np.float32)]
+    return np.concatenate(blocks[:-1], axis=0)
 
 
 def save_prediction_gif(inputs: Tensor, targets: Tensor, predictions: Tensor,
-                        path: str | Path, frame_ms: int = 250) -> Path:
-    """An animated GIF: per sequence (rows), truth | prediction | absolute error (columns).
+                        path: str | Path, frame_ms: int = 250,
+                        channel_names: Sequence[str] | None = None) -> Path:
+    """An animated GIF: per sequence and channel (rows; a named channel's name above its row),
+    truth | prediction | absolute error (columns), each channel in its own value range
+    (``channel_views``).
 
     The observed frames show in the truth column first; the prediction and error columns stay
-    black until the first predicted step. Gray frames only use their first channel.
+    black until the first predicted step.
     """
-    path = Path(path)
-    truth = torch.cat([inputs, targets], dim=1).detach().float().clamp(0, 1).cpu()[:, :, 0]
-    predicted = predictions.detach().float().clamp(0, 1).cpu()[:, :, 0]
-    context = inputs.shape[1]
-    images = []
-    for t in range(truth.shape[1]):
-        rows = []
-        for s in range(truth.shape[0]):
-            guess = predicted[s, t - context] if t >= context else torch.zeros_like(truth[s, t])
-            error = (guess - truth[s, t]).abs() if t >= context else torch.zeros_like(guess)
-            gap = torch.ones(truth.shape[2], 2)
-            rows.append(torch.cat([truth[s, t], gap, guess, gap, error], dim=1))
-            rows.append(torch.ones(2, rows[-1].shape[1]))
-        images.append(torch.cat(rows[:-1], dim=0).numpy())
+    truth = torch.cat([_as_drawn(inputs), _as_drawn(targets)], dim=1)
+    predicted = _as_drawn(predictions)
+    views = channel_views(truth, channel_names)
+    labelled = any(view.name is not None for view in views)
+    images = [_gif_frame(truth, predicted, views, t, inputs.shape[1], labelled)
+              for t in range(truth.shape[1])]
     return write_gif(images, path, frame_ms)
 
 

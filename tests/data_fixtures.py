@@ -43,9 +43,10 @@ def _radar(folder: Path) -> TinyData:
 
 
 def _frames(folder: Path) -> TinyData:
-    path = folder / "frames.npy"
-    np.save(path, np.random.default_rng(0).integers(0, 256, (3, 12, 1, 16, 16), dtype=np.uint8))
-    return TinyData({"path": str(path), "batch_size": 2}, (1, 16, 16), ("predict",))
+    path = folder / "frames.npy"  # 5 sequences of 24 frames: 3 train, 1 val, 1 test
+    np.save(path, np.random.default_rng(0).integers(0, 256, (5, 24, 1, 16, 16), dtype=np.uint8))
+    return TinyData({"path": str(path), "batch_size": 2, "val_fraction": 0.2,
+                     "test_fraction": 0.2}, (1, 16, 16), ("fit", "test", "predict"))
 
 
 TINY_DATA: dict[str, Callable[[Path], TinyData]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,7 @@ from predlearn.cli import run_cli
 from predlearn.compare import main
 from predlearn.compare_runs import CompareError, load_runs
 
-# every test reads the two runs that the ``runs`` fixture fits through the command line
-pytestmark = pytest.mark.slow
+# the tests marked slow read the two runs that the ``runs`` fixture fits through the command line
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def logged(metrics_csv: Path, key: str) -> float:
     return float([r[key] for r in read_rows(metrics_csv) if r.get(key)][-1])
 
 
+@pytest.mark.slow
 def test_compare_two_runs_writes_plots_and_tables(runs, tmp_path, capsys):
     out = tmp_path / "out"
     # one run by its version folder, the other by the folder that holds its version folders
@@ -75,6 +76,7 @@ def test_compare_two_runs_writes_plots_and_tables(runs, tmp_path, capsys):
     assert "| predrnn (run/version_0) | predrnn |" in table and "mse_per_frame mean" in table
 
 
+@pytest.mark.slow
 def test_labels_and_the_validation_stage(runs, tmp_path):
     out = tmp_path / "out"
     main([str(runs["predrnn"]), str(runs["convlstm"]), "--stage=val", f"--out={out}",
@@ -87,6 +89,7 @@ def test_labels_and_the_validation_stage(runs, tmp_path):
         main([str(runs["predrnn"]), f"--out={out}", "--labels=a,b"])
 
 
+@pytest.mark.slow
 def test_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -101,6 +104,7 @@ def test_a_folder_that_is_not_a_run(runs, tmp_path, capsys):
         load_runs([tmp_path / "missing"])
 
 
+@pytest.mark.slow
 def test_runs_with_different_horizons(runs, tmp_path, capsys):
     long = tmp_path / "long"
     long.mkdir()
@@ -113,3 +117,74 @@ def test_runs_with_different_horizons(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("runs have different numbers of predicted steps: predrnn (run/version_0) has 10, "
             "? (long) has 20") in err
+
+
+# --- runs on different data: small run folders written here -------------------------------------
+
+
+def write_run(folder: Path, model: str, data: str | None, source: str | None,
+              mse: list[float]) -> Path:
+    """A run folder as the figures callback leaves it: ``test_curves.csv`` and
+    ``predlearn_run.json`` (``data``, ``data_source``: None leaves them out)."""
+    folder.mkdir(parents=True)
+    with (folder / "test_curves.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "mse_per_frame"])
+        writer.writerows([step, value] for step, value in enumerate(mse, start=1))
+    info = {"model": model, "data": data, "data_source": source}
+    (folder / "predlearn_run.json").write_text(json.dumps(
+        {key: value for key, value in info.items() if value is not None}))
+    return folder
+
+
+def test_runs_on_different_data_are_rows_of_their_own(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_run(runs / "a-mmnist", "predrnn", "mmnist", "mmnist", [10.0, 20.0])
+    write_run(runs / "b-frames", "predrnn", "frames", "frames:sst.h5", [1.0, 3.0])
+    write_run(runs / "c-frames", "predrnn", "frames", "frames:sla.h5", [5.0, 7.0])
+    write_run(runs / "d-mmnist", "predrnn", "mmnist", None, [30.0, 40.0])  # before data_source
+    out = tmp_path / "out"
+    main([str(runs), f"--out={out}"])
+    printed = capsys.readouterr().out
+    assert ("predlearn compare: these runs are on 3 data sets (mmnist, frames:sst.h5, "
+            "frames:sla.h5); each row is one run, grouped by data set (column data)\n") in printed
+    rows = read_rows(out / "table.csv")
+    # one row per run, never a mean over runs; the rows of one data set together
+    assert [(r["label"], r["data"], float(r["mse_per_frame_mean"])) for r in rows] == [
+        ("predrnn (a-mmnist)", "mmnist", 15.0), ("predrnn (d-mmnist)", "mmnist", 35.0),
+        ("predrnn (b-frames)", "frames:sst.h5", 2.0), ("predrnn (c-frames)", "frames:sla.h5", 6.0)]
+    table = (out / "table.md").read_text()
+    assert "| Run | Model | Data |" in table
+    assert "| predrnn (b-frames) | predrnn | frames:sst.h5 | 2 \\| 3 |" in table
+
+
+def test_runs_on_one_data_set_say_nothing_of_it(tmp_path, capsys):
+    write_run(tmp_path / "a", "predrnn", "mmnist", "mmnist", [10.0, 20.0])
+    write_run(tmp_path / "b", "convlstm", "mmnist", "mmnist", [11.0, 21.0])
+    (tmp_path / "c").mkdir()  # a run with curves only: its data is not known
+    (tmp_path / "c" / "test_curves.csv").write_text("step,mse_per_frame\n1,1\n2,2\n")
+    main([str(tmp_path), f"--out={tmp_path / 'out'}"])
+    assert "data sets" not in capsys.readouterr().out
+    rows = read_rows(tmp_path / "out" / "table.csv")
+    assert [(r["label"], r["data"]) for r in rows] == [
+        ("predrnn (a)", "mmnist"), ("convlstm (b)", "mmnist"), ("? (c)", "")]
+    assert [run.data for run in load_runs([tmp_path])] == ["mmnist", "mmnist", ""]
+
+
+def test_the_run_info_names_the_file_of_your_own_data():
+    from predlearn.prediction_figures import data_source
+    from predlearn.registry import DATAMODULES
+
+    def without_setup(name: str, **attributes) -> object:
+        cls = DATAMODULES.get(name)
+        module = cls.__new__(cls)  # what data_source reads, no file opened
+        module.__dict__.update(attributes)
+        return module
+
+    frames = DATAMODULES.get("frames")
+    assert data_source(without_setup("frames", path="/data/own/sst.h5", dataset=None)) == (
+        "frames:sst.h5")
+    assert data_source(without_setup("frames", path="sst.h5", dataset="anomaly")) == (
+        "frames:sst.h5[anomaly]")
+    assert data_source(without_setup("mmnist", path="elsewhere/x.npy")) == "mmnist"
+    assert data_source(None) is None and frames is not None

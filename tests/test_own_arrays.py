@@ -11,11 +11,11 @@ import pytest
 
 from predlearn.datamodules.own_arrays import (
     ArraySeries,
-    ValueScale,
     array_files,
     resolve_layout,
     split_windows,
 )
+from predlearn.datamodules.own_values import ValueScale
 from predlearn.errors import BadFileError, DataNotFoundError, OptionValueError
 
 
@@ -73,7 +73,7 @@ def test_layouts_that_cannot_be_read_are_refused_with_both_readings(tmp_path):
     for bad in ("NTHH", "TXHW", "NCHW", "THW"):
         with pytest.raises(OptionValueError, match="must name each of the 4 axes"):
             resolve_layout(bad, 4, "x.npy")
-    with pytest.raises(OptionValueError, match="has 2 axes; frames need 3 to 5"):
+    with pytest.raises(BadFileError, match="has 2 axes; frames need 3 to 5"):
         resolve_layout(None, 2, "x.npy")
 
 
@@ -99,9 +99,17 @@ def test_a_series_is_split_in_time_and_no_window_crosses_a_split():
     assert split["train"].start.tolist() == [0, 5, 10, 15, 20, 25, 30, 35, 40]
     assert split["val"].start.tolist() == [60] and split["test"].start.tolist() == [80]
     assert split_windows(1, 100, 20, 5, 0.0, 0.2)["val"].start.tolist() == []  # none asked
-    with pytest.raises(BadFileError, match=r"the val split got 10 frames of 100 frames, and "
-                       r"one window needs 20 \(context_frames \+ horizon\)"):
-        split_windows(1, 100, length=20, stride=5, val_fraction=0.1, test_fraction=0.2)
+    short = split_windows(1, 100, length=20, stride=5, val_fraction=0.1, test_fraction=0.2)
+    with pytest.raises(BadFileError, match=r"the val split got 10 frames of 100 frames and no "
+                       r"window of 20 usable frames \(context_frames \+ horizon\)"):
+        short.require("val", 20)
+    # test windows of their own length; gap-free runs and unusable frames bound the windows
+    split = split_windows(1, 100, 20, 5, 0.2, 0.2, test_length=10, runs=[(0, 30), (35, 100)],
+                          usable=np.arange(100)[None] != 45)
+    assert split["train"].start.tolist() == [0, 5, 10, 35, 40]  # none across 30..35 or at 45
+    assert split["test"].start.tolist() == [80, 85, 90]
+    given = split_windows(1, 100, 20, 10, 0.0, 0.0, bounds={"train": (50, 100), "test": (0, 20)})
+    assert given["train"].start.tolist() == [50, 60, 70, 80] and given["test"].start.tolist() == [0]
 
 
 def test_sequences_are_split_whole_in_order():

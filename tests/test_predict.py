@@ -11,7 +11,6 @@ from mnist_fixtures import write_fake_mnist
 from PIL import Image
 
 from predlearn.cli import run_cli
-from predlearn.datamodules.frames import read_frames
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +60,3 @@ def test_predict_from_an_array_of_sequences(checkpoint, tmp_path):
     np.save(tmp_path / "seqs.npy", array[:, :, None])  # (N, T, C, H, W)
     predictions = predict(checkpoint, str(tmp_path / "seqs.npy"), tmp_path / "p.h5")
     assert predictions.shape == (3, 10, 1, 64, 64)
-
-
-@pytest.mark.slow
-def test_frame_reader_errors_name_the_file(tmp_path):
-    np.save(tmp_path / "bad.npy", np.full((10, 8, 8), 3.0, dtype=np.float32))
-    with pytest.raises(ValueError, match=r"bad.npy: float frames must lie in \[0, 1\]"):
-        read_frames(tmp_path / "bad.npy")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no PNG frames"):
-        read_frames(tmp_path / "empty")
-    with h5py.File(tmp_path / "x.h5", "w") as handle:
-        handle["other"] = np.zeros((10, 8, 8), dtype=np.uint8)
-    with pytest.raises(KeyError, match="no dataset 'frames'"):
-        read_frames(tmp_path / "x.h5")

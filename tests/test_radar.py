@@ -23,6 +23,7 @@ from radar_fixtures import (
 from predlearn.datamodules.radar import (
     RadarDataModule,
     gap_free_runs,
+    read_value_mapping,
     split_windows,
     window_starts,
 )
@@ -32,7 +33,7 @@ from predlearn.datamodules.radar_frame import RadarFormatError
 from predlearn.datamodules.radar_knmi import read_knmi_h5
 from predlearn.datamodules.radar_odim import read_odim_h5
 from predlearn.datamodules.radar_prepare import crop_and_resize, main, prepare_radar, to_unit
-from predlearn.errors import BadFileError, DataError
+from predlearn.errors import BadFileError, DataError, OptionValueError
 
 
 def dbz_to_unit(dbz: float) -> float:
@@ -254,14 +255,56 @@ def test_datamodule_batches_and_boundaries(tmp_path, capsys):
 def test_datamodule_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="predlearn prepare radar"):
         RadarDataModule(str(tmp_path / "none.h5")).setup("fit")
-    empty = tmp_path / "empty.h5"
-    with h5py.File(empty, "w") as h5:
-        h5["timestamps"] = np.arange(3)
-    with pytest.raises(BadFileError, match="completeness marker.*predlearn prepare radar"):
-        RadarDataModule(str(empty)).setup("fit")
+    # a file of `prepare radar` whose writing stopped before the marker: make it again
+    unfinished = write_prepared(tmp_path / "unfinished.h5", five_minute_stamps(30), sealed=False)
+    with pytest.raises(BadFileError, match="not a complete file of `predlearn prepare radar`: "
+                       "it has no completeness marker.*make it again with `predlearn prepare "
+                       "radar SOURCE... --out"):
+        RadarDataModule(str(unfinished)).setup("fit")
     short = write_prepared(tmp_path / "short.h5", five_minute_stamps(30, gap_after=15))
     with pytest.raises(DataError, match="at least 20 consecutive frames.*has 15"):
         RadarDataModule(str(short)).setup("fit")
+
+
+def not_prepared(path: Path) -> str:
+    return (f"{path}: not a file of `predlearn prepare radar` (which converts FMI, KNMI and OPERA "
+            f"ODIM products); for your own arrays use --data=frames --data.path={path} "
+            "(docs/own-data.md)")
+
+
+def test_a_file_of_your_own_is_pointed_to_the_frames_data(tmp_path):
+    plain = tmp_path / "mine.h5"  # your own frames (T, C, H, W) and times, no attribute
+    with h5py.File(plain, "w") as h5:
+        h5["frames"] = np.zeros((30, 2, 8, 8), np.float32)
+        h5["timestamps"] = five_minute_stamps(30)
+    for read in (lambda: RadarDataModule(str(plain)).setup("fit"),
+                 lambda: RadarDataModule(str(plain)).frame_shape(),
+                 lambda: read_value_mapping(plain)):
+        with pytest.raises(BadFileError) as error:
+            read()
+        assert str(error.value) == not_prepared(plain)
+    array = tmp_path / "mine.npy"
+    np.save(array, np.zeros((30, 8, 8), np.uint8))
+    with pytest.raises(BadFileError) as error:
+        RadarDataModule(str(array)).setup("fit")
+    assert str(error.value) == not_prepared(array)
+    with pytest.raises(OptionValueError, match="is a folder.*--data=frames --data.path="):
+        RadarDataModule(str(tmp_path))
+
+
+def test_a_damaged_file_of_prepare_radar_is_made_again(tmp_path):
+    path = write_prepared(tmp_path / "r.h5", five_minute_stamps(30))
+    with h5py.File(path, "a") as h5:
+        del h5["timestamps"]  # the marker stays: a file of `prepare radar`, damaged
+        h5["timestamps"] = five_minute_stamps(30) + 1
+    with pytest.raises(BadFileError, match="CRC-32.*damaged; make it again with `predlearn "
+                       "prepare radar"):
+        RadarDataModule(str(path)).setup("fit")
+    truncated = tmp_path / "cut.h5"
+    truncated.write_bytes(path.read_bytes()[:600])  # still starts as HDF5
+    with pytest.raises(BadFileError, match="cannot be opened as HDF5.*make it again with "
+                       "`predlearn prepare radar"):
+        RadarDataModule(str(truncated)).setup("fit")
 
 
 # --- end to end ---------------------------------------------------------------------------------

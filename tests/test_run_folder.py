@@ -68,7 +68,8 @@ def test_each_run_has_its_own_folder_printed_at_start_and_end(mnist, tmp_path, c
 
 
 @pytest.mark.slow
-def test_a_resumed_fit_goes_on_in_its_folder_and_predict_writes_beside_it(mnist, tmp_path):
+def test_a_resumed_fit_goes_on_in_its_folder_and_predict_writes_beside_it(mnist, tmp_path,
+                                                                         capsys):
     root = tmp_path / "runs"
     first = run_cli(["fit", *tiny(mnist, root, "--trainer.max_steps=2",
                                   "--trainer.val_check_interval=2")])
@@ -87,7 +88,10 @@ def test_a_resumed_fit_goes_on_in_its_folder_and_predict_writes_beside_it(mnist,
 
     wandb_runs = sorted((folder / "wandb").iterdir())
     best = resumed.trainer.checkpoint_callback.best_model_path
+    capsys.readouterr()
     run_cli(["predict", *tiny(mnist, root), f"--ckpt_path={best}"])
+    printed = capsys.readouterr().out  # predict chose no checkpoint: it names none
+    assert "best checkpoint" not in printed and "last checkpoint" not in printed
     (predicted,) = folder.glob("predict-*")  # in the checkpoint's run, no new run folder
     assert list(root.iterdir()) == [folder]
     with h5py.File(predicted / "predictions.h5") as handle:
@@ -135,3 +139,26 @@ def test_a_failed_start_in_an_existing_folder_removes_only_what_it_added(tmp_pat
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == [
         "checkpoints", "checkpoints/last.ckpt", "config.yaml", "notes.txt", "wandb",
         "wandb/offline-run-1"]
+
+
+def test_the_checkpoints_are_reported_only_after_a_fit(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    kept = ModelCheckpoint(dirpath=tmp_path / "checkpoints", monitor="val/loss")
+    kept.best_model_path, kept.best_model_score = "run/checkpoints/best.ckpt", torch.tensor(0.5)
+    kept.last_model_path = "run/checkpoints/last.ckpt"
+    trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.PREDICTING),
+                              checkpoint_callback=kept, is_global_zero=True)
+    for command in (TrainerFn.PREDICTING, TrainerFn.TESTING, TrainerFn.VALIDATING):
+        trainer.state.fn = command  # the callback is of a fit that did not run: no checkpoint
+        assert RunFolder(tmp_path).report(trainer) == f"predlearn: run folder {tmp_path}"
+    watcher = RunFolder(tmp_path)
+    trainer.state.fn = TrainerFn.FITTING
+    watcher.setup(trainer, None, "fit")
+    trainer.state.fn = TrainerFn.TESTING  # --test_after_fit: the fit's checkpoints are reported
+    assert watcher.report(trainer).splitlines()[1:] == [
+        "predlearn: best checkpoint (val/loss 0.5) run/checkpoints/best.ckpt",
+        "predlearn: last checkpoint run/checkpoints/last.ckpt"]
