@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from predlearn.masked import checked_valid
 from predlearn.nowcast_scoring import (
     THRESHOLD_TAG,
     EventMetric,
@@ -36,23 +37,30 @@ _CATEGORICAL_KEY = re.compile(
     r"^(?P<score>" + "|".join(CATEGORICAL_SCORES) + ")_" + THRESHOLD_TAG + "$")
 
 
-def contingency_counts(preds: Tensor, target: Tensor, thresholds: Sequence[float]) -> Tensor:
+def contingency_counts(preds: Tensor, target: Tensor, thresholds: Sequence[float],
+                       valid: Tensor | None = None) -> Tensor:
     """The 2x2 contingency table of each sequence, lead time and threshold: (B, K, T, 4) float64
     counts of hits, misses, false alarms and correct negatives (``HITS``, ``MISSES``,
     ``FALSE_ALARMS``, ``CORRECT_NEGATIVES``) over the C, H, W pixels of a frame.
 
     ``preds``, ``target``: (B, K, C, H, W); ``thresholds``: on the same scale as the frames (x in
-    [0, 1]); an event is ``value >= threshold``.
+    [0, 1]); an event is ``value >= threshold``. ``valid``: a boolean mask of the observed pixels;
+    a masked pixel is in no cell of the table.
     """
     check_frame_pair(preds, target, "contingency_counts")
+    valid = checked_valid(valid, preds, "contingency_counts")
+    kept = None if valid is None else valid.flatten(2)
+    pixels = preds[0, 0].numel() if kept is None else kept.sum(-1)
     tables = []
     for threshold in thresholds:  # one threshold at a time: (B, K, T, C*H*W) could be large
         forecast = events_at(preds, threshold).flatten(2)
         observed = events_at(target, threshold).flatten(2)
+        if kept is not None:  # masked pixels: neither forecast nor observed events
+            forecast, observed = forecast & kept, observed & kept
         hits = (forecast & observed).sum(-1)
         misses = (~forecast & observed).sum(-1)
         false_alarms = (forecast & ~observed).sum(-1)
-        negatives = forecast.shape[-1] - hits - misses - false_alarms
+        negatives = pixels - hits - misses - false_alarms
         tables.append(torch.stack([hits, misses, false_alarms, negatives], dim=-1))
     if not tables:
         raise ValueError("contingency_counts needs at least one threshold")
@@ -105,9 +113,11 @@ class CategoricalScores(EventMetric):
         self.add_state("counts", torch.zeros(horizon, len(self.thresholds), 4, dtype=torch.float64),
                        dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
+    def update(self, preds: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
+        """Add the contingency counts of (B, K, C, H, W) frames; ``valid``: a boolean mask of the
+        observed pixels (masked pixels are in no cell)."""
         preds, target = self._checked(preds, target)
-        self.counts += contingency_counts(preds, target, self.thresholds).sum(dim=0)
+        self.counts += contingency_counts(preds, target, self.thresholds, valid).sum(dim=0)
         self.count += preds.shape[0]
 
     def compute(self) -> dict[str, Tensor]:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from predlearn.masked import checked_valid
 from predlearn.nowcast_scoring import (
     THRESHOLD_TAG,
     EventMetric,
@@ -46,8 +47,33 @@ def neighbourhood_fractions(binary: Tensor, size: int) -> Tensor:
     return fractions.reshape(shape)
 
 
+def _window_sums(values: Tensor, size: int) -> Tensor:
+    """The sum of float (..., H, W) fields over the ``size`` x ``size`` window centred on each
+    pixel (zero outside the field); exact for counts."""
+    fields = values.reshape(-1, 1, *values.shape[-2:])
+    sums = F.avg_pool2d(fields, kernel_size=size, stride=1, padding=size // 2,
+                        count_include_pad=True, divisor_override=1)
+    return sums.reshape(values.shape)
+
+
+def masked_neighbourhood_fractions(binary: Tensor, valid: Tensor, size: int) -> Tensor:
+    """``neighbourhood_fractions`` of boolean (..., H, W) events over the valid pixels only: in
+    each ``size`` x ``size`` window, the valid events over the valid pixels, pixels outside the
+    field counting as valid non-events (as without a mask: the denominator is ``size * size``
+    less the masked pixels of the window). 0 at a masked pixel, which has no fraction of its own
+    (and so adds nothing to the FSS sums). float32."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"a neighbourhood is an odd size >= 1; got {size}")
+    events = (binary & valid).float()
+    if size == 1:
+        return events
+    counted = size * size - _window_sums((~valid).float(), size)  # >= 1 at a valid pixel
+    fractions = _window_sums(events, size) / counted.clamp(min=1)
+    return torch.where(valid, fractions, torch.zeros_like(fractions))
+
+
 def fss_sums(preds: Tensor, target: Tensor, thresholds: Sequence[float],
-             scales: Sequence[int]) -> tuple[Tensor, Tensor]:
+             scales: Sequence[int], valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The two sums of the fractions skill score per lead time, threshold and neighbourhood
     size, each (K, T, S) float64, summed over sequences, channels and pixels:
     ``sum (Pf - Po)^2`` and ``sum (Pf^2 + Po^2)``, with ``Pf``, ``Po`` the forecast and
@@ -56,18 +82,26 @@ def fss_sums(preds: Tensor, target: Tensor, thresholds: Sequence[float],
     FSS = 1 - first / second (Roberts & Lean 2008, Mon. Wea. Rev. 136, 78-97), pooled over
     every sequence summed, as pysteps' ``fss_accum``/``fss_compute`` do; undefined (NaN) where
     the second sum is 0 (no event anywhere in forecast or observation).
+
+    ``valid``: a boolean mask of the observed pixels. Masked pixels are non-events in both
+    fields, the fractions are over the valid pixels of each window
+    (``masked_neighbourhood_fractions``), and the sums are over the valid pixels only.
     """
     check_frame_pair(preds, target, "fss_sums")
+    valid = checked_valid(valid, preds, "fss_sums")
     k = preds.shape[1]
     differences = torch.zeros(k, len(thresholds), len(scales), dtype=torch.float64,
                               device=preds.device)
     references = torch.zeros_like(differences)
     for t, threshold in enumerate(thresholds):
-        forecast = events_at(preds, threshold).float()
-        observed = events_at(target, threshold).float()
+        forecast, observed = events_at(preds, threshold), events_at(target, threshold)
         for s, size in enumerate(scales):
-            pf = neighbourhood_fractions(forecast, size)
-            po = neighbourhood_fractions(observed, size)
+            if valid is None:
+                pf = neighbourhood_fractions(forecast.float(), size)
+                po = neighbourhood_fractions(observed.float(), size)
+            else:
+                pf = masked_neighbourhood_fractions(forecast, valid, size)
+                po = masked_neighbourhood_fractions(observed, valid, size)
             # fractions in float32 (the size of the frames), summed in float64 over B (dim 0)
             # and C, H, W (dims 2..4): a (K,) column
             pixels = (0, 2, 3, 4)
@@ -99,9 +133,11 @@ class FractionsSkillScore(EventMetric):
         """The logged keys, threshold by threshold, each neighbourhood size in turn."""
         return [f"fss_{tag}_{size}px" for tag in self.tags for size in self.scales]
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
+    def update(self, preds: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
+        """Add the FSS sums of (B, K, C, H, W) frames; ``valid``: a boolean mask of the observed
+        pixels (``fss_sums``)."""
         preds, target = self._checked(preds, target)
-        differences, references = fss_sums(preds, target, self.thresholds, self.scales)
+        differences, references = fss_sums(preds, target, self.thresholds, self.scales, valid)
         self.differences += differences
         self.references += references
         self.count += preds.shape[0]

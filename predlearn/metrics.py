@@ -11,19 +11,21 @@ Conventions, named in every logged key:
   frames), averaged over frames (not PSNR of the averaged MSE).
 - ``ssim``: Wang et al. 2004, Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1.0.
 
-Predictions are clipped to [0, 1] before scoring, as the authors' evaluation does. Each metric
-keeps a sum per predicted step and a count of sequences in torchmetrics state, so the result is
-the same on one device or summed across DDP ranks.
+Predictions are clipped to the data's ``value_bounds`` before scoring ([0, 1], as the authors'
+evaluation does; None, z-scored data: no clip). Each metric keeps sums and frame counts per
+predicted step in torchmetrics state, so the result is the same on one device or across DDP
+ranks. ``update(preds, target, valid=None)`` scores the observed pixels of a boolean mask only
+(``predlearn.masked``; docs/metrics.md, "Missing values"); with ``channel_names``,
+``SequenceMetrics`` also logs a curve per channel, ``<key>[<channel>]``.
 
 The metrics are registered by name like the models (``predlearn list``; entry-point group
-``predlearn.metrics``): each class carries its logged key, its direction and the label of its
-curve, so a plugin adds a metric in one file and ``--model.metrics=[mse,mine]`` uses it.
-
-A registered metric is a torchmetrics ``Metric`` with ``update(preds, target)`` on
-(B, K, C, H, W) tensors, ``curves()`` (logged key -> (K,) curve), ``directions()`` (key ->
-higher is better) and the class method ``describe_key(key)`` (a plot label, None for keys it
-does not log). Metrics that score in physical units (``physical_units = True``: the nowcasting
-scores of ``predlearn.categorical_scores`` and ``predlearn.fractions_skill_score``) are built as
+``predlearn.metrics``): each class carries its logged key, its direction and its curve's label,
+so a plugin adds a metric in one file and ``--model.metrics=[mse,mine]`` uses it. A registered
+metric is a torchmetrics ``Metric`` with ``update(preds, target)`` on (B, K, C, H, W) tensors
+(``valid=`` a mask given only where a pixel is missing), ``curves()`` (logged key -> (K,)
+curve), ``directions()`` (key -> higher is better) and the class method ``describe_key(key)``
+(a plot label, None for keys it does not log). Metrics in physical units (``physical_units``:
+``predlearn.categorical_scores``, ``predlearn.fractions_skill_score``) are built as
 ``cls(horizon, settings)`` with the data's ``predlearn.units.ScoringSettings``; the others as
 ``cls(horizon)``.
 """
@@ -31,7 +33,7 @@ scores of ``predlearn.categorical_scores`` and ``predlearn.fractions_skill_score
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TypedDict, cast
 
 import torch
@@ -42,6 +44,23 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
+from predlearn.masked import (
+    UNIT_BOUNDS,
+    Bounds,
+    channel,
+    channel_key,
+    check_unit_range,
+    checked_valid,
+    clamped,
+    curve_channels,
+    frame_has_valid,
+    masked_frame_score,
+    masked_psnr,
+    masked_ssim,
+    split_channel_key,
+    update_masked,
+)
+from predlearn.nowcast_scoring import check_frame_pair
 from predlearn.units import ScoringSettings
 
 
@@ -64,22 +83,29 @@ DEFAULT_METRICS: tuple[str, ...] = ("mse", "bce", "psnr", "ssim")
 
 
 class PerStepMetric(Metric):
-    """Mean over sequences of a per-frame score, for each of ``horizon`` predicted steps.
+    """Mean over frames of a per-frame score, for each of ``horizon`` predicted steps.
 
-    ``update(preds, target)`` takes (B, K, C, H, W) tensors; ``compute()`` returns a (K,) curve.
+    ``update(preds, target, valid=None)`` takes (B, K, C, H, W) tensors (``valid``: a boolean
+    mask of the observed pixels); ``compute()`` returns a (K,) curve: per step, the sum of the
+    scores of the frames with any valid pixel over their number (NaN for a step without any).
+    ``bounds``: the range predictions are clamped to before scoring; None clamps nothing.
     """
 
     full_state_update = False
     higher_is_better: bool | None = False
     #: whether the metric needs the data's physical units (built with ``ScoringSettings``)
     physical_units: bool = False
+    #: whether the metric reads values as in [0, 1] (refused for data without those bounds)
+    unit_range: bool = False
     #: the convention, used as the key in logs (e.g. ``mse_per_frame``)
     key: str = ""
     #: what a plot's axis says for this key (the convention in words)
     label: str = ""
-    # torchmetrics states (``add_state`` in ``__init__``): sums per step, and sequences counted
+    # torchmetrics states (``add_state`` in ``__init__``): sums and frames counted per step, and
+    # sequences counted (to refuse a result before any update, after the DDP sum)
     total: Tensor
     count: Tensor
+    sequences: Tensor
 
     @classmethod
     def labels(cls) -> dict[str, str]:
@@ -99,36 +125,51 @@ class PerStepMetric(Metric):
         """Logged key -> whether higher is better."""
         return {self.key: bool(self.higher_is_better)}
 
-    def __init__(self, horizon: int, **kwargs) -> None:
+    def __init__(self, horizon: int, *, bounds: Bounds = UNIT_BOUNDS, **kwargs) -> None:
         super().__init__(**kwargs)
         self.horizon = horizon
+        self.bounds = bounds
         # float64 sums: 5,000 sequences of per-frame sums stay exact enough to compare runs.
         self.add_state("total", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("sequences", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
         """(B, K, C, H, W) -> (B, K) scores."""
         raise NotImplementedError
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        if preds.shape != target.shape or preds.ndim != 5:
-            raise ValueError(
-                f"{type(self).__name__} needs predictions and targets of the same (B, K, C, H, W) "
-                f"shape; got {tuple(preds.shape)} and {tuple(target.shape)}"
-            )
+    def masked_per_frame(self, preds: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        """(B, K, C, H, W) -> (B, K) scores over the valid pixels of each frame (any value for a
+        frame without one: ``update`` leaves it out)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not score frames with missing values: it needs a "
+            "masked_per_frame (docs/metrics.md, 'Missing values')")
+
+    def update(self, preds: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
+        check_frame_pair(preds, target, type(self).__name__)
         if preds.shape[1] != self.horizon:
             raise ValueError(
                 f"{type(self).__name__} was built for {self.horizon} predicted steps; "
                 f"got {preds.shape[1]}"
             )
-        scores = self.per_frame(preds.detach().float().clamp(0, 1), target.detach().float())
-        self.total += scores.sum(dim=0).to(torch.float64)
-        self.count += scores.shape[0]
+        valid = checked_valid(valid, preds, type(self).__name__)
+        preds = clamped(preds.detach().float(), self.bounds)
+        target = target.detach().float()
+        if valid is None:
+            scores = self.per_frame(preds, target)
+            self.total += scores.sum(dim=0).to(torch.float64)
+            self.count += scores.shape[0]
+        else:
+            kept = frame_has_valid(valid)
+            scores = self.masked_per_frame(preds, target, valid).to(torch.float64)
+            self.total += torch.where(kept, scores, torch.zeros_like(scores)).sum(dim=0)
+            self.count += kept.sum(dim=0)
+        self.sequences += preds.shape[0]
 
     def compute(self) -> Tensor:
-        if self.count == 0:
+        if self.sequences == 0:
             raise RuntimeError(f"{type(self).__name__}.compute() before any update")
-        return self.total / self.count
+        return self.total / self.count  # 0 / 0: NaN for a step without a valid frame
 
 
 class FrameMSE(PerStepMetric):
@@ -152,17 +193,28 @@ class FrameMSE(PerStepMetric):
         squared = (preds - target).square().flatten(2)
         return squared.sum(-1) if self.per == "frame" else squared.mean(-1)
 
+    def masked_per_frame(self, preds: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        return masked_frame_score((preds - target).square(), valid, per=self.per)
+
+
+def _bce(preds: Tensor, target: Tensor) -> Tensor:
+    """Elementwise binary cross-entropy, predictions clamped to [BCE_EPS, 1 - BCE_EPS]."""
+    p = preds.clamp(BCE_EPS, 1 - BCE_EPS)
+    return -(target * p.log() + (1 - target) * (1 - p).log())
+
 
 class FrameBCE(PerStepMetric):
     """Per-frame binary cross-entropy, summed over a frame's pixels."""
 
     key = "bce_per_frame"
     label = "cross-entropy per frame (sum over pixels)"
+    unit_range = True
 
     def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
-        p = preds.clamp(BCE_EPS, 1 - BCE_EPS)
-        bce = -(target * p.log() + (1 - target) * (1 - p).log())
-        return bce.flatten(2).sum(-1)
+        return _bce(preds, target).flatten(2).sum(-1)
+
+    def masked_per_frame(self, preds: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        return masked_frame_score(_bce(preds, target), valid)
 
 
 class FramePSNR(PerStepMetric):
@@ -180,6 +232,9 @@ class FramePSNR(PerStepMetric):
         )
         return psnr.view(b, k)
 
+    def masked_per_frame(self, preds: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        return masked_psnr(preds, target, valid, DATA_RANGE)
+
 
 class FrameSSIM(PerStepMetric):
     """SSIM of each frame (Gaussian window 11, sigma 1.5, data range 1.0), averaged per step."""
@@ -188,14 +243,18 @@ class FrameSSIM(PerStepMetric):
     label = "SSIM (Gaussian 11, sigma 1.5)"
     higher_is_better = True
 
-    def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
-        b, k = preds.shape[:2]
+    @staticmethod
+    def _check_size(preds: Tensor) -> None:
         window = SSIM_WINDOW["kernel_size"]
         if min(preds.shape[-2:]) < window:
             raise ValueError(
                 f"SSIM needs frames of at least {window}x{window} (its Gaussian window); got "
                 f"{preds.shape[-2]}x{preds.shape[-1]}. Leave 'ssim' out of the metrics."
             )
+
+    def per_frame(self, preds: Tensor, target: Tensor) -> Tensor:
+        b, k = preds.shape[:2]
+        self._check_size(preds)
         ssim = structural_similarity_index_measure(
             preds.flatten(0, 1), target.flatten(0, 1), data_range=DATA_RANGE,
             reduction="none", **SSIM_WINDOW,
@@ -203,11 +262,19 @@ class FrameSSIM(PerStepMetric):
         assert isinstance(ssim, Tensor)  # a pair only with return_full_image/contrast_sensitivity
         return ssim.view(b, k)
 
+    def masked_per_frame(self, preds: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+        self._check_size(preds)
+        return masked_ssim(preds, target, valid, DATA_RANGE, **SSIM_WINDOW)
+
 
 def curve_label(key: str) -> str:
-    """The axis label of a logged curve key (the key itself for an unknown one)."""
+    """The axis label of a logged curve key (the key itself for an unknown one); a channel's
+    key is its metric's label and the channel: ``MSE per frame (...) [ir108]``."""
     from predlearn.registry import METRICS
 
+    base, channel_name = split_channel_key(key)
+    if channel_name is not None:
+        return f"{curve_label(base)} [{channel_name}]"
     for name in METRICS.names():
         describe = getattr(METRICS.get(name), "describe_key", None)
         label = describe(key) if describe is not None else None
@@ -222,10 +289,16 @@ class SequenceMetrics(nn.Module):
     ``compute()`` returns ``{"<prefix>/<key>": mean, "<prefix>/<key>/step_01": ..., ...}``;
     ``curves()`` returns ``{key: (K,) tensor}``. ``settings``: the data's physical units and
     thresholds, needed by metrics with ``physical_units`` (e.g. ``categorical``, ``fss``).
+    ``bounds``: the range predictions are clamped to (None: no clamp; then metrics that read
+    values as in [0, 1], ``bce``, are refused). ``channel_names``: with more than one, each
+    metric not in physical units is also scored on each channel alone, logged as
+    ``<key>[<name>]``.
     """
 
     def __init__(self, horizon: int, names: Iterable[str] = DEFAULT_METRICS,
-                 prefix: str = "test", settings: ScoringSettings | None = None) -> None:
+                 prefix: str = "test", settings: ScoringSettings | None = None, *,
+                 bounds: Bounds = UNIT_BOUNDS,
+                 channel_names: Sequence[str] | None = None) -> None:
         from predlearn.registry import METRICS
 
         super().__init__()
@@ -238,37 +311,73 @@ class SequenceMetrics(nn.Module):
             raise ValueError(
                 f"metrics {physical} score events in physical units (e.g. dBZ); the data has no "
                 "value mapping (radar data has one): leave them out for this data")
+        check_unit_range(names, bounds)
         self.prefix = prefix
         self.horizon = horizon
         self.settings = settings
         self.names = names
-        self.metrics = nn.ModuleDict({
-            name: (METRICS.get(name)(horizon, settings) if name in physical
-                   else METRICS.get(name)(horizon))
-            for name in names})
+        self.bounds = bounds
+        self.channel_names = curve_channels(channel_names)
+        self.metrics = nn.ModuleDict({name: self._build(name) for name in names})
+        # per channel: the metrics not in physical units, each scoring that channel alone
+        self.channel_metrics = nn.ModuleList([
+            nn.ModuleDict({name: self._build(name) for name in names if name not in physical})
+            for _ in self.channel_names])
         self.updated = False
 
-    def _each(self) -> Iterable[PerStepMetric]:
-        # every registered metric has PerStepMetric's curves/directions (the module docstring);
-        # a ModuleDict knows its values only as modules
-        return cast("Iterable[PerStepMetric]", self.metrics.values())
+    def _build(self, name: str) -> nn.Module:
+        """Registered metric ``name`` for this set's horizon, settings and bounds."""
+        from predlearn.registry import METRICS
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        for metric in self._each():
-            metric.update(preds, target)
+        cls = METRICS.get(name)
+        if getattr(cls, "physical_units", False):
+            return cls(self.horizon, self.settings)
+        metric = cls(self.horizon)
+        if isinstance(metric, PerStepMetric):  # set, not passed: plugins' __init__(horizon)
+            metric.bounds = self.bounds
+        return metric
+
+    def _scored(self) -> Iterable[tuple[int | None, PerStepMetric]]:
+        """(channel index, None for all channels; metric), in the order of the logged keys:
+        each metric's curves over all channels, then its curves per channel."""
+        sets = cast("list[nn.ModuleDict]", list(self.channel_metrics))
+        for name, metric in self.metrics.items():
+            yield None, cast(PerStepMetric, metric)
+            for index, metrics in enumerate(sets):
+                if name in metrics:
+                    yield index, cast(PerStepMetric, metrics[name])
+
+    def _key(self, key: str, index: int | None) -> str:
+        return channel_key(key, None if index is None else self.channel_names[index])
+
+    def update(self, preds: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
+        """Score (B, K, C, H, W) predictions against targets; ``valid``: a boolean mask of the
+        observed pixels (None: all; only those are scored)."""
+        valid = checked_valid(valid, preds, type(self).__name__)
+        if self.channel_names and preds.shape[2] != len(self.channel_names):
+            raise ValueError(
+                f"{len(self.channel_names)} channel names {list(self.channel_names)} for frames "
+                f"of {preds.shape[2]} channels (shape {tuple(preds.shape)})")
+        for index, metric in self._scored():
+            if index is None:
+                update_masked(metric, preds, target, valid)
+            else:  # that channel alone, with its mask
+                update_masked(metric, channel(preds, index), channel(target, index),
+                              None if valid is None else channel(valid, index))
         self.updated = True
 
     def reset(self) -> None:
-        for metric in self._each():
+        for _, metric in self._scored():
             metric.reset()
         self.updated = False
 
     def curves(self) -> dict[str, Tensor]:
-        return {key: curve for metric in self._each() for key, curve in metric.curves().items()}
+        return {self._key(key, index): curve for index, metric in self._scored()
+                for key, curve in metric.curves().items()}
 
     def directions(self) -> dict[str, bool]:
         """Each logged key -> whether higher is better (PSNR, SSIM) or lower (MSE, CE)."""
-        return {key: higher for metric in self._each()
+        return {self._key(key, index): higher for index, metric in self._scored()
                 for key, higher in metric.directions().items()}
 
     def compute(self) -> dict[str, Tensor]:
@@ -284,8 +393,9 @@ _STEP_KEY = re.compile(r"^[^/]+/[^/]+/step_\d+$")
 
 
 def is_step_key(key: str) -> bool:
-    """Whether ``key`` is one step of a curve (``test/psnr/step_03``), a scalar kept for the CSV
-    logger; W&B gets the curve as one chart instead (``predlearn.wandb_report``)."""
+    """Whether ``key`` is one step of a curve (``test/psnr/step_03``,
+    ``test/mse_per_frame[ir108]/step_03``), a scalar kept for the CSV logger; W&B gets the
+    curve as one chart instead (``predlearn.wandb_report``)."""
     return _STEP_KEY.match(key) is not None
 
 

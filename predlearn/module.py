@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from predlearn import masked
 from predlearn.class_paths import from_config
 from predlearn.denormals import set_flush_denormal
 from predlearn.errors import BadFileError, OptionValueError, names_options_under, require
+from predlearn.losses import LossName, sequence_loss
+from predlearn.masked import Bounds, valid_of
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
 from predlearn.paper import CONTEXT_FRAMES, HORIZON, check_frame_counts
 from predlearn.predictor import Predictor, Rollout, build_predictor
@@ -24,23 +26,12 @@ from predlearn.units import ScoringSettings, ValueMapping
 if TYPE_CHECKING:
     from predlearn.power_spectrum import PowerSpectrum
 
-LossName = Literal["l1+l2", "l2", "l1"]
 LossFrames = Literal["predicted", "all"]
 
 
 def frames_of(batch: Tensor | Sequence[Tensor]) -> Tensor:
     """A batch's frames: the batch itself, or the first item of a (frames, ...) batch."""
     return batch[0] if isinstance(batch, (list, tuple)) else batch  # type: ignore[return-value]
-
-
-def sequence_loss(predictions: Tensor, targets: Tensor, name: LossName = "l1+l2") -> Tensor:
-    """The training loss of ``PredictiveModule``: mean L1 + mean squared error by default
-    (paper §4), or ``"l2"`` / ``"l1"`` alone; also for loops outside Lightning (benchmarks)."""
-    if name == "l2":
-        return F.mse_loss(predictions, targets)
-    if name == "l1":
-        return F.l1_loss(predictions, targets)
-    return F.l1_loss(predictions, targets) + F.mse_loss(predictions, targets)
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -64,7 +55,11 @@ class PredictiveModule(L.LightningModule):
     """Wraps a predictor with the paper's training set-up and per-step metrics.
 
     Batches are (B, J + K, C, H, W) float tensors in [0, 1]: the first ``context_frames`` are
-    observed, the rest are the targets.
+    observed, the rest are the targets. Data with missing values gives (frames, valid) batches,
+    ``valid`` a boolean mask of the observed pixels (``valid_of``): the loss and the metrics skip
+    the others (docs/metrics.md, "Missing values"). The data's ``value_bounds`` (default [0, 1];
+    None: no clamp) bound the scored and the written predictions; its ``channel_names`` (more
+    than one) add per-channel curves ``<key>[<channel>]``.
 
     Args:
         predictor: any ``Predictor`` (``predlearn.create_model(name)``; on the command line
@@ -182,6 +177,8 @@ class PredictiveModule(L.LightningModule):
         self.metric_names = None if metrics is None else (
             [metrics] if isinstance(metrics, str) else list(metrics))
         self.value_mapping: ValueMapping | None = None
+        #: the range predictions are clamped to in the metrics and ``predict_step`` (None: none)
+        self.value_bounds: Bounds = masked.UNIT_BOUNDS
         # provisional until the data is known (``prepare_metrics``): the names given, or the
         # defaults of data without physical units
         names = [n for n in self.metric_names or DEFAULT_METRICS
@@ -212,9 +209,13 @@ class PredictiveModule(L.LightningModule):
     def prepare_metrics(self, datamodule: Any) -> None:
         """Build the metrics for ``datamodule``: its ``default_metrics`` when ``metrics`` is
         None, its ``scoring`` (``ScoringSettings``: units, thresholds) for the nowcasting scores,
-        the test's power spectrum where it asks (``power_spectrum``). Idempotent."""
-        names = self.metric_names or list(getattr(datamodule, "default_metrics", None)
-                                          or DEFAULT_METRICS)
+        its ``value_bounds`` (default [0, 1]; None: no clamp, and no ``bce``) and
+        ``channel_names`` (curves per channel), the test's power spectrum where it asks
+        (``power_spectrum``). Idempotent."""
+        bounds = masked.as_bounds(getattr(datamodule, "value_bounds", masked.UNIT_BOUNDS))
+        channels = masked.curve_channels(getattr(datamodule, "channel_names", None))
+        names = masked.metric_names(self.metric_names, getattr(datamodule, "default_metrics", None)
+                             or DEFAULT_METRICS, bounds)
         settings: ScoringSettings | None = getattr(datamodule, "scoring", None)
         physical = [n for n in names if getattr(METRICS.get(n), "physical_units", False)]
         if physical and settings is None:
@@ -223,15 +224,20 @@ class PredictiveModule(L.LightningModule):
                 "metrics", f"{', '.join(map(repr, physical))} score events at thresholds in "
                 f"physical units (e.g. dBZ); {name} has no value mapping (radar data has one): "
                 "leave them out", names, owner="model")
-        if (names, settings) != (self.test_metrics.names, self.test_metrics.settings):
-            self.val_metrics = SequenceMetrics(self.horizon, names, "val", settings)
-            self.test_metrics = SequenceMetrics(self.test_horizon, names, "test", settings)
+        test = self.test_metrics
+        if (names, settings, bounds, channels) != (
+                test.names, test.settings, test.bounds, test.channel_names):
+            self.val_metrics = SequenceMetrics(self.horizon, names, "val", settings,
+                                               bounds=bounds, channel_names=channels)
+            self.test_metrics = SequenceMetrics(self.test_horizon, names, "test", settings,
+                                                bounds=bounds, channel_names=channels)
         self.value_mapping = None if settings is None else settings.mapping
+        self.value_bounds = bounds
         if getattr(datamodule, "power_spectrum", False) and self.test_spectrum is None:
             from predlearn.power_spectrum import PowerSpectrum
 
             _, height, width = datamodule.frame_shape()
-            self.test_spectrum = PowerSpectrum(self.test_horizon, (height, width))
+            self.test_spectrum = PowerSpectrum(self.test_horizon, (height, width), bounds=bounds)
 
     def run_predictor(self, *args, **kwargs) -> Tensor:
         """The predictor, compiled when ``compile`` is set."""
@@ -258,8 +264,19 @@ class PredictiveModule(L.LightningModule):
             )
         return batch[:, : self.context_frames], batch[:, self.context_frames :]
 
-    def compute_loss(self, predictions: Tensor, targets: Tensor) -> Tensor:
-        return sequence_loss(predictions, targets, self.loss_name)
+    #: a batch's mask of observed pixels (``predlearn.masked.valid_of``), None for most data
+    valid_of = staticmethod(valid_of)
+
+    def target_valid(self, batch: Tensor | Sequence[Tensor]) -> Tensor | None:
+        """The mask of the targets (frames J + 1 .. J + K) of a (frames, valid) batch; None for
+        a batch without one."""
+        valid = valid_of(batch)
+        return None if valid is None else valid[:, self.context_frames:]
+
+    def compute_loss(self, predictions: Tensor, targets: Tensor,
+                     valid: Tensor | None = None) -> Tensor:
+        """``sequence_loss`` with this module's loss; ``valid``: the targets' mask, if any."""
+        return sequence_loss(predictions, targets, self.loss_name, valid=valid)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         loss, logs = self.training_loss(batch, self.global_step)
@@ -270,10 +287,13 @@ class PredictiveModule(L.LightningModule):
     def training_loss(self, batch: Tensor, step: int) -> tuple[Tensor, dict[str, Any]]:
         """The training loss of ``batch`` at training step ``step`` (which sets the sampling
         schedules), with the values to log. ``training_step`` is this at the global step; a loop
-        outside Lightning (``benchmarks/bench_learning.py``) calls it directly."""
+        outside Lightning (``benchmarks/bench_learning.py``) calls it directly. A (frames, valid)
+        batch's loss is over its observed pixels only."""
+        valid = valid_of(batch)
         batch = frames_of(batch)
         if self.reverse_input:  # the authors' reverse_input: the same sequences played backwards
             batch = torch.cat([batch, batch.flip(1)])
+            valid = None if valid is None else torch.cat([valid, valid.flip(1)])
         frames, targets = self.split(batch, self.horizon)
         teacher_mask = context_mask = None
         logs: dict[str, Any] = {}
@@ -286,8 +306,10 @@ class PredictiveModule(L.LightningModule):
                                    teacher_mask=teacher_mask, context_mask=context_mask,
                                    every_frame=every_frame)
         reference = batch[:, 1:] if every_frame else targets  # frames 2 .. J + K, or J+1 .. J+K
+        if valid is not None:
+            valid = valid[:, 1:] if every_frame else valid[:, self.context_frames:]
         # float32 under bf16 autocast
-        loss = self.compute_loss(rollout.outputs.float(), reference)
+        loss = self.compute_loss(rollout.outputs.float(), reference, valid)
         if rollout.auxiliary_loss is not None:  # e.g. PredRNN v2's decoupling loss
             logs["train/frame_loss"] = loss
             logs["train/auxiliary_loss"] = rollout.auxiliary_loss
@@ -297,26 +319,31 @@ class PredictiveModule(L.LightningModule):
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         frames, targets = self.split(batch, self.horizon)
+        valid = self.target_valid(batch)
         predictions = self(frames, self.horizon)
-        self.log("val/loss", self.compute_loss(predictions, targets), prog_bar=True,
-                 batch_size=frames.shape[0], sync_dist=True)
-        self.val_metrics.update(predictions, targets)
+        # the epoch's mean weighs each batch by its sequences, or by its valid pixels (a mask)
+        weight = frames.shape[0] if valid is None else int(valid.sum())
+        self.log("val/loss", self.compute_loss(predictions, targets, valid), prog_bar=True,
+                 batch_size=weight, sync_dist=True)
+        self.val_metrics.update(predictions, targets, valid=valid)
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
         frames, targets = self.split(batch, self.test_horizon)
+        valid = self.target_valid(batch)
         predictions = self(frames, self.test_horizon)
-        self.test_metrics.update(predictions, targets)
+        self.test_metrics.update(predictions, targets, valid=valid)
         if self.test_spectrum is not None:
-            self.test_spectrum.update(predictions, targets)
+            self.test_spectrum.update(predictions, targets, valid=valid)
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """Predictions in [0, 1]; batches hold the observed frames alone or whole sequences."""
+        """Predictions clamped to the data's ``value_bounds`` ([0, 1]; None: not clamped);
+        batches hold the observed frames alone or whole sequences."""
         batch = frames_of(batch)
         if batch.ndim == 5 and batch.shape[1] == self.context_frames:
             frames = batch
         else:
             frames, _ = self.split(batch, self.test_horizon)
-        return self(frames, self.test_horizon).clamp(0, 1)
+        return masked.clamped(self(frames, self.test_horizon), self.value_bounds)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics)

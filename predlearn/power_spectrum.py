@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from predlearn.masked import UNIT_BOUNDS, Bounds, checked_valid, clamped, frame_is_whole
 from predlearn.nowcast_scoring import check_frame_pair
 
 
@@ -65,17 +66,21 @@ class PowerSpectrum(Metric):
 
     ``frame_size``: (H, W) of the frames, which fixes the number of wavenumber bins
     (``min(H, W) // 2``) so the states exist before the first update (DDP sums them).
-    ``compute()`` -> ``{"wavenumber": (n_bins,), "predicted": (K, n_bins), "observed": (K,
-    n_bins)}``, float64.
+    ``bounds``: the range predictions are clamped to (None: no clamp). ``update(preds, target,
+    valid=None)``: a frame with any masked pixel (``valid`` False) is left out, its spectrum
+    undefined. ``compute()`` -> ``{"wavenumber": (n_bins,), "predicted": (K, n_bins),
+    "observed": (K, n_bins)}``, float64 (NaN at a lead time without a whole frame).
     """
 
     full_state_update = False
     higher_is_better = None
     predicted: Tensor
     observed: Tensor
-    count: Tensor
+    count: Tensor  # frames per lead time
+    sequences: Tensor
 
-    def __init__(self, horizon: int, frame_size: tuple[int, int], **kwargs: Any) -> None:
+    def __init__(self, horizon: int, frame_size: tuple[int, int], *,
+                 bounds: Bounds = UNIT_BOUNDS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         height, width = frame_size
         if min(height, width) < 2:
@@ -83,32 +88,45 @@ class PowerSpectrum(Metric):
         self.horizon = horizon
         self.frame_size = (int(height), int(width))
         self.n_bins = min(height, width) // 2
+        self.bounds = bounds
         for name in ("predicted", "observed"):
             self.add_state(name, torch.zeros(horizon, self.n_bins, dtype=torch.float64),
                            dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("sequences", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, preds: Tensor, target: Tensor) -> None:
+    def update(self, preds: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
         check_frame_pair(preds, target, type(self).__name__)
         if preds.shape[1] != self.horizon or tuple(preds.shape[-2:]) != self.frame_size:
             raise ValueError(
                 f"{type(self).__name__} was built for {self.horizon} predicted steps of "
                 f"{self.frame_size[0]}x{self.frame_size[1]} frames; got shape {tuple(preds.shape)}")
-        _, predicted = radial_power_spectrum(preds.detach().float().clamp(0, 1))
+        valid = checked_valid(valid, preds, type(self).__name__)
+        _, predicted = radial_power_spectrum(clamped(preds.detach().float(), self.bounds))
         _, observed = radial_power_spectrum(target.detach().float())
-        # (B, K, C, n_bins) -> channels averaged, sequences summed
-        self.predicted += predicted.to(torch.float64).mean(dim=2).sum(dim=0)
-        self.observed += observed.to(torch.float64).mean(dim=2).sum(dim=0)
-        self.count += preds.shape[0]
+        # (B, K, C, n_bins) -> channels averaged, then (below) sequences summed
+        predicted = predicted.to(torch.float64).mean(dim=2)
+        observed = observed.to(torch.float64).mean(dim=2)
+        if valid is None:
+            self.count += preds.shape[0]
+        else:  # only the frames without a masked pixel
+            whole = frame_is_whole(valid)
+            predicted = torch.where(whole[..., None], predicted, torch.zeros_like(predicted))
+            observed = torch.where(whole[..., None], observed, torch.zeros_like(observed))
+            self.count += whole.sum(dim=0)
+        self.predicted += predicted.sum(dim=0)
+        self.observed += observed.sum(dim=0)
+        self.sequences += preds.shape[0]
 
     def compute(self) -> dict[str, Tensor]:
-        if self.count == 0:
+        if self.sequences == 0:
             raise RuntimeError("PowerSpectrum: spectra asked for before any update")
+        frames = self.count[:, None]
         return {
             "wavenumber": torch.arange(1, self.n_bins + 1, dtype=torch.float64,
                                        device=self.count.device),
-            "predicted": self.predicted / self.count,
-            "observed": self.observed / self.count,
+            "predicted": self.predicted / frames,
+            "observed": self.observed / frames,
         }
 
     def spectra(self) -> dict[str, Tensor]:
