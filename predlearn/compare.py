@@ -84,7 +84,7 @@ def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
                        color=drawn[names[run.label]].get_color(), linestyle="--", linewidth=1,
                        label=f"{run.model}: paper")
     ax.legend(fontsize=8)
-    return save_figure(fig, out / f"compare_{key}.png")
+    return save_figure(fig, out / f"compare_{key.replace('[', '_').replace(']', '')}.png")
 
 
 def write_tables(runs: Sequence[Run], out: Path) -> tuple[Path, Path]:

@@ -251,11 +251,17 @@ _THRESHOLD_KEY = re.compile(r"^([a-z]+)_(-?[\d.]+(?:dBZ|mmh)(?:_\d+px)?)$")
 
 def curve_panels(keys: list[str]) -> dict[str, list[str]]:
     """Keys grouped into plot panels: one per metric, the scores at several thresholds (and
-    neighbourhoods) of one kind together (``csi_20dBZ``, ``csi_30dBZ`` -> panel ``csi``)."""
+    neighbourhoods) of one kind together (``csi_20dBZ``, ``csi_30dBZ`` -> panel ``csi``), a
+    metric's per-channel curves with its overall one (``mse_per_frame[ir108]`` -> panel
+    ``mse_per_frame``)."""
+    from predlearn.masked import split_channel_key
+
     panels: dict[str, list[str]] = {}
     for key in keys:
+        base, channel = split_channel_key(key)
         match = _THRESHOLD_KEY.match(key)
-        panels.setdefault(match.group(1) if match else key, []).append(key)
+        panel = base if channel is not None else match.group(1) if match else key
+        panels.setdefault(panel, []).append(key)
     return panels
 
 
@@ -264,6 +270,8 @@ def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str =
     predicted step (1-based); at most four panels a row."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from predlearn.masked import split_channel_key
+
     panels = curve_panels(list(curves))
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
@@ -272,6 +280,11 @@ def save_curves_figure(curves: dict[str, Tensor], path: str | Path, title: str =
     for ax, (panel, keys) in zip(flat, panels.items()):
         if keys == [panel]:
             plot_per_step(ax, {panel: curves[panel].detach().cpu().tolist()}, panel)
+            continue
+        if any(split_channel_key(key)[1] is not None for key in keys):
+            lines = {split_channel_key(key)[1] or "all channels": curves[key].detach().cpu().tolist()
+                     for key in keys}
+            plot_per_step(ax, lines, panel, title=f"{panel}, per channel")
             continue
         lines = {}
         for key in keys:

@@ -273,3 +273,53 @@ def test_two_ddp_processes_train_on_disjoint_windows_and_score_as_one(tmp_path):
     assert set(ddp) == set(single)
     for key, value in single.items():
         assert ddp[key] == pytest.approx(value, rel=1e-5), key
+
+
+def radar_netcdf(path: Path, frames: int = 40) -> np.ndarray:
+    """A NetCDF series of rain rate every 5 minutes, with one missing time step (a gap) after
+    frame 19, NaN corners, and x / y coordinates in km."""
+    xr = pytest.importorskip("xarray")
+    times = np.datetime64("2024-06-01T00:00", "ns") + np.arange(frames + 1) * np.timedelta64(
+        5, "m")
+    times = np.delete(times, 20)  # the step after frame 19 is 10 minutes: a gap
+    values = wave(frames)
+    values[:, :2, :2] = np.nan
+    xr.Dataset({"rain": (("time", "y", "x"), values, {"units": "mm/h"})},
+               coords={"time": times, "y": np.arange(16) * 2.0, "x": np.arange(16) * 2.0}
+               ).to_netcdf(path, engine="h5netcdf")
+    return values
+
+
+def test_netcdf_windows_never_cross_a_gap_and_time_ranges_split_it(tmp_path):
+    values = radar_netcdf(tmp_path / "r.nc")
+    module = module_for(tmp_path / "r.nc", val_fraction=0.0, test_fraction=0.0)
+    assert module.frame_shape() == (1, 16, 16) and module.channel_names == ("rain",)
+    module.setup("fit")
+    starts = module._splits["train"].start.tolist()
+    assert starts == [*range(14), *range(20, 34)]  # runs [0, 20) and [20, 40)
+    frames, valid = module._dataset("train", 7)[0]
+    assert not valid[:, 0, :2, :2].any() and valid[:, 0, 2:].all()
+    assert frames[0, 0, 5, 5] == pytest.approx(
+        (values[0, 5, 5] - np.nanmin(values)) / (np.nanmax(values) - np.nanmin(values)), rel=1e-5)
+    ranged = module_for(tmp_path / "r.nc", time_ranges={
+        "train": ["2024-06-01T00:00", "2024-06-01T01:30"],
+        "test": ["2024-06-01T02:00", "2024-06-01T03:25"]})
+    ranged.setup("fit")
+    assert ranged._splits["train"].start.tolist() == list(range(13))  # frames 0 .. 18
+    assert len(ranged._splits["val"]) == 0
+    np.save(tmp_path / "plain.npy", values)
+    with pytest.raises(OptionValueError, match="no time coordinate"):
+        module_for(tmp_path / "plain.npy", time_ranges={"train": ["2024", "2025"]}).setup("fit")
+
+
+def test_netcdf_forecast_has_the_inputs_coordinates_and_lead_times(tmp_path):
+    xr = pytest.importorskip("xarray")
+    values = radar_netcdf(tmp_path / "r.nc")
+    out = persistence_forecast(tmp_path, tmp_path / "r.nc")
+    forecast = xr.open_dataset(out / "forecast.nc")
+    assert forecast["rain"].shape == (1, 3, 16, 16) and forecast["rain"].attrs["units"] == "mm/h"
+    np.testing.assert_allclose(forecast["rain"][0, 2].values[2:, 2:], values[-1, 2:, 2:],
+                               rtol=1e-5)
+    assert list(forecast["lead_time"].values) == [np.timedelta64(m, "m") for m in (5, 10, 15)]
+    assert forecast["issue_time"].values[0] == np.datetime64("2024-06-01T03:20", "ns")
+    np.testing.assert_array_equal(forecast["x"].values, np.arange(16) * 2.0)

@@ -112,3 +112,14 @@ def test_the_figures_take_the_names_of_the_data_channels():
     assert channel_names_of(named) == ["ir108", "sst"]
     assert channel_names_of(SimpleNamespace(datamodule=SimpleNamespace())) is None
     assert channel_names_of(SimpleNamespace()) is None
+
+
+def test_per_channel_curves_share_their_metrics_panel(tmp_path):
+    from predlearn.visualize import curve_panels, save_curves_figure
+
+    keys = ["mse_per_frame", "mse_per_frame[ir]", "mse_per_frame[wv]", "psnr", "csi_20dBZ",
+            "csi_30dBZ"]
+    assert curve_panels(keys) == {"mse_per_frame": keys[:3], "psnr": ["psnr"],
+                                  "csi": ["csi_20dBZ", "csi_30dBZ"]}
+    curves = {key: torch.arange(3, dtype=torch.float32) for key in keys[:4]}
+    assert save_curves_figure(curves, tmp_path / "c.png").is_file()
