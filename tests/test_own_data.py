@@ -323,3 +323,16 @@ def test_netcdf_forecast_has_the_inputs_coordinates_and_lead_times(tmp_path):
     assert list(forecast["lead_time"].values) == [np.timedelta64(m, "m") for m in (5, 10, 15)]
     assert forecast["issue_time"].values[0] == np.datetime64("2024-06-01T03:20", "ns")
     np.testing.assert_array_equal(forecast["x"].values, np.arange(16) * 2.0)
+
+
+def test_loader_workers_open_their_own_hdf5_handles(tmp_path):
+    data = np.random.default_rng(2).integers(0, 256, (30, 8, 8), dtype=np.uint8)
+    with h5py.File(tmp_path / "a.h5", "w") as handle:
+        handle.create_dataset("frames", data=data, chunks=(4, 8, 8))
+    module = module_for(tmp_path / "a.h5", num_workers=2, val_fraction=0.0, test_fraction=0.0)
+    module.setup("fit")
+    module.source.files[0].array  # the main process's handle stays its own  # noqa: B018
+    seen = torch.cat([batch for batch in module.train_dataloader()])
+    assert seen.shape == (24, 7, 1, 8, 8)
+    firsts = sorted(round(float(window[0, 0, 0, 0]) * 255) for window in seen)
+    assert firsts == sorted(int(data[start, 0, 0]) for start in range(24))
