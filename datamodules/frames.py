@@ -38,10 +38,10 @@ from predlearn.datamodules.own_values import (
     observed,
     usable_frames,
 )
+from predlearn.datamodules.own_xarray import XARRAY_SUFFIXES
 from predlearn.errors import BadFileError, OptionValueError, require
 from predlearn.paper import CONTEXT_FRAMES, HORIZON
 
-XARRAY_SUFFIXES = (".nc", ".zarr")
 PREDICT_WINDOWS = ("last", "test")
 
 
@@ -221,9 +221,9 @@ class FramesDataModule(SequenceDataModule):
         if source.times is not None:
             from predlearn.datamodules.own_xarray import time_bounds, time_runs
 
-            runs = time_runs(source.times, source.frames)
+            runs = time_runs(source.times, source.frames, source=source.describe())
             if self.time_ranges:
-                bounds = time_bounds(source.times, self.time_ranges)
+                bounds = time_bounds(source.times, self.time_ranges, source=source.describe())
         elif self.time_ranges:
             raise OptionValueError("time_ranges", f"{source.describe()} has no time coordinate; "
                                    "split it with val_fraction / test_fraction", self.time_ranges,

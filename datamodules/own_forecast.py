@@ -26,8 +26,8 @@ def default_suffix(source: Any) -> str:
     """The format family of the input: .npy for .npy arrays, .nc / .zarr for xarray data,
     HDF5 otherwise (HDF5 arrays and PNG frames)."""
     path = getattr(source, "path", None)
-    if path is not None and Path(path).suffix in (".nc", ".zarr"):
-        return Path(path).suffix
+    if path is not None and Path(path).suffix in (".nc", ".nc4", ".zarr"):
+        return ".zarr" if Path(path).suffix == ".zarr" else ".nc"
     files = getattr(source, "files", None)
     if files and files[0].path.suffix == ".npy":
         return ".npy"
