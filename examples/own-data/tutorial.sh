@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The own-data tutorial (docs/own-data.md), start to end: KNMI radar files -> one NetCDF series
-# -> fit, test (PredRNN and persistence), predict. Run from the repository root with the real
+# -> fit, test (PredRNN and persistence), predict (the future; the test windows, drawn). Run from the repository root with the real
 # data beside it: bash examples/own-data/tutorial.sh ../shared/data/radar/knmi [work folder]
 set -euo pipefail
 KNMI="${1:?give the folder of RAD_NL25_RAP_5min_*.h5 files}"
@@ -24,4 +24,8 @@ predlearn test --model=persistence "${DATA[@]}" --data.normalize=minmax \
     --trainer.default_root_dir="$WORK/runs" "${QUIET[@]}"
 predlearn predict "${DATA[@]}" --ckpt_path="$BEST" "${QUIET[@]}" \
     --predictions.output_path="$WORK/forecast/predictions.h5"
+predlearn predict "${DATA[@]}" --ckpt_path="$BEST" "${QUIET[@]}" --data.predict_windows=test \
+    --predictions.output_path="$WORK/test-forecast/predictions.h5"
+python examples/own-data/plot_forecast.py "$WORK/test-forecast/forecast.nc" "$WORK/knmi.nc" \
+    "$WORK/knmi_forecast.png"
 predlearn compare "$WORK"/runs --out="$WORK/compare"
