@@ -192,6 +192,8 @@ class PredictiveModule(L.LightningModule):
         self.curves: dict[str, dict[str, Tensor]] = {}
         #: the global step at which each stage's curves were computed
         self.curve_steps: dict[str, int] = {}
+        #: the training step of the weights loaded from a checkpoint (``on_load_checkpoint``)
+        self.trained_steps: int | None = None
 
     __init__ = names_options_under("model", __init__)  # type: ignore[assignment]
 
@@ -378,6 +380,11 @@ class PredictiveModule(L.LightningModule):
         torch.save(checkpoint, buffer)
         buffer.seek(0)
         return super().load_from_checkpoint(buffer, map_location, hparams_file, strict, **kwargs)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Remember the training step of the loaded weights (``trained_steps``): a test or
+        predict run starts at step 0, but its pictures name the step its weights come from."""
+        self.trained_steps = int(checkpoint.get("global_step", 0))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the latest validation's per-step curves in the checkpoint (``predlearn`` ->

@@ -98,12 +98,12 @@ class PredictionFigures(L.Callback):
         if trainer.state.fn == "validate" and not trainer.sanity_checking:
             module = as_predictive(pl_module)
             self._write(trainer, module, "val", module.horizon, module.curves.get("val"),
-                        f"val set, step {trainer.global_step}")
+                        f"val set, {weights_step(trainer, module)}")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         module = as_predictive(pl_module)
         self._write(trainer, module, "test", module.test_horizon, module.curves.get("test"),
-                    f"test set, step {trainer.global_step}")
+                    f"test set, {weights_step(trainer, module)}")
 
     def _write(self, trainer: L.Trainer, pl_module: PredictiveModule, stage: str,
                horizon: int, curves: dict[str, Tensor] | None, title: str) -> None:
@@ -203,6 +203,14 @@ def data_source(datamodule: object) -> str | None:
     source = f"{name}:{','.join(files)}"
     dataset = getattr(datamodule, "dataset", None)
     return f"{source}[{dataset}]" if dataset else source
+
+
+def weights_step(trainer: L.Trainer, pl_module: L.LightningModule) -> str:
+    """Which training step the weights come from: the loaded checkpoint's (a test or validate
+    run counts its own steps from 0), else the trainer's."""
+    trained = getattr(pl_module, "trained_steps", None)
+    step = trained if trained is not None and trainer.global_step == 0 else trainer.global_step
+    return f"step {step}"
 
 
 def write_run_info(trainer: L.Trainer, pl_module: L.LightningModule, folder: Path) -> Path:

@@ -123,3 +123,14 @@ def test_per_channel_curves_share_their_metrics_panel(tmp_path):
                                   "csi": ["csi_20dBZ", "csi_30dBZ"]}
     curves = {key: torch.arange(3, dtype=torch.float32) for key in keys[:4]}
     assert save_curves_figure(curves, tmp_path / "c.png").is_file()
+
+
+def test_pictures_of_a_loaded_checkpoint_name_the_step_of_its_weights():
+    from types import SimpleNamespace
+
+    from predlearn.prediction_figures import weights_step
+
+    loaded = SimpleNamespace(trained_steps=900)
+    assert weights_step(SimpleNamespace(global_step=0), loaded) == "step 900"  # test, predict
+    assert weights_step(SimpleNamespace(global_step=40), loaded) == "step 40"  # a resumed fit
+    assert weights_step(SimpleNamespace(global_step=0), SimpleNamespace()) == "step 0"
