@@ -204,7 +204,8 @@ def split_windows(sequences: int, frames: int, length: int, stride: int, val_fra
         for name, window_length in lengths.items():
             first, stop = bounds.get(name, (0, 0))
             starts = _starts(runs, first, stop, window_length, stride, ok)
-            windows[name] = Windows(np.zeros(len(starts), np.int64), starts)
+            # one series: every window's sequence is 0 (a view, not 8 bytes a window)
+            windows[name] = Windows(np.broadcast_to(np.int64(0), starts.shape), starts)
             sizes[name] = stop - first
         return Splits(windows, sizes, "frames", frames)
     test_first = round(sequences * (1 - test_fraction))

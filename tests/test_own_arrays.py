@@ -148,3 +148,13 @@ def test_min_max_is_streamed_over_the_training_frames_only_and_goes_back(tmp_pat
         ValueScale.of("robust", None, frames, split["train"], 10)
     with pytest.raises(OptionValueError, match=r"value_range: must be \[low, high\]"):
         ValueScale.of("minmax", [1, 1], frames, split["train"], 10)
+
+
+def test_the_frames_training_windows_cover_are_merged_into_runs():
+    from predlearn.datamodules.own_arrays import Windows
+    from predlearn.datamodules.own_values import _training_frames
+
+    windows = Windows(np.array([1, 0, 0, 0, 1]), np.array([5, 20, 3, 0, 7]))
+    # sequence 0: [0, 5) and [3, 8) overlap, [20, 25) apart; sequence 1: [5, 10) and [7, 12)
+    assert _training_frames(windows, 5) == [(0, 0, 8), (0, 20, 25), (1, 5, 12)]
+    assert _training_frames(Windows(np.zeros(0, np.int64), np.zeros(0, np.int64)), 5) == []
