@@ -10,7 +10,7 @@ import h5py
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from predlearn import denormals
 from predlearn.errors import BadFileError, DataNotFoundError, names_options_under, require
@@ -92,12 +92,13 @@ class SequenceDataModule(L.LightningDataModule):
 
         Evaluation loaders (``shuffle=False``) in a distributed run give each rank every
         world-size-th sequence without padding: Lightning's default sampler would repeat
-        sequences to even out the ranks, and they would be scored twice.
+        sequences to even out the ranks, and they would be scored twice. ``sampler``: an order
+        of the caller's (single process).
         """
         if self.num_workers > 0:  # workers flush denormals as the main thread does
             kwargs["worker_init_fn"] = denormals.worker_init_fn(kwargs.get("worker_init_fn"))
-        sampler = None
-        if not shuffle and torch.distributed.is_available() and torch.distributed.is_initialized():
+        sampler = kwargs.pop("sampler", None)  # a training order of the module's own
+        if sampler is None and not shuffle and distributed():
             sampler = UnpaddedDistributedSampler(dataset)
         return DataLoader(
             dataset,
@@ -130,6 +131,28 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
     def __iter__(self):
         return iter(self._indices())
+
+
+class ArrayShuffle(Sampler[int]):
+    """A new random order of ``count`` items every epoch, kept as one int64 array: 8 bytes an
+    item, where torch's ``RandomSampler`` holds a Python list of ints (about 45). It draws its
+    seed from torch's generator, so ``seed_everything`` makes the order reproducible."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        for index in np.random.default_rng(seed).permutation(self.count):
+            yield int(index)
+
+
+def distributed() -> bool:
+    """Whether this process is one of several of a distributed run."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 class HDF5Backed(Dataset):

@@ -20,7 +20,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
-from predlearn.datamodules.base import SequenceDataModule, require_positive_int
+from predlearn.datamodules.base import (
+    ArrayShuffle,
+    SequenceDataModule,
+    distributed,
+    require_positive_int,
+)
 from predlearn.datamodules.own_arrays import (
     ArraySeries,
     Splits,
@@ -310,7 +315,11 @@ class FramesDataModule(SequenceDataModule):
         return OwnWindows(self.source, windows, length, self.scale, self.fill_value, self.masked)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("train", self.sequence_length), shuffle=True)
+        windows = self._dataset("train", self.sequence_length)
+        if distributed():  # Lightning's distributed sampler gives each rank its share
+            return self._loader(windows, shuffle=True)
+        # millions of windows of a long series: their order as an array, not a list of ints
+        return self._loader(windows, sampler=ArrayShuffle(len(windows)))
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_fraction == 0 and self.time_ranges is None:

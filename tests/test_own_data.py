@@ -336,3 +336,18 @@ def test_loader_workers_open_their_own_hdf5_handles(tmp_path):
     assert seen.shape == (24, 7, 1, 8, 8)
     firsts = sorted(round(float(window[0, 0, 0, 0]) * 255) for window in seen)
     assert firsts == sorted(int(data[start, 0, 0]) for start in range(24))
+
+
+def test_training_order_is_an_array_shuffled_every_epoch_and_seeded_by_torch(tmp_path):
+    from predlearn.datamodules.base import ArrayShuffle
+
+    np.save(tmp_path / "s.npy", wave(40))
+    module = module_for(tmp_path / "s.npy", val_fraction=0.0, test_fraction=0.0)
+    module.setup("fit")
+    sampler = module.train_dataloader().sampler
+    assert isinstance(sampler, ArrayShuffle) and len(sampler) == 34
+    torch.manual_seed(3)
+    first, second = list(sampler), list(sampler)
+    assert sorted(first) == list(range(34)) and first != second  # every window once, reshuffled
+    torch.manual_seed(3)
+    assert list(sampler) == first  # seed_everything makes it reproducible
