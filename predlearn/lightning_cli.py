@@ -48,7 +48,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 #: predictor options the data decide (linked), refused when the command line gives them
-DATA_SET_OPTIONS = {"model.predictor.frame_channels", "model.predictor.frame_size"}
+DATA_SET_OPTIONS = {"model.predictor.frame_channels", "model.predictor.frame_size",
+                    "model.predictor.context_frames"}
 
 #: hidden while a command runs: the training streams' len() is exact (in batches, split over the
 #: workers by their ``__iter__``; ``predlearn.datamodules.stream``), whatever Lightning fears
@@ -101,6 +102,10 @@ class PredlearnCLI(LightningCLI):
                               apply_on="instantiate", compute_fn=lambda d: _frame_shape(d)[0])
         parser.link_arguments("data", "model.predictor.init_args.frame_size",
                               apply_on="instantiate", compute_fn=lambda d: _frame_shape(d)[1:])
+        # predictors that map J frames at once (DirectPredictor) are built for the data's J
+        parser.link_arguments("data", "model.predictor.init_args.context_frames",
+                              apply_on="instantiate",
+                              compute_fn=_frame_counts("context_frames", CONTEXT_FRAMES))
         parser.add_argument(
             "--test_after_fit", type=bool, default=False,
             help="fit only: after training, test the best (validation-chosen) checkpoint",

@@ -13,12 +13,13 @@ from torch import Tensor
 from predlearn import masked
 from predlearn.class_paths import from_config
 from predlearn.denormals import set_flush_denormal
-from predlearn.errors import BadFileError, OptionValueError, names_options_under, require
+from predlearn.errors import BadFileError, OptionValueError, names_options_under
 from predlearn.losses import LossName, sequence_loss
 from predlearn.masked import Bounds, valid_of
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
-from predlearn.paper import CONTEXT_FRAMES, HORIZON, check_frame_counts
+from predlearn.paper import CONTEXT_FRAMES, HORIZON
 from predlearn.predictor import Predictor, Rollout, build_predictor
+from predlearn.recipes import check_options, check_recipe
 from predlearn.registry import METRICS
 from predlearn.sampling import SamplingSchedule
 from predlearn.units import ScoringSettings, ValueMapping
@@ -32,23 +33,6 @@ LossFrames = Literal["predicted", "all"]
 def frames_of(batch: Tensor | Sequence[Tensor]) -> Tensor:
     """A batch's frames: the batch itself, or the first item of a (frames, ...) batch."""
     return batch[0] if isinstance(batch, (list, tuple)) else batch  # type: ignore[return-value]
-
-
-def check_options(options: Mapping[str, Any]) -> None:
-    """Refuse nonsense values of ``PredictiveModule``'s arguments (``options``: its arguments
-    by name) with an ``OptionValueError`` named by the argument; on the command line it comes out
-    as ``--model.<argument>: ...``."""
-    check_frame_counts(options["context_frames"], options["horizon"], options["test_horizon"])
-    rate = options["learning_rate"]
-    require(0 < rate < float("inf"), "learning_rate", f"must be positive; got {rate}", rate)
-    for name, choices in (("loss", ("l1+l2", "l2", "l1")), ("loss_frames", ("predicted", "all"))):
-        require(options[name] in choices, name, f"must be one of {', '.join(map(repr, choices))}; "
-                f"got {options[name]!r}", options[name])
-    metrics = options["metrics"]
-    names = [] if metrics is None else [metrics] if isinstance(metrics, str) else metrics
-    unknown = sorted(str(name) for name in names if name not in METRICS)
-    require(not unknown, "metrics", f"unknown {', '.join(map(repr, unknown))}; known: "
-            f"{', '.join(METRICS.names())}", metrics)
 
 
 class PredictiveModule(L.LightningModule):
@@ -142,14 +126,7 @@ class PredictiveModule(L.LightningModule):
         check_options(locals())
         if isinstance(sampling, Mapping):  # a schedule's config, as checkpoints store it
             sampling = from_config(sampling, SamplingSchedule)
-        needs_every_frame = loss_frames == "all" or (
-            sampling is not None and sampling.feeds_predictions_of_observed_frames)
-        if needs_every_frame and not getattr(predictor, "predicts_every_frame", True):
-            recipe = "loss_frames='all'" if loss_frames == "all" else type(sampling).__name__
-            raise OptionValueError(
-                "loss_frames" if loss_frames == "all" else "sampling",
-                f"{type(predictor).__name__} does not predict the observed frames while it reads "
-                f"them: {recipe} does not apply to it")
+        check_recipe(predictor, sampling, loss_frames)
         # The predictor and the schedule are saved as their configs (class path and constructor
         # arguments), so a checkpoint rebuilds them however they were made; a predictor without
         # a config (a plain nn.Module) is passed again to load_from_checkpoint.
@@ -312,10 +289,17 @@ class PredictiveModule(L.LightningModule):
             valid = valid[:, 1:] if every_frame else valid[:, self.context_frames:]
         # float32 under bf16 autocast
         loss = self.compute_loss(rollout.outputs.float(), reference, valid)
+        terms: dict[str, Tensor] = {}
+        extra = getattr(self.predictor, "prediction_loss", None)
+        term = extra(rollout.outputs.float(), reference) if extra is not None else None
+        if term is not None:  # e.g. TAU's differential divergence regularisation
+            terms["train/prediction_loss"] = term
         if rollout.auxiliary_loss is not None:  # e.g. PredRNN v2's decoupling loss
+            terms["train/auxiliary_loss"] = rollout.auxiliary_loss
+        if terms:
             logs["train/frame_loss"] = loss
-            logs["train/auxiliary_loss"] = rollout.auxiliary_loss
-            loss = loss + rollout.auxiliary_loss.float()
+            logs.update(terms)
+            loss = loss + sum(term.float() for term in terms.values())
         logs["train/loss"] = loss
         return loss, logs
 

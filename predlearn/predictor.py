@@ -58,6 +58,9 @@ class Predictor(nn.Module):
     predicts_every_frame: bool = True
     #: whether it has weights to fit (False: a baseline, e.g. persistence: tested, never fitted)
     trainable: bool = True
+    #: whether it feeds its predictions back one frame at a time, so that teacher forcing can
+    #: replace them by the truth (False: ``DirectPredictor``s, which predict a block at once)
+    feeds_back_frames: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Make every subclass record the arguments it was built with (``config``), and name
@@ -129,6 +132,11 @@ class Predictor(nn.Module):
 
     def auxiliary_loss(self, state: Any) -> Tensor | None:
         """A training term from the final state of a rollout (None: no such term)."""
+        return None
+
+    def prediction_loss(self, predictions: Tensor, targets: Tensor) -> Tensor | None:
+        """A training term on a rollout's predictions and their targets (e.g. TAU's
+        differential divergence regularisation), added to the loss (None: no such term)."""
         return None
 
     # -- the loop -----------------------------------------------------------------------------
