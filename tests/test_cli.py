@@ -43,7 +43,7 @@ def test_fit_then_test_from_the_best_checkpoint(mnist_root, tmp_path):
                 "test/bce_per_frame", "test/psnr", "test/ssim/step_03"):
         assert key in scores, key
     # every one of the 7 test sequences was scored (batches of 4 and 3)
-    assert tested.model.test_metrics.metrics["mse"].count.item() == 0  # reset after logging
+    assert tested.model.test_metrics.metrics["mse"].count.sum().item() == 0  # reset after logging
     run_dir = Path(tested.trainer.logger.log_dir)
     assert (run_dir / "test_predictions.png").is_file()
     from PIL import Image
