@@ -6,13 +6,16 @@ Their registry names are declared as entry points in ``pyproject.toml`` (groups
 
 from predlearn.zoo.cdna import CDNA, apply_cdna
 from predlearn.zoo.cells.base import RecurrentCell
+from predlearn.zoo.cells.causal_lstm import CausalLSTMCell
 from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
 from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell, SpatiotemporalLSTMv2Cell
 from predlearn.zoo.dfn import DFN, apply_dynamic_filters
 from predlearn.zoo.fc_lstm import FCLSTM
 from predlearn.zoo.nowcast_baselines import OpticalFlowExtrapolation, Persistence
+from predlearn.zoo.phydnet import PhyDNet
 from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM, PredRNNv2, decoupling_loss
+from predlearn.zoo.predrnn_pp import GradientHighwayUnit, PredRNNpp
 from predlearn.zoo.recurrent_stack import RecurrentStack
 from predlearn.zoo.vpn_baseline import (
     MultiplicativeUnit,
@@ -22,15 +25,19 @@ from predlearn.zoo.vpn_baseline import (
 
 __all__ = [
     "CDNA",
+    "CausalLSTMCell",
     "DFN",
     "FCLSTM",
+    "GradientHighwayUnit",
     "ConvLSTM",
     "ConvLSTMCell",
     "MultiplicativeUnit",
     "OpticalFlowExtrapolation",
     "Persistence",
+    "PhyDNet",
     "PredRNN",
     "PredRNNM",
+    "PredRNNpp",
     "PredRNNv2",
     "RecurrentCell",
     "RecurrentStack",

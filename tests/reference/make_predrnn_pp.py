@@ -1,0 +1,205 @@
+"""Build tests/reference/predrnn_pp.pt: PredRNN++ against OpenSTL's implementation.
+
+    python tests/reference/make_predrnn_pp.py --reference /tmp/ref-predrnn_pp
+
+``--reference`` is a folder holding OpenSTL's ``openstl/models/predrnnpp_model.py``,
+``openstl/modules/predrnnpp_modules.py`` and ``openstl/utils/predrnn_utils.py`` (its
+``reshape_patch``), with ``__init__.py`` files that import only those (OpenSTL commit
+c74deb5d4c3da585291f9f18281f3fefdbba3a54). It builds OpenSTL's ``PredRNNpp_Model`` at a small size
+(16 x 16 frames, patches of 2, three layers of 4 channels so that a layer above the highway is
+exercised, 3 x 3 filters, J=3, K=2, batch 2) with random weights, copies them into our
+``PredRNNpp`` and runs both in float32 in the closed loop (OpenSTL's test path: ``mask_true`` all
+zeros, ``reverse_scheduled_sampling=0``). It checks that the outputs (every next-frame prediction)
+and the gradients of sum(prediction^2) w.r.t. every parameter agree within 1e-5, and writes
+the fixture. OpenSTL's full model cannot run with ``layer_norm=1`` (its GHU's LayerNorm does not
+fit its convolutions), so layer normalisation is compared on one Causal LSTM cell instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import Tensor, nn
+
+from predlearn.zoo.cells.causal_lstm import CausalLSTMCell
+from predlearn.zoo.predrnn_pp import PredRNNpp
+
+FIXTURE = Path(__file__).with_name("predrnn_pp.pt")
+TOLERANCE = 1e-5
+HIDDEN, KERNEL, PATCH, SIZE, CONTEXT, HORIZON, BATCH = [4, 4, 4], 3, 2, 16, 3, 2, 2
+
+# Their stacked convolutions split their outputs in this gate order; ours (the cell's ``convs``)
+# in the other. Each entry: their module -> (our module, for each of our chunks its chunk there).
+CELL_MAP = {
+    "conv_x": ("convs.x", [2, 0, 1, 5, 3, 4, 6]),  # i f g i' f' g' o -> g i f g' i' f' o
+    "conv_h": ("convs.h", [2, 0, 1, 3]),  # i f g o -> g i f o
+    "conv_c": ("convs.c", [2, 0, 1]),  # i f g -> g i f
+    "conv_m": ("convs.m", [2, 0, 1]),  # i' f' W3 -> W3 i' f'
+    "conv_c2m": ("convs.cc", [1, 0, 2, 3]),  # i' g' f' o -> g' i' f' o
+    "conv_om": ("convs.mo", [0]),
+}
+
+
+def our_name(theirs: str) -> tuple[str, list[int] | None] | None:
+    """Our parameter's name for theirs, with the chunk order along dim 0 (None: as it is); None
+    for OpenSTL's ``conv_o``, built but never used in its forward."""
+    parts = theirs.split(".")
+    if parts[0] == "conv_last":
+        return "head." + parts[-1], None
+    if parts[0] == "gradient_highway":  # z_concat.0.weight, x_concat.0.weight
+        return f"highway.conv_{parts[1][0]}.{parts[-1]}", None
+    layer, module = parts[1], parts[2]
+    if module == "conv_o":
+        return None
+    if module == "conv_last":
+        return f"cells.{layer}.conv_1x1.{parts[-1]}", None
+    ours, order = CELL_MAP[module]
+    if parts[3] == "1":  # the LayerNorm after the convolution
+        ours = ours.replace("convs.", "norms.")
+    return f"cells.{layer}.{ours}.{parts[-1]}", order
+
+
+def our_cell_name(theirs: str) -> tuple[str, list[int] | None] | None:
+    mapped = our_name("cell_list.0." + theirs)
+    return None if mapped is None else (mapped[0].removeprefix("cells.0."), mapped[1])
+
+
+def reorder(value: Tensor, order: list[int] | None) -> Tensor:
+    if order is None:
+        return value
+    chunks = torch.chunk(value, len(order), dim=0)
+    return torch.cat([chunks[i] for i in order], dim=0)
+
+
+def translate(named: dict[str, Tensor], rename) -> dict[str, Tensor]:
+    """Their tensors (parameters or gradients) under our names and in our gate order."""
+    out = {}
+    for name, value in named.items():
+        mapped = rename(name)
+        if mapped is not None:
+            out[mapped[0]] = reorder(value, mapped[1]).detach().clone()
+    return out
+
+
+def randomise(module: nn.Module) -> None:
+    """Weights of unit-scale pre-activations (OpenSTL's GHU init, 1e-3, would hide the GHU), the
+    output convolution's larger (outputs of order 1, so that 1e-5 is a tight tolerance);
+    LayerNorm scales near 1 and shifts near 0."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name == "conv_last.weight":  # the model's output convolution
+                p.normal_(0.0, 1.0)
+            elif p.ndim == 4:
+                p.normal_(0.0, 1.0 / math.sqrt(p[0].numel()))
+            elif name.endswith("weight"):
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, 0.1)
+
+
+def max_diff(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
+    assert a.keys() == b.keys(), sorted(set(a) ^ set(b))
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def compare_model(reference: Path) -> dict:
+    from openstl.models import PredRNNpp_Model
+    from openstl.utils import reshape_patch, reshape_patch_back
+
+    torch.manual_seed(0)
+    configs = SimpleNamespace(in_shape=(CONTEXT + HORIZON, 1, SIZE, SIZE), patch_size=PATCH,
+                              filter_size=KERNEL, stride=1, layer_norm=0,
+                              pre_seq_length=CONTEXT, aft_seq_length=HORIZON,
+                              reverse_scheduled_sampling=0)
+    theirs = PredRNNpp_Model(len(HIDDEN), HIDDEN, configs)
+    randomise(theirs)
+    config = {"frame_channels": 1, "frame_size": [SIZE, SIZE], "hidden_channels": HIDDEN,
+              "kernel_size": KERNEL, "patch_size": PATCH}
+    ours = PredRNNpp(**config)
+    state = translate(dict(theirs.named_parameters()), our_name)
+    ours.load_state_dict(state, strict=True)
+
+    frames = torch.rand(BATCH, CONTEXT, 1, SIZE, SIZE)
+    # OpenSTL's test path: the J frames and K (unused) targets, patched, mask_true all zeros
+    clip = torch.cat([frames, torch.rand(BATCH, HORIZON, 1, SIZE, SIZE)], dim=1)
+    patched = reshape_patch(clip.permute(0, 1, 3, 4, 2), PATCH)
+    mask = torch.zeros(BATCH, HORIZON - 1, *patched.shape[2:])
+    generated, _ = theirs(patched, mask, return_loss=False)
+    every = reshape_patch_back(generated, PATCH).permute(0, 1, 4, 2, 3)  # frames 2 .. J + K
+    predicted = every[:, -HORIZON:]
+    predicted.square().sum().backward()
+    unused = [n for n, p in theirs.named_parameters() if p.grad is None]
+    assert all(".conv_o." in n for n in unused), unused
+    grads = translate({n: p.grad for n, p in theirs.named_parameters() if p.grad is not None},
+                      our_name)
+
+    rollout = ours.rollout(frames, HORIZON, every_frame=True)
+    rollout.outputs[:, -HORIZON:].square().sum().backward()
+    our_grads = {n: p.grad for n, p in ours.named_parameters()}
+    diffs = {"outputs": (rollout.outputs - every).abs().max().item(),
+             "grads": max_diff(our_grads, grads)}
+    with torch.no_grad():
+        diffs["forward"] = (ours(frames, HORIZON) - predicted).abs().max().item()
+    scale = max(g.abs().max().item() for g in grads.values())
+    print(f"model: {len(grads)} parameters compared (max |grad| {scale:.2f}, max |output| "
+          f"{every.abs().max().item():.2f}); max |diff| outputs {diffs['outputs']:.2e}, "
+          f"forward {diffs['forward']:.2e}, gradients {diffs['grads']:.2e}")
+    assert max(diffs.values()) <= TOLERANCE, diffs
+    return {"config": config, "frames": frames, "horizon": HORIZON,
+            "state_dict": {k: v.detach().clone() for k, v in ours.state_dict().items()},
+            "outputs": predicted.detach().clone(), "every_frame_outputs": every.detach().clone(),
+            "grads": grads, "max_diff": diffs}
+
+
+def compare_layer_norm_cell() -> dict:
+    """One Causal LSTM cell with layer normalisation, against OpenSTL's ``CausalLSTMCell``."""
+    from openstl.modules import CausalLSTMCell as TheirCell
+
+    torch.manual_seed(1)
+    grid, width, inputs = SIZE // PATCH, HIDDEN[0], 5
+    theirs = TheirCell(inputs, width, grid, grid, KERNEL, 1, True)
+    randomise(theirs)
+    options = {"input_channels": inputs, "hidden_channels": width, "kernel_size": KERNEL,
+               "spatial_size": [grid, grid], "layer_norm": True}
+    ours = CausalLSTMCell(**options)
+    ours.load_state_dict(translate(dict(theirs.named_parameters()), our_cell_name), strict=True)
+    x = torch.randn(BATCH, inputs, grid, grid)
+    h, c, m = (torch.randn(BATCH, width, grid, grid) for _ in range(3))
+    outputs = theirs(x, h, c, m)
+    sum(o.square().mean() for o in outputs).backward()
+    grads = translate({n: p.grad for n, p in theirs.named_parameters() if p.grad is not None},
+                      our_cell_name)
+    our_outputs = ours(x, h, c, m)
+    sum(o.square().mean() for o in our_outputs).backward()
+    diffs = {"outputs": max((a - b).abs().max().item() for a, b in zip(our_outputs, outputs)),
+             "grads": max_diff({n: p.grad for n, p in ours.named_parameters()}, grads)}
+    scale = max(g.abs().max().item() for g in grads.values())
+    print(f"layer-norm cell (max |grad| {scale:.2f}): max |diff| outputs {diffs['outputs']:.2e}, "
+          f"gradients {diffs['grads']:.2e}")
+    assert max(diffs.values()) <= TOLERANCE, diffs
+    return {"options": options, "inputs": [x, h, c, m],
+            "state_dict": {k: v.detach().clone() for k, v in ours.state_dict().items()},
+            "outputs": [o.detach().clone() for o in outputs], "grads": grads, "max_diff": diffs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, required=True,
+                        help="folder with OpenSTL's PredRNN++ files (see the module docstring)")
+    parser.add_argument("--out", type=Path, default=FIXTURE)
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.reference.resolve()))
+    torch.set_default_dtype(torch.float32)
+    fixture = compare_model(args.reference)
+    fixture["layer_norm_cell"] = compare_layer_norm_cell()
+    torch.save(fixture, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
+
+
+if __name__ == "__main__":
+    main()
