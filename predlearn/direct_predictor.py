@@ -37,7 +37,7 @@ class DirectPredictor(Predictor):
 
     def forward(self, frames: Tensor, horizon: int, targets: Tensor | None = None,
                 teacher_mask: Tensor | None = None) -> Tensor:
-        if teacher_mask is not None:
+        if teacher_mask is not None and bool(teacher_mask.any()):  # all false: nothing fed
             raise OptionValueError("sampling", f"{type(self).__name__} predicts its frames at "
                                    "once, not one by one: scheduled sampling does not apply; "
                                    "leave --model.sampling out", owner="model")

@@ -13,7 +13,10 @@ from support import TINY_MODELS, trainable_models
 
 import predlearn
 from predlearn.cli import run_cli
+from predlearn.direct_predictor import DirectPredictor
+from predlearn.errors import OptionValueError
 from predlearn.paper import TABLE1
+from predlearn.registry import MODELS
 
 BATCH, CONTEXT, HORIZON = 2, 3, 4
 
@@ -58,8 +61,8 @@ def test_the_stack_takes_any_registered_cell_and_named_models_keep_theirs(tmp_pa
 def test_shapes_and_gradients(name, frame):
     torch.manual_seed(0)
     model = predlearn.create_model(name, frame_channels=frame[0], frame_size=frame[1:],
-                                   **TINY_MODELS[name])
-    frames = torch.rand(2, 3, *frame)
+                                   **tiny_options(name))
+    frames = torch.rand(2, CONTEXT, *frame)
     rollout = model.rollout(frames, 4)  # forward's outputs, with any training term of the model
     predictions = rollout.outputs
     assert predictions.shape == (2, 4, *frame)
@@ -82,11 +85,20 @@ def test_shapes_and_gradients(name, frame):
 # extension).
 
 
+def tiny_options(name: str) -> dict:
+    """``TINY_MODELS[name]``, and for a model that maps its observed frames at once
+    (``DirectPredictor``) the CONTEXT frames of these tests, which its layers are built for."""
+    options = dict(TINY_MODELS[name])
+    if issubclass(MODELS.get(name), DirectPredictor):
+        options["context_frames"] = CONTEXT
+    return options
+
+
 def tiny_model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
     """The tiny ``name`` in float64 and eval mode, and the frame (C, H, W) it was built for (its
     default; the baselines without a frame size take 1 x 64 x 64)."""
     torch.manual_seed(0)
-    model = predlearn.create_model(name, **TINY_MODELS[name]).double().eval()
+    model = predlearn.create_model(name, **tiny_options(name)).double().eval()
     frame = (getattr(model, "frame_channels", 1), *getattr(model, "frame_size", (64, 64)))
     return model, frame
 
@@ -122,13 +134,18 @@ def test_closed_loop_feeds_back_the_models_own_predictions(name):
     model, frame = tiny_model(name)
     frames = clip(frame, CONTEXT, seed=1)
     always = torch.ones(BATCH, HORIZON - 1, dtype=torch.bool)
+    if not model.feeds_back_frames:  # it predicts its frames at once: nothing to feed back
+        with pytest.raises(OptionValueError, match="scheduled sampling does not apply"):
+            model(frames, HORIZON, targets=clip(frame, HORIZON, seed=2), teacher_mask=always)
+        return
     with torch.no_grad():
         free = model(frames, HORIZON)
         forced_with_its_own = model(frames, HORIZON, targets=free.clone(), teacher_mask=always)
     torch.testing.assert_close(forced_with_its_own, free)
 
 
-@pytest.mark.parametrize("name", trainable_models())
+@pytest.mark.parametrize("name", [name for name in trainable_models()  # models fed one frame
+                                  if getattr(MODELS.get(name), "feeds_back_frames", True)])
 def test_the_teacher_mask_feeds_the_truth_where_true_and_only_there(name):
     """Per sample and per step: prediction k reads targets[b, j] only if teacher_mask[b, j] and
     j < k, and prediction j + 1 does read targets[b, j] where teacher_mask[b, j] is true.
