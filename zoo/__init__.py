@@ -12,6 +12,7 @@ from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
 from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell, SpatiotemporalLSTMv2Cell
 from predlearn.zoo.dfn import DFN, apply_dynamic_filters
 from predlearn.zoo.fc_lstm import FCLSTM
+from predlearn.zoo.mim import MIM
 from predlearn.zoo.nowcast_baselines import OpticalFlowExtrapolation, Persistence
 from predlearn.zoo.phydnet import PhyDNet
 from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM, PredRNNv2, decoupling_loss
@@ -25,12 +26,13 @@ from predlearn.zoo.vpn_baseline import (
 
 __all__ = [
     "CDNA",
-    "CausalLSTMCell",
     "DFN",
     "FCLSTM",
-    "GradientHighwayUnit",
+    "MIM",
+    "CausalLSTMCell",
     "ConvLSTM",
     "ConvLSTMCell",
+    "GradientHighwayUnit",
     "MultiplicativeUnit",
     "OpticalFlowExtrapolation",
     "Persistence",
