@@ -12,6 +12,7 @@ from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
 from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell, SpatiotemporalLSTMv2Cell
 from predlearn.zoo.dfn import DFN, apply_dynamic_filters
 from predlearn.zoo.fc_lstm import FCLSTM
+from predlearn.zoo.mau import MAU
 from predlearn.zoo.mim import MIM
 from predlearn.zoo.nowcast_baselines import OpticalFlowExtrapolation, Persistence
 from predlearn.zoo.phydnet import PhyDNet
@@ -28,6 +29,7 @@ __all__ = [
     "CDNA",
     "DFN",
     "FCLSTM",
+    "MAU",
     "MIM",
     "CausalLSTMCell",
     "ConvLSTM",
