@@ -11,6 +11,7 @@ from predlearn.zoo.cells.conv_lstm import ConvLSTMCell
 from predlearn.zoo.cells.spatiotemporal_memory import SpatiotemporalMemoryCell
 from predlearn.zoo.cells.st_lstm import SpatiotemporalLSTMCell, SpatiotemporalLSTMv2Cell
 from predlearn.zoo.dfn import DFN, apply_dynamic_filters
+from predlearn.zoo.e3d_lstm import E3DLSTM
 from predlearn.zoo.fc_lstm import FCLSTM
 from predlearn.zoo.mau import MAU
 from predlearn.zoo.mim import MIM
@@ -28,6 +29,7 @@ from predlearn.zoo.vpn_baseline import (
 __all__ = [
     "CDNA",
     "DFN",
+    "E3DLSTM",
     "FCLSTM",
     "MAU",
     "MIM",
