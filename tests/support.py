@@ -72,6 +72,18 @@ def _tiny_models() -> dict[str, dict]:
 TINY_MODELS: dict[str, dict] = _tiny_models()
 
 
+def tiny_options(name: str, context_frames: int) -> dict:
+    """``TINY_MODELS[name]``, and for a model that maps its observed frames at once
+    (``DirectPredictor``: its layers are built for J) the test's ``context_frames``."""
+    from predlearn.direct_predictor import DirectPredictor
+    from predlearn.registry import MODELS
+
+    options = dict(TINY_MODELS[name])
+    if issubclass(MODELS.get(name), DirectPredictor):
+        options["context_frames"] = context_frames
+    return options
+
+
 def trainable_models() -> list[str]:
     """The names in ``TINY_MODELS`` whose predictors have weights to fit (``trainable``), sorted:
     the generic tests of gradients and training leave out the baselines without parameters

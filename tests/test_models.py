@@ -9,11 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 from mnist_fixtures import write_fake_mnist
-from support import TINY_MODELS, trainable_models
+from support import TINY_MODELS, tiny_options, trainable_models
 
 import predlearn
 from predlearn.cli import run_cli
-from predlearn.direct_predictor import DirectPredictor
 from predlearn.errors import OptionValueError
 from predlearn.paper import TABLE1
 from predlearn.registry import MODELS
@@ -61,7 +60,7 @@ def test_the_stack_takes_any_registered_cell_and_named_models_keep_theirs(tmp_pa
 def test_shapes_and_gradients(name, frame):
     torch.manual_seed(0)
     model = predlearn.create_model(name, frame_channels=frame[0], frame_size=frame[1:],
-                                   **tiny_options(name))
+                                   **tiny_options(name, CONTEXT))
     frames = torch.rand(2, CONTEXT, *frame)
     rollout = model.rollout(frames, 4)  # forward's outputs, with any training term of the model
     predictions = rollout.outputs
@@ -85,20 +84,11 @@ def test_shapes_and_gradients(name, frame):
 # extension).
 
 
-def tiny_options(name: str) -> dict:
-    """``TINY_MODELS[name]``, and for a model that maps its observed frames at once
-    (``DirectPredictor``) the CONTEXT frames of these tests, which its layers are built for."""
-    options = dict(TINY_MODELS[name])
-    if issubclass(MODELS.get(name), DirectPredictor):
-        options["context_frames"] = CONTEXT
-    return options
-
-
 def tiny_model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
     """The tiny ``name`` in float64 and eval mode, and the frame (C, H, W) it was built for (its
     default; the baselines without a frame size take 1 x 64 x 64)."""
     torch.manual_seed(0)
-    model = predlearn.create_model(name, **tiny_options(name)).double().eval()
+    model = predlearn.create_model(name, **tiny_options(name, CONTEXT)).double().eval()
     frame = (getattr(model, "frame_channels", 1), *getattr(model, "frame_size", (64, 64)))
     return model, frame
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from support import TINY_MODELS, quiet_trainer, trainable_models
+from support import TINY_MODELS, quiet_trainer, tiny_options, trainable_models
 from torch.utils.data import DataLoader, TensorDataset
 
 import predlearn
@@ -16,7 +16,7 @@ from predlearn.module import PredictiveModule
 
 def tiny_module(name: str, **kwargs) -> PredictiveModule:
     torch.manual_seed(0)
-    predictor = predlearn.create_model(name, frame_size=(16, 16), **TINY_MODELS[name])
+    predictor = predlearn.create_model(name, frame_size=(16, 16), **tiny_options(name, 3))
     return PredictiveModule(predictor, context_frames=3, horizon=2, **kwargs)
 
 

@@ -20,6 +20,8 @@ from predlearn.zoo.phydnet import PhyDNet
 from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM, PredRNNv2, decoupling_loss
 from predlearn.zoo.predrnn_pp import GradientHighwayUnit, PredRNNpp
 from predlearn.zoo.recurrent_stack import RecurrentStack
+from predlearn.zoo.simvp import SimVP
+from predlearn.zoo.tau import TAU
 from predlearn.zoo.vpn_baseline import (
     MultiplicativeUnit,
     ResidualMultiplicativeBlock,
@@ -33,6 +35,7 @@ __all__ = [
     "FCLSTM",
     "MAU",
     "MIM",
+    "TAU",
     "CausalLSTMCell",
     "ConvLSTM",
     "ConvLSTMCell",
@@ -48,6 +51,7 @@ __all__ = [
     "RecurrentCell",
     "RecurrentStack",
     "ResidualMultiplicativeBlock",
+    "SimVP",
     "SpatiotemporalLSTMCell",
     "SpatiotemporalLSTMv2Cell",
     "SpatiotemporalMemoryCell",
