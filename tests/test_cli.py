@@ -299,3 +299,28 @@ def test_default_root_dir_holds_the_whole_run(mnist_root, tmp_path, monkeypatch)
         root.resolve())
     assert not (tmp_path / "runs").exists()
     wandb.finish()
+
+
+OPENSTL = sorted(p.name for p in (CONFIGS / "mmnist-openstl").glob("*.yaml"))
+
+
+def test_the_openstl_folder_has_the_modern_zoo_and_ours():
+    assert {name.removesuffix(".yaml") for name in OPENSTL} >= {
+        "predrnn_pp", "mim", "e3d_lstm", "mau", "phydnet", "simvp", "tau", "predrnn", "convlstm",
+        "predrnn_v2"}
+
+
+@pytest.mark.parametrize("config", OPENSTL)
+def test_openstl_configs_parse_and_build_their_models(config, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", f"--config={CONFIGS / 'mmnist-openstl' / config}", "--print_config"])
+    assert "OneCycleLR" in capsys.readouterr().out
+    from omegaconf import OmegaConf
+
+    predictor = OmegaConf.to_container(OmegaConf.load(CONFIGS / "mmnist-openstl" / config))[
+        "model"]["predictor"]
+    module_name, _, class_name = predictor["class_path"].rpartition(".")
+    from importlib import import_module
+
+    model = getattr(import_module(module_name), class_name)(**predictor["init_args"])
+    assert sum(p.numel() for p in model.parameters()) > 1_000_000  # the benchmark's sizes
