@@ -269,6 +269,13 @@ def check_frame(frame_channels: int, frame_size: Sequence[int]) -> tuple[int, in
     return int(size[0]), int(size[1])
 
 
+def check_patch_size(patch_size: int, height: int, width: int,
+                     name: str = "patch_size") -> None:
+    """A patch (or other downscaling) side: positive and dividing the frame size."""
+    require(patch_size >= 1 and height % patch_size == 0 and width % patch_size == 0, name,
+            f"{name} {patch_size} must divide the frame size {height}x{width}", patch_size)
+
+
 def check_positive(name: str, value: float) -> None:
     """``value`` (the constructor argument ``name``) must be positive."""
     require(value > 0, name, f"must be positive; got {value}", value)
@@ -336,4 +343,4 @@ def select_next_input(
 
 
 __all__ = ["Predictor", "Rollout", "check_choice", "check_frame", "check_kernel_size",
-           "check_positive", "check_predictor_inputs", "check_widths", "select_next_input"]
+           "check_patch_size", "check_positive", "check_predictor_inputs", "check_widths", "select_next_input"]

@@ -21,6 +21,7 @@ from predlearn.predictor import (
     check_choice,
     check_frame,
     check_kernel_size,
+    check_patch_size,
     check_positive,
     check_widths,
 )
@@ -79,9 +80,7 @@ class E3DLSTM(Predictor):
     ) -> None:
         super().__init__()
         height, width = check_frame(frame_channels, frame_size)
-        require(patch_size >= 1 and height % patch_size == 0 and width % patch_size == 0,
-                "patch_size", f"patch_size {patch_size} must divide the frame size "
-                f"{height}x{width}", patch_size)
+        check_patch_size(patch_size, height, width)
         widths = check_widths("hidden_channels", hidden_channels)
         check_kernel_size("kernel_size", kernel_size)
         check_positive("window_length", window_length)

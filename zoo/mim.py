@@ -13,7 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from predlearn.errors import require
-from predlearn.predictor import Predictor, check_frame, check_kernel_size, check_widths
+from predlearn.predictor import (
+    Predictor,
+    check_frame,
+    check_kernel_size,
+    check_patch_size,
+    check_widths,
+)
 from predlearn.zoo.cells.mim_block import BiasFreeSTLSTMCell, MIMBlock
 
 
@@ -62,9 +68,7 @@ class MIM(Predictor):
     ) -> None:
         super().__init__()
         height, width = check_frame(frame_channels, frame_size)
-        require(patch_size >= 1 and height % patch_size == 0 and width % patch_size == 0,
-                "patch_size", f"patch_size {patch_size} must divide the frame size "
-                f"{height}x{width}", patch_size)
+        check_patch_size(patch_size, height, width)
         widths = check_widths("hidden_channels", hidden_channels)
         require(len(widths) >= 2 and len(set(widths)) == 1, "hidden_channels",
                 "MIM needs at least two layers (an ST-LSTM, then MIM blocks) of one width, as "

@@ -26,6 +26,7 @@ from predlearn.predictor import (
     check_choice,
     check_frame,
     check_kernel_size,
+    check_patch_size,
     check_positive,
     check_widths,
 )
@@ -164,8 +165,7 @@ class PhyDNet(Predictor):
         super().__init__()
         height, width = check_frame(frame_channels, frame_size)
         check_choice("patch_size", patch_size, (2, 4))
-        require(height % patch_size == 0 and width % patch_size == 0, "patch_size",
-                f"must divide the frame size {height}x{width}; got {patch_size}", patch_size)
+        check_patch_size(patch_size, height, width)
         check_positive("encoder_channels", encoder_channels)
         check_positive("latent_channels", latent_channels)
         check_positive("norm_groups", norm_groups)

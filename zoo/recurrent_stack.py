@@ -15,8 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from predlearn.errors import OptionValueError, require
-from predlearn.predictor import Predictor, check_frame, check_kernel_size, check_widths
+from predlearn.errors import OptionValueError
+from predlearn.predictor import (
+    Predictor,
+    check_frame,
+    check_kernel_size,
+    check_patch_size,
+    check_widths,
+)
 from predlearn.registry import CELLS, UnknownNameError
 
 
@@ -80,9 +86,7 @@ class RecurrentStack(Predictor):
                                    "known cells: " + ", ".join(CELLS.names()))
         self.cell = cell or fixed
         height, width = check_frame(frame_channels, frame_size)
-        require(patch_size >= 1 and height % patch_size == 0 and width % patch_size == 0,
-                "patch_size", f"patch_size {patch_size} must divide the frame size "
-                f"{height}x{width}", patch_size)
+        check_patch_size(patch_size, height, width)
         hidden_channels = check_widths("hidden_channels", hidden_channels)
         check_kernel_size("kernel_size", kernel_size)
         try:
