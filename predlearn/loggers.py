@@ -11,7 +11,7 @@ from typing import Any
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from predlearn.metrics import is_step_key
+from predlearn.metric_keys import is_step_key
 
 
 def wandb_credentials_available() -> bool:

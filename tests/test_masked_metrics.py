@@ -17,6 +17,7 @@ import predlearn
 from predlearn.categorical_scores import CategoricalScores, contingency_counts
 from predlearn.errors import OptionValueError
 from predlearn.fractions_skill_score import FractionsSkillScore, fss_sums
+from predlearn.metric_keys import is_step_key
 from predlearn.metrics import (
     FrameBCE,
     FrameMSE,
@@ -25,7 +26,6 @@ from predlearn.metrics import (
     PerStepMetric,
     SequenceMetrics,
     curve_label,
-    is_step_key,
 )
 from predlearn.module import PredictiveModule, sequence_loss, valid_of
 from predlearn.power_spectrum import PowerSpectrum

@@ -8,6 +8,7 @@ import pytest
 import torch
 from support import scores_on_two_processes
 
+from predlearn.metric_keys import step_key
 from predlearn.metrics import (
     DEFAULT_METRICS,
     FrameBCE,
@@ -15,7 +16,6 @@ from predlearn.metrics import (
     FramePSNR,
     FrameSSIM,
     SequenceMetrics,
-    step_key,
 )
 
 
