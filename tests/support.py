@@ -72,6 +72,17 @@ def _tiny_models() -> dict[str, dict]:
 TINY_MODELS: dict[str, dict] = _tiny_models()
 
 
+def assert_gradients_equal(module: torch.nn.Module, expected: dict, atol: float,
+                           every_parameter: bool = True) -> None:
+    """Every parameter's gradient equals ``expected[name]`` (a reference fixture's) within
+    ``atol``; with ``every_parameter``, the fixture names exactly the module's parameters."""
+    if every_parameter:
+        assert set(expected) == {name for name, _ in module.named_parameters()}
+    for name, parameter in module.named_parameters():
+        torch.testing.assert_close(parameter.grad, expected[name], rtol=0, atol=atol,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+
+
 def tiny_options(name: str, context_frames: int) -> dict:
     """``TINY_MODELS[name]``, and for a model that maps its observed frames at once
     (``DirectPredictor``: its layers are built for J) the test's ``context_frames``."""

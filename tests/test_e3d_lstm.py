@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from support import assert_gradients_equal
 from torch import Tensor
 
 from predlearn.errors import OptionValueError
@@ -52,10 +53,7 @@ def test_outputs_and_gradients_equal_openstls(fixture):
     outputs = model(fixture["frames"], fixture["horizon"])
     torch.testing.assert_close(outputs, fixture["outputs"], rtol=0, atol=ATOL)
     outputs.square().mean().backward()
-    assert set(fixture["grads"]) == {name for name, _ in model.named_parameters()}
-    for name, parameter in model.named_parameters():
-        torch.testing.assert_close(parameter.grad, fixture["grads"][name], rtol=0, atol=ATOL,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+    assert_gradients_equal(model, fixture["grads"], ATOL)
 
 
 def test_every_next_frame_prediction_equals_openstls(fixture):
@@ -73,9 +71,7 @@ def test_layer_normalised_cell_equals_openstls(fixture):
     for ours, theirs in zip((h, c), case["outputs"]):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=ATOL)
     (h.square().mean() + c.square().mean()).backward()
-    for name, parameter in cell.named_parameters():
-        torch.testing.assert_close(parameter.grad, case["grads"][name], rtol=0, atol=ATOL,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+    assert_gradients_equal(cell, case["grads"], ATOL, every_parameter=False)
 
 
 def test_openstls_memory_never_moves_and_its_m_weights_learn_nothing(fixture):

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from support import assert_gradients_equal
 from torch import Tensor
 
 from predlearn.errors import OptionValueError
@@ -48,10 +49,7 @@ def test_outputs_and_gradients_equal_openstls(fixture, variant):
     outputs = model.rollout(case["frames"], case["horizon"], every_frame=True).outputs
     torch.testing.assert_close(outputs, case["outputs"], rtol=0, atol=ATOL)
     outputs.square().mean().backward()
-    assert set(case["grads"]) == {name for name, _ in model.named_parameters()}
-    for name, parameter in model.named_parameters():
-        torch.testing.assert_close(parameter.grad, case["grads"][name], rtol=0, atol=ATOL,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+    assert_gradients_equal(model, case["grads"], ATOL)
 
 
 # ---------------------------------------------------------------------------------------------
