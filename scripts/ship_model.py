@@ -86,8 +86,10 @@ def write_card(name: str, checkpoint: dict[str, Any], curves: dict[str, list[flo
     predictor = hparams.get("predictor", {})
     init_args = dict(predictor.get("init_args", {})) if isinstance(predictor, dict) else {}
     recipe = {key: hparams[key] for key in (
-        "learning_rate", "loss", "loss_frames", "sampling", "reverse_input", "lr_scheduler")
-        if key in hparams}
+        "learning_rate", "loss", "loss_frames", "sampling", "reverse_input", "lr_scheduler",
+        # the sampling options of checkpoints written before ``sampling`` took a schedule object
+        "scheduled_sampling", "reverse_scheduled_sampling", "reverse_sampling_start",
+        "reverse_sampling_end", "reverse_sampling_alpha") if key in hparams}
     mean = {key: sum(values) / len(values) for key, values in curves.items()}
     return f"""# {name}
 
