@@ -34,6 +34,7 @@ from predlearn.paper import CONTEXT_FRAMES, HORIZON
 from predlearn.prediction_figures import PredictionFigures
 from predlearn.prediction_writer import PredictionWriter
 from predlearn.registry import DATAMODULES, MODELS
+from predlearn.run_callbacks import run_callbacks
 from predlearn.run_folder import RunFolder, finish_wandb, run_directory
 from predlearn.runs import CONFIG, RUN_FOLDER_ENV, RUN_ROOT, choose_run_folder, is_wandb_logger
 from predlearn.wandb_report import WandbReport
@@ -187,7 +188,8 @@ class PredlearnCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         self.run_folder = RunFolder(run_directory(trainer), self.config_name or CONFIG)
         # Trainer.callbacks is set by Lightning's callback connector, unknown to type checkers
-        trainer.callbacks.extend([WandbReport(), self.run_folder])  # type: ignore[attr-defined]
+        trainer.callbacks.extend([  # type: ignore[attr-defined]
+            WandbReport(), self.run_folder, *run_callbacks(str(self.subcommand), self.config)])
         return trainer
 
     def report(self) -> None:
