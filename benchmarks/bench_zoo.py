@@ -11,8 +11,10 @@ One protocol for all: MSE over the 10 predicted frames, closed loop (no ground t
 a step-scheduled sampling would reach a fast model's end and not a slow one's), Adam 1e-3, batch
 8, bf16 autocast, the model's own auxiliary loss where it has one (PredRNN v2's decoupling,
 PhyDNet's moment constraint, TAU's differential divergence). The models advance round-robin,
-``--eval-every`` seconds each per round, so that they share the machine's state; each one's clock
-counts only its own training steps, not the scoring.
+``--eval-every`` seconds each per round, so that they share the machine's state. Each one's clock
+counts only its own training steps, not the scoring, in CPU seconds of the process: with one
+thread (``--threads 1``) that is the wall time the steps take on an idle core, and other work on
+the machine (a second benchmark process, tests) does not shrink a model's budget.
 
     python benchmarks/bench_zoo.py --seconds 360 --eval-every 60 --threads 1 \\
         --json benchmarks/results/zoo.json --plot docs/img/zoo_time_to_quality.png \\
@@ -89,17 +91,17 @@ def build_run(name: str, args: argparse.Namespace) -> Run:
 
 
 def train(run: Run, stream: MovingMNISTStream, args: argparse.Namespace, until: float) -> None:
-    """Train ``run`` until its own training clock reaches ``until`` seconds."""
+    """Train ``run`` until its own training clock (CPU seconds of its steps) reaches ``until``."""
     run.module.train()
     while run.seconds < until:
         batch = stream.batch(0, run.step)  # generated from its index: the same for every model
-        started = time.perf_counter()
+        started = time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             loss, _ = run.module.training_loss(batch, run.step)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
-        run.seconds += time.perf_counter() - started
+        run.seconds += time.process_time() - started
         run.step += 1
 
 
@@ -198,7 +200,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=None, help="config names (default: all)")
     parser.add_argument("--seconds", type=float, default=360.0,
-                        help="training seconds per model, the same for all")
+                        help="training seconds (CPU time of its steps) per model, the same for all")
     parser.add_argument("--eval-every", type=float, default=60.0,
                         help="score after every this many seconds of a model's training")
     parser.add_argument("--test-sequences", type=int, default=200)
