@@ -23,7 +23,12 @@ class ValidatedCheckpoint(ModelCheckpoint):
       score, and the ranked checkpoint and ``last`` are written after it (so ``last`` holds the
       ranking, and a run resumed from it goes on exactly as an uninterrupted one; a run killed
       during that validation resumes from the ``last`` written before it, without its score);
-    - the weights of step s are never ranked by another step's score.
+    - the weights of step s are never ranked by another step's score;
+    - the step a fit stops at (``trainer.should_stop``: its last step, marked by
+      ``predlearn.final_validation``, a signal, ``max_time``, early stopping) is a checkpoint step
+      in both modes: Lightning validates a stopping fit, that validation ranks the step, and
+      ``last`` is written at the step and again after it (so it resumes mid-epoch exactly, not
+      from an epoch end that never was).
 
     Validations at steps that are not checkpoint steps rank nothing (align
     ``--trainer.val_check_interval`` with ``every_n_train_steps``). On resume the ranking of the
@@ -47,13 +52,20 @@ class ValidatedCheckpoint(ModelCheckpoint):
         return (not getattr(trainer, "fast_dev_run", False) and not trainer.sanity_checking
                 and trainer.state.fn == "fit")
 
+    def _stops(self, trainer: L.Trainer) -> bool:
+        """The fit ends with this step (see the class docstring)."""
+        return bool(trainer.should_stop) and self._fitting(trainer)
+
     def _is_checkpoint_step(self, trainer: L.Trainer) -> bool:
-        return trainer.global_step % self._every_n_train_steps == 0 and self._fitting(trainer)
+        return self._fitting(trainer) and (
+            trainer.global_step % self._every_n_train_steps == 0 or bool(trainer.should_stop))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._ranks_steps():
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            if self._stops(trainer):
+                self._save_last_if_missed(trainer)
             return
         if not self._is_checkpoint_step(trainer):
             return
@@ -64,18 +76,35 @@ class ValidatedCheckpoint(ModelCheckpoint):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._ranks_steps():
+            if self._stops(trainer):
+                self._rank_and_save_last(trainer)
+                return
             super().on_validation_end(trainer, pl_module)
             if not self._should_save_on_train_epoch_end(trainer):
                 self._save_last_if_missed(trainer)
             return
         if not trainer.sanity_checking:
             self._validated = True
-        if not self._is_checkpoint_step(trainer):
-            return
+        if self._is_checkpoint_step(trainer):
+            self._rank_and_save_last(trainer)
+
+    def _rank_and_save_last(self, trainer: L.Trainer) -> None:
+        """Rank this step by the validation that just ran, then write ``last`` (holding the
+        ranking)."""
         candidates = self._monitor_candidates(trainer)  # just logged by this validation
-        if self.monitor in candidates:
+        if self.monitor is None or self.monitor in candidates:
             self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
+
+    def save_last_now(self, trainer: L.Trainer) -> None:
+        """Write ``last`` now, out of schedule (the timed checkpoint of
+        ``predlearn.preemption``): it ranks nothing and keeps no save of this step from
+        happening (Lightning skips a step it believes saved)."""
+        if not (self.save_last and self._fitting(trainer)):
+            return
+        saved = self._last_global_step_saved, self._last_checkpoint_saved
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._last_global_step_saved, self._last_checkpoint_saved = saved
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._ranks_steps():

@@ -149,27 +149,43 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _explained(error: Exception) -> tuple[str, int] | None:
+    """(the message, the exit code) of an error the boundary explains in one line: predlearn's
+    own, a missing file, and what Lightning or torch raise while a run runs that
+    ``predlearn.runtime_errors`` knows; None for any other (a bug keeps its traceback)."""
+    from predlearn.errors import PredlearnError
+
+    if isinstance(error, PredlearnError):
+        return str(error), error.exit_code
+    if isinstance(error, FileNotFoundError):
+        return str(error), 1
+    from predlearn.runtime_errors import runtime_error
+
+    known = runtime_error(error)
+    return (str(known), known.exit_code) if known is not None else None
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``predlearn`` console script: the one error boundary.
 
-    A refusal (a ``predlearn.errors.PredlearnError``, or a missing file) ends with its message in
-    one line, ``predlearn: error: ...``, and exit code 2 (usage) or 1 (data, files, checkpoints),
-    not a traceback through Lightning; ``--debug`` or ``PREDLEARN_DEBUG=1`` shows the traceback.
+    A refusal (a ``predlearn.errors.PredlearnError``, a missing file) and what Lightning or torch
+    raise while the run runs (a trainer setting refused, out of memory, a full disk, DDP that
+    cannot start: ``predlearn.runtime_errors``) end with one line, ``predlearn: error: ...``, and
+    exit code 2 (usage) or 1 (everything else), not a traceback through Lightning; ``--debug`` or
+    ``PREDLEARN_DEBUG=1`` shows the traceback. Any other exception keeps its traceback.
     """
-    from predlearn.errors import PredlearnError
-
     argv = list(sys.argv[1:] if args is None else args)
     debug = _debugging(argv)
     if args is None:
         sys.argv[1:] = argv  # without --debug; LightningCLI reads sys.argv
     try:
         run_cli(None if args is None else argv)
-    except (PredlearnError, FileNotFoundError) as err:
-        if debug:
+    except Exception as err:
+        explained = None if debug else _explained(err)
+        if explained is None:
             raise
-        code = err.exit_code if isinstance(err, PredlearnError) else 1
-        message = _one_line(str(err))
-        print(f"predlearn: error: {message} (--debug shows where)", file=sys.stderr)
+        message, code = explained
+        print(f"predlearn: error: {_one_line(message)} (--debug shows where)", file=sys.stderr)
         raise SystemExit(code) from None
 
 

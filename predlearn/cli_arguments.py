@@ -9,10 +9,12 @@ module's class path.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from predlearn.class_paths import class_path
+from predlearn.cli_errors import unknown_name
 from predlearn.pretrained import resolve_checkpoint
-from predlearn.registry import DATAMODULES, MODELS
+from predlearn.registry import DATAMODULES, MODELS, UnknownNameError
 
 HELP_FLAGS = {"-h", "--help"}
 CHOOSE_HINT = """\
@@ -26,8 +28,9 @@ with them, --help shows their own options first, each with its default.
 def resolve_registry_names(argv: Sequence[str]) -> list[str]:
     """Rewrite ``--model NAME`` to ``--model.predictor CLASS_PATH`` and ``--data NAME`` likewise.
 
-    Dotted values (class paths) and config files pass through unchanged; an unknown plain name
-    fails with the list of registered names. ``--ckpt_path NAME`` of a shipped model
+    Dotted values (class paths) and config files pass through unchanged, a registered class's
+    own name (``PredRNN``) becomes its path; any other plain name fails with the names it likely
+    meant (``did you mean 'tau'?`` for ``Tau``) and the registered ones. ``--ckpt_path NAME`` of a shipped model
     (``predlearn.list_pretrained()``) becomes the path of its checkpoint. ``--model.cell`` is
     short for ``--model.predictor.cell`` (``--model=stack --model.cell=st_lstm``).
     """
@@ -44,8 +47,8 @@ def resolve_registry_names(argv: Sequence[str]) -> list[str]:
                 value, consumed = arg[len(flag) + 1:], 1
             else:
                 continue
-            if _looks_like_name(value):
-                value = class_path(registry.get(value))
+            if _looks_like_name(value) or _plain(value):
+                value = _registered_path(registry, value)
             elif flag == "--model" and value.endswith((".yaml", ".yml", ".json")):
                 target = flag  # a config file for the whole PredictiveModule
             out.append(f"{target}={value}")
@@ -68,6 +71,26 @@ def resolve_registry_names(argv: Sequence[str]) -> list[str]:
 def _looks_like_name(value: str) -> bool:
     """Registry names are lowercase identifiers; class names and paths are not."""
     return value.replace("_", "").isalnum() and value.islower()
+
+
+def _plain(value: str) -> bool:
+    """A value that is no class path and no file: an identifier (a name, or a class's name)."""
+    return value.isidentifier()
+
+
+def _registered_path(registry: Any, value: str) -> str:
+    """The class path of the entry ``value`` names in ``registry``: by its registered name
+    (exactly; names are lowercase), or by its class's own name (``PredRNN``); else
+    ``UnknownNameError`` with the names it likely meant."""
+    names = registry.names()
+    if value in names:
+        return class_path(registry.get(value))
+    classes = {registry.path_of(name).rpartition(".")[2]: name for name in names}
+    if value in classes:
+        return class_path(registry.get(classes[value]))
+    raise UnknownNameError(unknown_name(registry.kind, value, names,
+                                        {cls.lower(): name for cls, name in classes.items()},
+                                        registry.failed))
 
 
 def print_help(argv: list[str], build: Callable[[list[str]], object]) -> None:

@@ -3,9 +3,12 @@
 Every refusal predlearn makes on bad input raises one of these; the console script prints it as
 ``predlearn: error: <message>`` without a traceback (``--debug`` or ``PREDLEARN_DEBUG=1`` shows
 it) and exits with the error's ``exit_code``: 2 for a command line that cannot be run as given
-(usage), 1 for data, files and checkpoints. Each class also derives from the built-in exception
-Python code would expect (``ValueError``, ``FileNotFoundError``), so callers that catch those
-keep working.
+(usage), 1 for everything else: data, files, checkpoints, the machine's resources, a training that
+diverged. Each class also derives from the built-in exception Python code would expect
+(``ValueError``, ``FileNotFoundError``, ``RuntimeError``), so callers that catch those keep working.
+What Lightning and torch raise while a run runs (a trainer setting they refuse, an out-of-memory,
+a full disk, a process group that cannot start) becomes one of these in the console script
+(``predlearn.runtime_errors``); any other exception keeps its traceback, a bug stays visible.
 
     PredlearnError
     +-- UsageError              bad command, option or option value (exit 2)
@@ -16,6 +19,11 @@ keep working.
     |   +-- ChecksumError     a file's checksum is not the expected one
     +-- CheckpointError         a checkpoint that cannot be used for this run (exit 1)
     +-- OutputError             an output would overwrite an input, or cannot be written (exit 1)
+    +-- ResourceError           the machine cannot give what the run needs (exit 1)
+    |   +-- NotEnoughMemoryError    out of GPU or CPU memory; says what to lower
+    |   +-- DiskFullError           no space or quota left where a file is written; names it
+    |   +-- DistributedSetupError   a DDP process group cannot start; names the variable
+    +-- TrainingDivergedError   the training loss turned NaN or infinite; names the step (exit 1)
 
 ``ArgumentParser`` is the parser of predlearn's own subcommands (``compare``, ``sweep``,
 ``prepare``): its refusals are ``UsageError``s too.
@@ -88,6 +96,30 @@ class CheckpointError(PredlearnError, ValueError):
 
 class OutputError(PredlearnError, ValueError):
     """An output that would overwrite an input, or that cannot be written where asked."""
+
+
+class ResourceError(PredlearnError, RuntimeError):
+    """The machine cannot give what the run needs (memory, disk space, a network for the
+    processes of a DDP run); the message says which, and what to change."""
+
+
+class NotEnoughMemoryError(ResourceError):
+    """Out of GPU or CPU memory; the message names the options that need less."""
+
+
+class DiskFullError(ResourceError):
+    """No space, or no quota, left on the disk a file is written to; the message names it."""
+
+
+class DistributedSetupError(ResourceError):
+    """The processes of a DDP run cannot form their group (a port in use, an unreachable
+    ``MASTER_ADDR``, a gloo or NCCL failure); the message names the variable or option."""
+
+
+class TrainingDivergedError(PredlearnError, FloatingPointError):
+    """The training loss turned NaN or infinite: the fit stopped at that step (its weights
+    unchanged, no checkpoint of non-finite weights written); the message names the step and the
+    likely causes."""
 
 
 def require(condition: bool, option: str, message: str, value: Any = None,

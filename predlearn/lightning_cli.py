@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ from predlearn.module import PredictiveModule
 from predlearn.paper import CONTEXT_FRAMES, HORIZON
 from predlearn.prediction_figures import PredictionFigures
 from predlearn.prediction_writer import PredictionWriter
+from predlearn.quiet import quiet
 from predlearn.registry import DATAMODULES, MODELS
 from predlearn.run_callbacks import run_callbacks
 from predlearn.run_folder import RunFolder, finish_wandb, run_directory
@@ -51,10 +51,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 #: predictor options the data decide (linked), refused when the command line gives them
 DATA_SET_OPTIONS = {"model.predictor.frame_channels", "model.predictor.frame_size",
                     "model.predictor.context_frames"}
-
-#: hidden while a command runs: the training streams' len() is exact (in batches, split over the
-#: workers by their ``__iter__``; ``predlearn.datamodules.stream``), whatever Lightning fears
-STREAM_LENGTH_WARNING = "Your `IterableDataset` has `__len__` defined"
 
 
 def _frame_counts(attribute: str, default: int | None) -> Any:
@@ -78,6 +74,10 @@ class PredlearnCLI(LightningCLI):
     """LightningCLI with the paper's checkpointing, figures and an optional test after fit."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        from jsonargparse.typing import NonNegativeFloat
+
+        from predlearn.preemption import EVERY_MINUTES
+
         # A step checkpoint is ranked only by the validation of its own step (ValidatedCheckpoint).
         parser.add_lightning_class_args(ValidatedCheckpoint, "checkpoint")
         parser.set_defaults({
@@ -115,6 +115,12 @@ class PredlearnCLI(LightningCLI):
             "--auto_bf16", type=bool, default=False,
             help="train and test in bf16-mixed precision when running on a CPU that computes "
                  "bf16 natively (AMX or AVX512-BF16), in the trainer's precision otherwise",
+        )
+        parser.add_argument(
+            "--checkpoint_every_minutes", type=NonNegativeFloat, default=EVERY_MINUTES,
+            help="fit only: also write the last checkpoint every this many minutes of training "
+                 "(0: never), atomically; bounds what a kill -9 or a power loss can cost (a "
+                 "SIGTERM, SIGINT or SIGUSR1 stops the fit after its step with a checkpoint)",
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -194,14 +200,26 @@ class PredlearnCLI(LightningCLI):
 
     def report(self) -> None:
         """At the end of a command: finish the W&B run (its files complete), then print the
-        run's folder and checkpoints."""
+        run's folder and checkpoints; a fit stopped by a signal then prints the command that
+        resumes it and exits with 128 + the signal's number (``predlearn.preemption``)."""
+        from predlearn.preemption import stop_report
+
         finish_wandb()
         if self.trainer.is_global_zero:
             print(self.run_folder.report(self.trainer), flush=True)
+        config_name = self.run_folder.config_name or CONFIG
+        stopped = stop_report(self.trainer, self.run_folder.folder / config_name)
+        if stopped is not None:
+            line, code = stopped
+            if self.trainer.is_global_zero:
+                print(line, file=sys.stderr, flush=True)
+            raise SystemExit(code)
 
     def after_fit(self) -> None:
-        if not self.config.fit.get("test_after_fit"):
-            return
+        from predlearn.preemption import stopped_fit
+
+        if not self.config.fit.get("test_after_fit") or stopped_fit(self.trainer) is not None:
+            return  # a fit stopped by a signal leaves at once (its resumed fit tests)
         checkpoint = self.trainer.checkpoint_callback
         has_best = isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path
         ckpt_path = "best" if has_best else None
@@ -212,11 +230,14 @@ class PredlearnCLI(LightningCLI):
 
 
 def _build(argv: list[str] | None) -> PredlearnCLI:
-    """Run LightningCLI on ``argv`` (None: on ``sys.argv``); refusals come out as predlearn
-    errors named as on the command line (``predlearn.cli_errors``)."""
+    """Run LightningCLI on ``argv`` (None: on ``sys.argv``); refusals, and the settings
+    Lightning refuses while the run runs, come out as predlearn errors named as on the command
+    line (``predlearn.cli_errors``, ``predlearn.runtime_errors``). Options are never abbreviated
+    (``--trainer.max_step`` is refused, not taken for ``--trainer.max_steps``)."""
     saved = sys.argv
     if argv is not None:  # arguments given in Python: hide the caller's own (e.g. pytest's)
         sys.argv = sys.argv[:1]
+    exact = {"allow_abbrev": False}
     try:
         return PredlearnCLI(
             PredictiveModule,
@@ -224,11 +245,16 @@ def _build(argv: list[str] | None) -> PredlearnCLI:
             subclass_mode_data=True,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"exit_on_error": False},  # parse errors raise ArgumentError
+            # parse errors raise ArgumentError; the subcommands' parsers get their own kwargs
+            parser_kwargs={"exit_on_error": False, **exact,
+                           **{command: dict(exact) for command in ("fit", "validate", "test",
+                                                                   "predict")}},
             args=argv,
         )
     except Exception as error:
-        refusal = as_predlearn_error(error)
+        from predlearn.runtime_errors import lightning_option_error
+
+        refusal = as_predlearn_error(error) or lightning_option_error(error)
         if refusal is None or refusal is error:
             raise
         raise refusal from error
@@ -265,13 +291,12 @@ def run_lightning(argv: list[str], from_sys_argv: bool = False) -> PredlearnCLI:
         print_help(argv, _build)
         raise SystemExit(0)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=STREAM_LENGTH_WARNING, category=UserWarning)
+        with quiet():  # no third-party warnings the user cannot act on (predlearn.quiet)
             if from_sys_argv:
                 sys.argv = [sys.argv[0], *argv]
             cli = _build(None if from_sys_argv else argv)
+            cli.report()
     finally:
         if os.environ.get("LOCAL_RANK", "0") == "0":
             os.environ.pop(RUN_FOLDER_ENV, None)  # the next command chooses its own
-    cli.report()
     return cli

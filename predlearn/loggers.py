@@ -1,14 +1,18 @@
-"""Weights & Biases by default, offline automatically when no credentials are set."""
+"""Weights & Biases by default, offline automatically when no credentials are set; CSV files in
+the run's folder itself with ``--trainer.logger=CSVLogger`` (``RunCSVLogger``)."""
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from predlearn.metric_keys import is_step_key
@@ -57,6 +61,10 @@ class AutoWandbLogger(WandbLogger):
             )
         kwargs.setdefault("log_model", log_checkpoints and not offline)
         super().__init__(project=project, save_dir=save_dir, offline=offline, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            # Lightning passes anonymous=None, which W&B (0.31 here) answers with "The
+            # anonymous setting has no effect" at every run: the setting is left out instead
+            self._wandb_init.pop("anonymous", None)
         self.offline = offline
         self.folder_made = False
         if offline:
@@ -78,3 +86,53 @@ class AutoWandbLogger(WandbLogger):
         """Lightning's metrics, without the per-step scalars of the curves."""
         super().log_metrics({key: value for key, value in metrics.items()
                              if not is_step_key(key)}, step)
+
+
+class RunCSVLogger(CSVLogger):
+    """Lightning's ``CSVLogger`` writing ``metrics.csv`` and ``hparams.yaml`` into ``save_dir``
+    itself, not into ``save_dir/<name>/version_N``: with ``--trainer.logger=CSVLogger`` and no
+    ``name`` or ``version`` the command line puts this logger in the class's place and makes
+    ``save_dir`` the run's folder (``predlearn.runs``), so that a CSV run lives in one folder as a
+    W&B run does. A resumed run (same folder) keeps the rows that the run before it logged for
+    the steps before the one it resumes from; Lightning's would delete the file."""
+
+    @property
+    def root_dir(self) -> str:
+        return self.save_dir
+
+    @property
+    def log_dir(self) -> str:
+        return self.save_dir
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        if self._experiment is None:
+            self._fs.makedirs(self.log_dir, exist_ok=True)
+            self._experiment = _ResumingWriter(self.log_dir)
+        return self._experiment
+
+
+class _ResumingWriter(ExperimentWriter):
+    """``metrics.csv`` that goes on from the rows already in the run's folder: on its first
+    save, the earlier rows of the steps before the first step logged now are kept (those of
+    later steps were logged by steps that this resumed run repeats); until then the file stays
+    as it was."""
+
+    def _check_log_dir_exists(self) -> None:
+        # the run's folder holds its config and checkpoints (so no warning about a folder that
+        # is not empty), and maybe the metrics of the run this one resumes
+        self.earlier: list[dict[str, Any]] | None = None  # the rows, as read: strings
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as handle:
+                self.earlier = list(csv.DictReader(handle))
+
+    def save(self) -> None:
+        if self.earlier is not None:
+            first = min((float(row["step"]) for row in self.metrics), default=float("inf"))
+            kept = [{key: value for key, value in row.items() if value != ""}
+                    for row in self.earlier if float(row.get("step") or 0) < first]
+            self.metrics = [*kept, *self.metrics]
+            self.earlier = None
+            os.remove(self.metrics_file_path)  # written again, with the kept rows first
+        super().save()

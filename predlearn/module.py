@@ -17,6 +17,7 @@ from predlearn.errors import BadFileError, OptionValueError, names_options_under
 from predlearn.losses import LossName, sequence_loss
 from predlearn.masked import Bounds, valid_of
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
+from predlearn.optimizers import configure_optimizers
 from predlearn.paper import CONTEXT_FRAMES, HORIZON
 from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.recipes import check_options, check_recipe
@@ -348,7 +349,8 @@ class PredictiveModule(L.LightningModule):
         if not self.trainer.sanity_checking:  # not the untrained weights' few sanity batches
             self.curves[metrics.prefix] = {k: v.cpu() for k, v in curves.items()}
             self.curve_steps[metrics.prefix] = self.global_step
-        self.log_dict({k: v.float() for k, v in flatten_curves(curves, metrics.prefix).items()})
+        self.log_dict({k: v.float() for k, v in flatten_curves(curves, metrics.prefix).items()},
+                      sync_dist=True, reduce_fx="max")  # equal on all ranks: max is each exactly
         metrics.reset()
 
     @classmethod
@@ -382,23 +384,9 @@ class PredictiveModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Adam at ``learning_rate`` (paper §4), or the ``optimizer`` config; with an
-        ``lr_scheduler`` config, that schedule too (see the class docstring)."""
-        from lightning.pytorch.cli import instantiate_class  # jsonargparse: only when asked
-
-        if self.optimizer_config is None:
-            optimizer = torch.optim.Adam(self.parameters(), lr=self.learning_rate)  # paper §4
-        else:
-            optimizer = instantiate_class(self.parameters(), self.optimizer_config)
-        if self.lr_scheduler_config is None:
-            return optimizer
-        scheduler = instantiate_class(optimizer, self.lr_scheduler_config)
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            # at each epoch's end, on the latest val/loss (skipped, with a warning, before any)
-            config = {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch",
-                      "strict": False}
-        else:
-            config = {"scheduler": scheduler, "interval": "step"}
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        ``lr_scheduler`` config, that schedule too (``predlearn.optimizers``)."""
+        return configure_optimizers(self.parameters(), self.learning_rate, self.optimizer_config,
+                                    self.lr_scheduler_config)
 
 
 def as_predictive(pl_module: L.LightningModule) -> PredictiveModule:

@@ -68,11 +68,12 @@ def test_a_step_is_ranked_only_by_its_own_validation(mnist_root, tmp_path):
                                     "--checkpoint.save_top_k=-1", *STEPS)])
     checkpoint = cli.trainer.checkpoint_callback
     losses = val_losses(tmp_path)
-    assert sorted(losses) == [2, 4]
-    # steps 1, 3 and 5 have no validation of their own: written as `last` only, never ranked
+    assert sorted(losses) == [2, 4, 5]  # and the last step (predlearn.final_validation)
+    # steps 1 and 3 have no validation of their own: written as `last` only, never ranked
     ranked = {Path(path).name: float(score) for path, score in checkpoint.best_k_models.items()}
     assert ranked == pytest.approx({"best-step000002.ckpt": losses[2],
-                                    "best-step000004.ckpt": losses[4]}, rel=1e-6)
+                                    "best-step000004.ckpt": losses[4],
+                                    "best-step000005.ckpt": losses[5]}, rel=1e-6)
     assert saved(checkpoint.last_model_path)["global_step"] == 5
     # `last` at a validated step is written after the validation: it holds the ranking
     at_step_4 = saved(Path(checkpoint.dirpath) / "best-step000004.ckpt")
@@ -92,7 +93,9 @@ def test_a_resumed_run_picks_the_same_best_checkpoint(mnist_root, tmp_path, stop
     resumed = run_cli(["fit", *tiny_run(mnist_root, interrupted, "--trainer.max_steps=8",
                                         *STEPS), f"--ckpt_path={last}"])
 
-    assert sorted(val_losses(interrupted)) == sorted(val_losses(straight)) == [2, 4, 6, 8]
+    assert sorted(val_losses(straight)) == [2, 4, 6, 8]
+    # the first fit validated its last step too (predlearn.final_validation)
+    assert sorted(val_losses(interrupted)) == sorted({2, 4, 6, 8, stop})
     expected, got = whole.trainer.checkpoint_callback, resumed.trainer.checkpoint_callback
     assert Path(got.best_model_path).name == Path(expected.best_model_path).name
     assert float(got.best_model_score) == pytest.approx(float(expected.best_model_score),
@@ -105,15 +108,18 @@ def test_a_resumed_run_picks_the_same_best_checkpoint(mnist_root, tmp_path, stop
 
 @pytest.mark.slow
 def test_validations_that_never_meet_a_checkpoint_step_are_reported(mnist_root, tmp_path):
-    args = tiny_run(mnist_root, tmp_path, "--trainer.max_steps=5",
-                    "--checkpoint.every_n_train_steps=2", "--trainer.val_check_interval=3",
-                    "--trainer.check_val_every_n_epoch=null", "--figures.enabled=false")
+    """A fit's last step is validated and ranked (predlearn.final_validation) unless its
+    epoch validates nothing: here every other epoch (of 5 batches) validates at its 3rd batch,
+    step 8, and the last step, 15, is in an epoch without validation."""
+    args = tiny_run(mnist_root, tmp_path, "--trainer.max_steps=15",
+                    "--checkpoint.every_n_train_steps=3", "--trainer.val_check_interval=3",
+                    "--trainer.check_val_every_n_epoch=2", "--figures.enabled=false")
     with pytest.warns(UserWarning, match=r"no validation ran at a checkpoint step "
-                                         r"\(every_n_train_steps=2\)"):
+                                         r"\(every_n_train_steps=3\)"):
         cli = run_cli(["fit", *args])
-    assert sorted(val_losses(tmp_path)) == [3]
-    assert cli.trainer.checkpoint_callback.best_model_path == ""  # step 3 is no checkpoint step
-    assert saved(cli.trainer.checkpoint_callback.last_model_path)["global_step"] == 4
+    assert sorted(val_losses(tmp_path)) == [8]
+    assert cli.trainer.checkpoint_callback.best_model_path == ""  # step 8 is no checkpoint step
+    assert saved(cli.trainer.checkpoint_callback.last_model_path)["global_step"] == 15
 
 
 @pytest.mark.slow

@@ -109,6 +109,97 @@ def test_fit_unknown_names_and_options(mnist_root, tmp_path, capsys):
     whole_stderr_is_the_line(capsys, ["fitt"], 2, "'fitt'")
 
 
+@pytest.mark.parametrize(("argument", "meant"), [
+    ("--model=Tau", "unknown model 'Tau'; did you mean 'tau'?"),  # a name in another case
+    ("--model=predrn", "unknown model 'predrn'; did you mean 'predrnn'"),  # abbreviated
+    ("--model=convlsmt", "unknown model 'convlsmt'; did you mean 'convlstm'?"),  # misspelt
+    ("--data=MMNIST", "unknown datamodule 'MMNIST'; did you mean 'mmnist'?"),
+    ("--data=MovingMnist", "unknown datamodule 'MovingMnist'; did you mean 'mmnist'?"),  # class
+])
+def test_an_unknown_model_or_data_name_says_what_it_likely_meant(capsys, argument, meant):
+    line = whole_stderr_is_the_line(capsys, ["fit", argument], 2, meant)
+    assert "known" in line  # and every known name after it
+
+
+def test_a_registered_class_name_is_its_class():
+    from predlearn.cli_arguments import resolve_registry_names
+
+    assert resolve_registry_names(["fit", "--model=PredRNN", "--data=MovingMNISTDataModule"]) \
+        == ["fit", "--model.predictor=predlearn.zoo.predrnn.PredRNN",
+            "--data=predlearn.datamodules.moving_mnist.MovingMNISTDataModule"]
+
+
+@pytest.mark.parametrize(("argument", "option", "meant"), [
+    ("--model.predictor=Tau", "--model.predictor", "did you mean 'tau'?"),
+    ("--model=stack --model.predictor.cell=st_lstmm", "--model.predictor.cell",
+     "unknown cell 'st_lstmm'; did you mean 'st_lstm'? (known cells: "),
+    ("--model.metrics=[mse,ssin]", "--model.metrics",
+     "unknown 'ssin'; did you mean 'ssim'? (known: "),
+])
+def test_an_unknown_cell_metric_or_class_says_what_it_likely_meant(mnist_root, tmp_path, capsys,
+                                                                   argument, option, meant):
+    refused(capsys, ["fit", *tiny(mnist_root, tmp_path), *argument.split()], 2,
+            f"{option}: ", meant)
+
+
+@pytest.mark.parametrize(("argument", "meant"), [
+    ("--trainer.max_stepz=3", "--trainer.max_steps"),  # misspelt
+    ("--model.lerning_rate=0.1", "--model.learning_rate"),
+    ("--data.batch_sise=4", "--data.batch_size"),  # an option of the chosen data module
+    ("--model.predictor.kernel_sise=3", "--model.predictor.kernel_size"),
+    ("--checkpoint.dirpat=runs", "--checkpoint.dirpath"),
+    ("--seed_everythin=1", "--seed_everything"),
+])
+def test_a_misspelt_option_says_which_it_likely_meant(mnist_root, tmp_path, capsys, argument,
+                                                      meant):
+    line = whole_stderr_is_the_line(capsys, ["fit", *tiny(mnist_root, tmp_path), argument], 2,
+                                    argument.split("=")[0], f"did you mean {meant}?")
+    assert "--help lists the options" in line
+
+
+@pytest.mark.parametrize(("argument", "meant"), [
+    ("--trainer.max_step=3", "--trainer.max_steps"),
+    ("--model.learning_rat=0.1", "--model.learning_rate"),
+    ("--data.batch_siz=3", "--data.batch_size"),
+    ("--model.predictor.kernel_siz=5", "--model.predictor.kernel_size"),
+    ("--trainer.limit_val=0", "--trainer.limit_val_batches"),
+])
+def test_an_abbreviated_option_is_refused_not_taken_for_a_longer_one(mnist_root, tmp_path,
+                                                                     capsys, argument, meant):
+    whole_stderr_is_the_line(capsys, ["fit", *tiny(mnist_root, tmp_path), argument], 2,
+                             argument.split("=")[0], f"did you mean {meant}?")
+
+
+def test_several_unknown_options_each_get_their_likely_one(mnist_root, tmp_path, capsys):
+    whole_stderr_is_the_line(
+        capsys, ["fit", *tiny(mnist_root, tmp_path), "--trainer.max_stepz=3", "--nothing=1",
+                 "--model.lerning_rate=0.1"], 2,
+        "--trainer.max_stepz=3 --nothing=1 --model.lerning_rate=0.1",
+        "did you mean --trainer.max_steps for --trainer.max_stepz, --model.learning_rate for "
+        "--model.lerning_rate?")
+
+
+def test_an_option_of_fixed_values_lists_them_all(mnist_root, tmp_path, capsys):
+    """``--trainer.precision`` is a union of three ``Literal``s: every value is listed."""
+    whole_stderr_is_the_line(capsys, ["fit", *tiny(mnist_root, tmp_path),
+                                      "--trainer.precision=17"], 2,
+                             "--trainer.precision: expected one of 64, 32, 16", "'16-mixed'",
+                             "'bf16-mixed'", "'64-true'", "got '17'")
+
+
+def test_did_you_mean():
+    from predlearn.cli_errors import did_you_mean
+
+    known = ["max_steps", "max_epochs", "min_steps", "max_time", "limit_val_batches",
+             "limit_test_batches"]
+    assert did_you_mean("MAX_STEPS", known) == ["max_steps"]
+    assert did_you_mean("max_stepz", known) == ["max_steps"]  # the closest only
+    assert did_you_mean("limit", known) == ["limit_val_batches", "limit_test_batches"]
+    assert did_you_mean("nothing_alike", known) == []
+    assert did_you_mean("MovingMNIST", ["mmnist"], {"movingmnistdatamodule": "mmnist"}) == [
+        "mmnist"]
+
+
 def test_fit_missing_files_are_named(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -140,3 +140,114 @@ def test_evaluation_sampler_splits_without_padding_or_repeats():
     assert sum(len(DistributedSampler(dataset, num_replicas=3, rank=r)) for r in range(3)) == 9
     assert isinstance(UnpaddedDistributedSampler(dataset, num_replicas=3, rank=0),
                       DistributedSampler)
+
+
+def torchrun_environment(monkeypatch, port: int, rank: int) -> None:
+    """The environment torchrun gives worker ``rank`` of a 2-process job whose agent store is
+    at ``127.0.0.1:port``."""
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-1")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", "0")  # one process per node
+
+
+def test_under_torchrun_rank_zero_tells_its_absolute_folder_through_the_agent_store(
+        tmp_path, monkeypatch):
+    """Rank 0 and rank 1 in different working directories: rank 1 gets rank 0's folder, made
+    absolute in rank 0's directory, once per command (a second command gets its own)."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    import torch.distributed as dist
+    from support import free_port
+
+    from predlearn import runs
+
+    port = free_port()
+    store = dist.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False,
+                          timeout=timedelta(seconds=10))  # as torchrun's agent hosts it
+    node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    node0.mkdir()
+    node1.mkdir()
+    monkeypatch.setattr(runs, "_commands_run", 0)
+    monkeypatch.chdir(node0)
+    torchrun_environment(monkeypatch, port, rank=0)
+    told = [runs.agree_on_run_folder(Path("runs/predrnn-mmnist-1")),
+            runs.agree_on_run_folder(Path("runs/predrnn-mmnist-2"))]
+    assert told == [node0 / "runs/predrnn-mmnist-1", node0 / "runs/predrnn-mmnist-2"]
+    assert store.get("predlearn/run_folder/job-1/0/1").decode() == str(told[0])
+    monkeypatch.setattr(runs, "_commands_run", 0)  # rank 1: another process, the same commands
+    monkeypatch.chdir(node1)
+    torchrun_environment(monkeypatch, port, rank=1)
+    assert [runs.agree_on_run_folder(Path("runs/predrnn-mmnist-9")) for _ in range(2)] == told
+
+
+def test_a_rank_that_rank_zero_never_tells_fails_with_a_clear_error(tmp_path, monkeypatch):
+    from datetime import timedelta
+    from pathlib import Path
+
+    import torch.distributed as dist
+    from support import free_port
+
+    from predlearn import runs
+
+    port = free_port()
+    store = dist.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False,
+                          timeout=timedelta(seconds=10))
+    torchrun_environment(monkeypatch, port, rank=1)
+    monkeypatch.setattr(runs, "RANK_ZERO_TIMEOUT", 1.0)
+    with pytest.raises(RuntimeError, match="rank 1 waited 1 s for rank 0 to tell the run folder"):
+        runs.agree_on_run_folder(Path("runs/mine"))
+    del store
+
+
+@pytest.mark.slow
+def test_torchrun_two_nodes_write_into_one_run_folder(tmp_path):
+    """``torchrun --nnodes=2`` on this machine (gloo): node 1 starts 2 s after node 0, in
+    another working directory, with the default, relative run root. ``predict`` writes one
+    HDF5 file per rank into the rank's run folder: both must be in node 0's folder."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from mnist_fixtures import write_fake_mnist
+    from support import free_port
+
+    mnist = write_fake_mnist(tmp_path / "mnist", n_train=30, n_test=20)
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    environment = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    environment.pop("PREDLEARN_RUN_FOLDER", None)
+    nodes = []
+    for rank in (0, 1):
+        cwd = tmp_path / f"node{rank}"
+        cwd.mkdir()
+        command = [
+            str(bin_dir / "torchrun"), "--nnodes=2", "--nproc_per_node=1",
+            f"--node_rank={rank}", "--master_addr=127.0.0.1", f"--master_port={port}",
+            str(bin_dir / "predlearn"), "predict", "--model=predrnn",
+            "--model.predictor.hidden_channels=[4]", "--model.predictor.kernel_size=3",
+            "--model.predictor.patch_size=4", "--ckpt_path=untrained", "--data=mmnist",
+            f"--data.root={mnist}", "--data.download=false", "--data.num_val=2",
+            "--data.num_test=4", "--data.batch_size=2", "--predictions.image_sequences=0",
+            "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=2",
+            "--trainer.strategy=ddp", "--trainer.enable_progress_bar=false"]
+        nodes.append(subprocess.Popen(command, cwd=cwd, env=environment, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        time.sleep(2)
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, err[-3000:]
+    assert "Starting with 2 processes" in outputs[0][1]
+    (folder,) = (tmp_path / "node0" / "runs").iterdir()
+    assert folder.name.startswith("predrnn-mmnist-predict-")
+    assert sorted(path.name for path in folder.glob("*.h5")) == [
+        "predictions.rank0.h5", "predictions.rank1.h5"]
+    assert list((tmp_path / "node1").iterdir()) == []  # nothing in node 1's own directory
+    assert f"predlearn: run folder {folder}\n" in outputs[0][0]  # absolute, as rank 0 told it

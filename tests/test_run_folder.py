@@ -4,6 +4,7 @@ leaves (nothing). W&B runs offline (the default logger)."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import h5py
@@ -162,3 +163,134 @@ def test_the_checkpoints_are_reported_only_after_a_fit(tmp_path, capsys):
     assert watcher.report(trainer).splitlines()[1:] == [
         "predlearn: best checkpoint (val/loss 0.5) run/checkpoints/best.ckpt",
         "predlearn: last checkpoint run/checkpoints/last.ckpt"]
+
+
+def csv_rows(folder: Path) -> list[dict[str, str]]:
+    import csv
+
+    with (folder / "metrics.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def train_steps(folder: Path) -> list[int]:
+    """The steps of the training-loss rows of a run's metrics.csv, in file order."""
+    return [int(row["step"]) for row in csv_rows(folder) if row.get("train/loss")]
+
+
+@pytest.mark.slow
+def test_a_csv_run_lives_in_its_folder_and_resumes_there(mnist, tmp_path, capsys):
+    """``--trainer.logger=CSVLogger``: one folder named after the run (no version_N), resumed
+    in place from a checkpoint path and from ``last``; metrics.csv goes on, each step once."""
+    root = tmp_path / "runs"
+    csv = ["--trainer.logger=CSVLogger", "--trainer.log_every_n_steps=1",
+           "--trainer.val_check_interval=3"]
+    first = run_cli(["fit", *tiny(mnist, root, "--trainer.max_steps=3", *csv)])
+    (folder,) = root.iterdir()
+    assert folder.name.startswith("predrnn-mmnist-") and Path(first.trainer.log_dir) == folder
+    for name in ("config.yaml", "metrics.csv", "hparams.yaml", "val_curves.csv",
+                 "checkpoints/last.ckpt", "checkpoints/best-step000003.ckpt"):
+        assert (folder / name).is_file(), name
+    assert train_steps(folder) == [0, 1, 2]
+    # as if the run had logged two more steps before it was killed: the resumed run repeats them
+    with (folder / "metrics.csv").open("a") as handle:
+        handle.write("0,3" + "," * (len(csv_rows(folder)[0]) - 2) + "\n")
+        handle.write("0,4" + "," * (len(csv_rows(folder)[0]) - 2) + "\n")
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        resumed = run_cli(["fit", *tiny(mnist, root, "--trainer.max_steps=6", *csv),
+                           f"--ckpt_path={folder / 'checkpoints' / 'last.ckpt'}"])
+    assert Path(resumed.trainer.log_dir) == folder and list(root.iterdir()) == [folder]
+    assert not [w for w in seen if "exists and is not empty" in str(w.message)]
+    assert train_steps(folder) == [0, 1, 2, 3, 4, 5]
+    assert saved_step(folder / "checkpoints" / "last.ckpt") == 6
+    again = run_cli(["fit", *tiny(mnist, root, "--trainer.max_steps=9", *csv),
+                     "--ckpt_path=last"])
+    assert Path(again.trainer.log_dir) == folder and list(root.iterdir()) == [folder]
+    assert train_steps(folder) == list(range(9))
+    assert saved_step(folder / "checkpoints" / "last.ckpt") == 9
+    assert len(list(folder.glob("config.resumed-*.yaml"))) == 2
+    assert "predlearn: note: --ckpt_path=last" not in capsys.readouterr().err
+
+
+def test_last_without_an_earlier_run_starts_a_new_one_with_a_note(mnist, tmp_path, capsys):
+    """``--ckpt_path=last`` in a job that a scheduler repeats: its first run finds nothing to
+    resume, says so in one line and starts afresh (no Lightning warning)."""
+    root = tmp_path / "runs"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        cli = run_cli(["fit", *tiny(mnist, root, "--trainer.max_steps=1",
+                                    "--trainer.limit_val_batches=0", "--figures.enabled=false",
+                                    "--trainer.logger=false"), "--ckpt_path=last"])
+    assert not [str(w.message) for w in seen if "last" in str(w.message)]
+    (folder,) = root.iterdir()
+    assert folder.name.startswith("predrnn-mmnist-") and Path(cli.trainer.log_dir) == folder
+    assert ("predlearn: note: --ckpt_path=last: no run of predrnn on mmnist under "
+            f"{root} to resume; starting a new one") in capsys.readouterr().err
+    assert saved_step(folder / "checkpoints" / "last.ckpt") == 1
+
+
+def choose(tmp_path: Path, *args: str, subcommand: str = "fit"):
+    """``choose_run_folder`` on a config as the command line parses it (no run)."""
+    from jsonargparse import Namespace
+
+    from predlearn.runs import choose_run_folder
+
+    logger = None
+    for arg in args:
+        if arg.startswith("--trainer.logger="):
+            value = arg.split("=", 1)[1]
+            logger = False if value == "false" else Namespace(
+                class_path=value, init_args=Namespace(save_dir="runs", name=None, version=None))
+    config = Namespace(
+        trainer=Namespace(default_root_dir=str(tmp_path / "runs"), logger=logger),
+        model=Namespace(predictor=Namespace(class_path="predlearn.zoo.PredRNN")),
+        data=Namespace(class_path="predlearn.datamodules.MovingMNISTDataModule"),
+        checkpoint=Namespace(dirpath=None), ckpt_path=None)
+    for arg in args:
+        if arg.startswith("--trainer.logger.name="):
+            config.trainer.logger.init_args.name = arg.split("=", 1)[1]
+    folder, _ = choose_run_folder(subcommand, config)
+    return folder, config
+
+
+@pytest.mark.parametrize("logger", ["false", "lightning.pytorch.loggers.CSVLogger"])
+def test_without_w_and_b_a_run_still_gets_its_named_folder(tmp_path, logger, monkeypatch):
+    monkeypatch.delenv("PREDLEARN_RUN_FOLDER", raising=False)
+    folder, config = choose(tmp_path, f"--trainer.logger={logger}")
+    assert folder.parent == tmp_path / "runs" and folder.name.startswith("predrnn-mmnist-")
+    assert config.trainer.default_root_dir == str(folder)
+    assert config.checkpoint.dirpath == str(folder / "checkpoints")
+    if logger != "false":  # its files in the folder itself, not in version_N below it
+        assert config.trainer.logger.class_path == "predlearn.loggers.RunCSVLogger"
+        assert config.trainer.logger.init_args.save_dir == str(folder)
+
+
+def test_a_csv_logger_given_a_name_keeps_its_own_layout(tmp_path):
+    folder, config = choose(tmp_path, "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+                            "--trainer.logger.name=mine")
+    assert folder is None
+    assert config.trainer.logger.class_path == "lightning.pytorch.loggers.CSVLogger"
+
+
+def test_last_resumes_the_newest_run_of_that_model_and_data(tmp_path):
+    import time
+
+    from predlearn.runs import latest_run
+
+    root = tmp_path / "runs"
+    made = {}
+    for name in ("predrnn-mmnist-20260101-000000", "predrnn-mmnist-20260102-000000-2",
+                 "predrnn-mmnist-test-20260103-000000", "convlstm-mmnist-20260104-000000",
+                 "predrnn-mmnist-20260105-000000"):
+        (root / name / "checkpoints").mkdir(parents=True)
+        made[name] = root / name
+    for name in ("predrnn-mmnist-20260105-000000", "predrnn-mmnist-20260101-000000",
+                 "predrnn-mmnist-test-20260103-000000", "convlstm-mmnist-20260104-000000",
+                 "predrnn-mmnist-20260102-000000-2"):
+        (made[name] / "checkpoints" / "last.ckpt").write_text(name)
+        time.sleep(0.02)  # written in this order: the last one is the newest
+    assert latest_run(root, "predrnn", "mmnist") == made["predrnn-mmnist-20260102-000000-2"]
+    assert latest_run(root, "convlstm", "mmnist") == made["convlstm-mmnist-20260104-000000"]
+    assert latest_run(root, "mim", "mmnist") is None and latest_run(tmp_path / "no", "a", "b") \
+        is None
