@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(payload(runs, reference, args), indent=1))
     result = payload(runs, reference, args)
+    if args.json is not None:  # also when a resumed call finds every model at its budget
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
     print(table([result]))
     if args.plot is not None:
         plot([result], args.plot)
