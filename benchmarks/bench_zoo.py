@@ -166,13 +166,16 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     """MSE against training minutes (one line per model and seed) and the final per-frame MSE."""
+    import matplotlib
+
     from predlearn.visualize import new_figure, save_figure
 
     reference = results[0]["reference"]
     figure, axes = new_figure(1, 2, figsize=(13, 4.8))
     runs = combined(results)
     order = sorted(runs, key=lambda name: runs[name][0]["curve"][-1]["mse"])
-    colours = {name: f"C{index % 10}" for index, name in enumerate(order)}
+    palette = matplotlib.colormaps["tab20"]
+    colours = {name: palette(index % 20) for index, name in enumerate(order)}
     styles = {0: "-", 1: "--"}
     for name in order:
         for run in runs[name]:
@@ -188,7 +191,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         axis.grid(alpha=0.3)
     axes[0].set_xlabel("training minutes (each model's own steps; dashed: a second seed)")
     axes[0].set_ylabel("per-frame MSE on unseen digits (closed loop)")
-    axes[0].set_ylim(0, reference["all_black"] * 1.25)
+    lowest = min(point["mse"] for run_list in runs.values() for run in run_list
+                 for point in run["curve"])
+    axes[0].set_ylim(lowest - 10, reference["all_black"] * 1.1)  # untrained outliers cut off
     axes[1].set_xlabel("predicted frame (at the end of the budget, first seed)")
     axes[1].set_ylabel("MSE of that frame")
     axes[1].legend(fontsize=7, ncol=2, title=f"all-black frames: {reference['all_black']:.0f} "
