@@ -21,6 +21,8 @@ from predlearn.errors import OptionValueError, PredlearnError, UsageError
 _PARSER_KEY = re.compile(r'^Parser key "([^"]+)":\s*(.*)$')
 _NOT_ACCEPTED = re.compile(r"^Option '([^']+)' is not accepted$")
 _EXPECTED = re.compile(r"^Expected a (.+?)\. Got value: (.*)$")
+#: jsonargparse's restricted numbers (``NonNegativeFloat``, ``PositiveInt``...)
+_RESTRICTED = re.compile(r"^Not of type \w+: (.+?) does not conform to restriction v([<>]=?)(.+)$")
 _CLASS_PATH = re.compile(r"^Problem with given class_path '([^']+)'")
 _NOT_A_PATH = re.compile(r"^Expected a dot import path string: (\S+)$")
 _LITERAL = re.compile(r"typing\.Literal\[(.*?)\]")
@@ -115,6 +117,7 @@ def condense(message: str, options: Iterable[str] = ()) -> tuple[str | None, str
     not_accepted = _NOT_ACCEPTED.match(detail)
     expected = _EXPECTED.match(detail)
     not_a_path = _NOT_A_PATH.match(detail)
+    restricted = _RESTRICTED.match(detail)
     if choices is not None:
         detail = choices
     elif not_accepted:
@@ -130,6 +133,9 @@ def condense(message: str, options: Iterable[str] = ()) -> tuple[str | None, str
         wanted = f"one of {literal.group(1)}" if literal else re.sub(
             r"<class '(?:[\w.]*\.)?(\w+)'>", r"\1", wanted)
         detail = f"expected {wanted}; got {value!r}"
+    elif restricted:
+        value, relation, bound = restricted.groups()
+        detail = f"must be a number {relation} {bound.strip()}; got {value}"
     elif not_a_path and ".".join(keys) in _REGISTRY_OPTIONS:
         detail = _unknown_class(".".join(keys), not_a_path.group(1))
     elif owner:

@@ -187,6 +187,13 @@ def test_an_option_of_fixed_values_lists_them_all(mnist_root, tmp_path, capsys):
                              "'bf16-mixed'", "'64-true'", "got '17'")
 
 
+def test_a_number_out_of_its_range_says_the_bound(mnist_root, tmp_path, capsys):
+    """jsonargparse's restricted numbers (``NonNegativeFloat``) in our words, with the bound."""
+    whole_stderr_is_the_line(capsys, ["fit", *tiny(mnist_root, tmp_path),
+                                      "--checkpoint_every_minutes=-1"], 2,
+                             "--checkpoint_every_minutes: must be a number >= 0; got -1")
+
+
 def test_did_you_mean():
     from predlearn.cli_errors import did_you_mean
 
