@@ -17,6 +17,8 @@ _EXPORTS = {
     "set_flush_denormal": "predlearn.denormals",
     "list_pretrained": "predlearn.pretrained",
     "load_pretrained": "predlearn.pretrained",
+    "save_pretrained": "predlearn.pretrained_folder",
+    "from_pretrained": "predlearn.pretrained_folder",
     **{name: "predlearn.registry" for name in (
         "create_cell", "create_model", "failed_plugins", "list_cells", "list_datamodules",
         "list_metrics", "list_models", "register_cell", "register_datamodule",
@@ -24,10 +26,10 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "__version__", "create_cell", "create_model", "failed_plugins", "list_cells",
-    "list_datamodules", "list_metrics", "list_models", "list_pretrained", "load_pretrained",
-    "register_cell", "register_datamodule", "register_metric", "register_model",
-    "set_flush_denormal",
+    "__version__", "create_cell", "create_model", "failed_plugins", "from_pretrained",
+    "list_cells", "list_datamodules", "list_metrics", "list_models", "list_pretrained",
+    "load_pretrained", "register_cell", "register_datamodule", "register_metric",
+    "register_model", "save_pretrained", "set_flush_denormal",
 ]
 
 

@@ -1,16 +1,20 @@
 """Trained predictors shipped inside the package, by name.
 
-Each shipped model is a Lightning checkpoint reduced to what prediction needs (weights,
-hyper-parameters, versions; no optimiser state) in ``predlearn/weights/<name>.ckpt``, with its
-model card ``<name>.md`` beside it (command, seed, steps, wall time, recipe, test scores).
+Each shipped model is a pretrained folder ``predlearn/weights/<name>/`` (config.json,
+model.safetensors, the model card README.md: ``predlearn.pretrained_folder``), which loads
+without running pickled code; a Lightning checkpoint reduced to what prediction needs
+(``predlearn/weights/<name>.ckpt``, its card ``<name>.md`` beside it) is still read where no
+folder of that name exists.
 
     >>> import predlearn
     >>> predlearn.list_pretrained()
     ['predrnn-mmnist2']
     >>> module = predlearn.load_pretrained("predrnn-mmnist2")  # a PredictiveModule in eval mode
 
-On the command line the name works wherever a checkpoint path does:
-``predlearn predict --ckpt_path=predrnn-mmnist2 --data=frames --data.path=clip.h5``.
+On the command line the name, or the path of any pretrained folder, works wherever a checkpoint
+path does: ``predlearn predict --ckpt_path=predrnn-mmnist2 --data=frames --data.path=clip.h5``.
+A folder is given to Lightning as a checkpoint file written once into predlearn's cache
+(``predlearn.pretrained_folder.checkpoint_of``: the folder's weights and settings, no pickle).
 """
 
 from __future__ import annotations
@@ -29,13 +33,22 @@ KEPT_KEYS = ("state_dict", "hyper_parameters", "hparams_name", "_instantiator",
              "pytorch-lightning_version", "predlearn")
 
 
+#: the file of a pretrained folder that makes it one
+FOLDER_CONFIG = "config.json"
+
+
 def list_pretrained() -> list[str]:
-    """Names of the trained models shipped with predlearn."""
-    return sorted(path.stem for path in WEIGHTS_DIR.glob("*.ckpt"))
+    """Names of the trained models shipped with predlearn (folders and checkpoints)."""
+    folders = {path.parent.name for path in WEIGHTS_DIR.glob(f"*/{FOLDER_CONFIG}")}
+    return sorted(folders | {path.stem for path in WEIGHTS_DIR.glob("*.ckpt")})
 
 
 def pretrained_path(name: str) -> Path:
-    """The checkpoint file of a shipped model; a clear error names the shipped ones."""
+    """The pretrained folder of a shipped model, or its checkpoint file where it has no folder;
+    a clear error names the shipped ones."""
+    folder = WEIGHTS_DIR / name
+    if "/" not in name and (folder / FOLDER_CONFIG).is_file():
+        return folder
     path = WEIGHTS_DIR / f"{name}.ckpt"
     if not path.is_file():
         known = ", ".join(list_pretrained()) or "none"
@@ -45,24 +58,37 @@ def pretrained_path(name: str) -> Path:
 
 def model_card(name: str) -> str:
     """The model card (Markdown) of a shipped model."""
-    return pretrained_path(name).with_suffix(".md").read_text(encoding="utf-8")
+    path = pretrained_path(name)
+    card = path / "README.md" if path.is_dir() else path.with_suffix(".md")
+    return card.read_text(encoding="utf-8")
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> Any:
     """A shipped model as a ready ``PredictiveModule`` in eval mode."""
     from predlearn.module import PredictiveModule
 
-    module = PredictiveModule.load_from_checkpoint(pretrained_path(name),
-                                                   map_location=map_location)
+    path = pretrained_path(name)
+    if path.is_dir():
+        from predlearn.pretrained_folder import load_module
+
+        return load_module(path, map_location=map_location)
+    module = PredictiveModule.load_from_checkpoint(path, map_location=map_location)
     return module.eval()
 
 
 def resolve_checkpoint(value: str) -> str:
-    """``--ckpt_path`` as given: an existing file stays; a shipped model's name becomes its
-    file; anything else stays as it is (Lightning then reports it, or it is "best"/"last")."""
-    if os.path.exists(value) or value in ("best", "last", "hpc", "registry"):
+    """``--ckpt_path`` as given: an existing file stays; a pretrained folder, or a shipped
+    model's name, becomes a checkpoint file (a folder's is written once into predlearn's cache,
+    ``predlearn.pretrained_folder.checkpoint_of``); anything else stays as it is (Lightning then
+    reports it, or it is "best"/"last")."""
+    if value in ("best", "last", "hpc", "registry") or os.path.isfile(value):
         return value
-    if (WEIGHTS_DIR / f"{value}.ckpt").is_file():
+    folder = Path(value) if os.path.isdir(value) else WEIGHTS_DIR / value
+    if (folder / FOLDER_CONFIG).is_file() and (os.path.isdir(value) or "/" not in value):
+        from predlearn.pretrained_folder import checkpoint_of
+
+        return str(checkpoint_of(folder))
+    if not os.path.exists(value) and (WEIGHTS_DIR / f"{value}.ckpt").is_file():
         return str(WEIGHTS_DIR / f"{value}.ckpt")
     return value
 
