@@ -1,7 +1,8 @@
 """The ``predlearn`` console script: one dispatcher, every subcommand imported only when run.
 
 ``fit | validate | test | predict`` go to LightningCLI (``predlearn.lightning_cli``, the module
-that imports Lightning); ``sweep``, ``compare``, ``prepare`` and ``list`` have their own modules.
+that imports Lightning); ``sweep``, ``compare``, ``prepare``, ``list``, ``import-weights``
+and ``export`` have their own modules.
 ``predlearn --help`` and the ``--help`` of ``compare``, ``sweep`` and ``prepare`` import neither
 torch nor Lightning, so they answer at once.
 """
@@ -26,9 +27,14 @@ COMMANDS = {
     "compare": "per-step plots and tables of finished runs (their curves; W&B projects online)",
     "prepare": "build a data set's file from original products (radar: FMI, KNMI, ODIM)",
     "list": "the registered models, cells, data modules and metrics (plugins included)",
+    "import-weights": "the authors' (predrnn-pytorch) or OpenSTL weights as a predlearn model",
+    "export": "a model as ONNX or torch.export for deployment, checked against PyTorch",
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 PREPARERS = {"radar": "predlearn.datamodules.radar_prepare"}
+#: subcommands whose module has ``main(argv)``
+MODULE_COMMANDS = {"import-weights": "predlearn.weight_import.command",
+                   "export": "predlearn.export"}
 
 USAGE = """\
 usage: predlearn COMMAND [options]
@@ -47,7 +53,7 @@ Docs: docs/getting-started.md.
 
 def print_usage(file: Any = None) -> None:
     """The top-level help: every subcommand with one line."""
-    commands = "\n".join(f"  {name:10s} {text}" for name, text in COMMANDS.items())
+    commands = "\n".join(f"  {name:15s} {text}" for name, text in COMMANDS.items())
     print(USAGE.format(commands=commands), file=file or sys.stdout, end="")
 
 
@@ -123,6 +129,8 @@ def run_cli(args: Sequence[str] | None = None) -> Any:
         from predlearn.sweep import run_sweep
 
         run_sweep(argv[1:])
+    elif command in MODULE_COMMANDS:
+        importlib.import_module(MODULE_COMMANDS[command]).main(argv[1:])
     else:
         from predlearn.errors import UsageError
 

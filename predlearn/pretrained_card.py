@@ -42,6 +42,10 @@ def write_card(name: str, config: Mapping[str, Any]) -> str:
         if training.get(key) is not None]
     if facts:
         lines.append(f"- **Training**: {', '.join(facts)}.")
+    imported = training.get("imported")
+    if imported:
+        lines.append(f"- **Weights**: imported from {imported['from']}'s `{imported['file']}` "
+                     f"(SHA-256 {imported['sha256'][:16]}...) by `predlearn import-weights`.")
     if training.get("command") or training.get("config"):
         command = training.get("command") or f"predlearn fit --config {training['config']}"
         lines.append(f"- **Command**: `{command}`.")

@@ -8,7 +8,7 @@ each list of integers scaled so, or made longer or shorter (layers)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -18,28 +18,31 @@ Shapes = Mapping[str, tuple[int, ...]]
 MAX_TRIES = 64
 
 
-def shapes_of(cls: type, init_args: Mapping[str, Any]) -> dict[str, tuple[int, ...]] | None:
-    """The state dict's shapes of ``cls(**init_args)``, built on the meta device; None where it
-    cannot be built so."""
+def shapes_of(cls: type, init_args: Mapping[str, Any], ignore: Collection[str] = ()
+              ) -> dict[str, tuple[int, ...]] | None:
+    """The state dict's shapes of ``cls(**init_args)`` (keys in ``ignore`` left out), built on
+    the meta device; None where it cannot be built so."""
     try:
         with torch.device("meta"):
             model = cls(**init_args)
-        return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+        return {key: tuple(value.shape) for key, value in model.state_dict().items()
+                if key not in ignore}
     except Exception:  # noqa: BLE001 -- any refusal or meta-unfriendly constructor: no hint
         return None
 
 
-def fitting_option(cls: type, init_args: dict[str, Any], got: Shapes) -> tuple[str, Any] | None:
+def fitting_option(cls: type, init_args: dict[str, Any], got: Shapes,
+                   ignore: Collection[str] = ()) -> tuple[str, Any] | None:
     """(option, value) such that ``cls`` built with that one option changed has exactly the
-    shapes ``got``; None when no candidate does."""
-    expected = shapes_of(cls, init_args)
+    shapes ``got`` (keys in ``ignore`` left out); None when no candidate does."""
+    expected = shapes_of(cls, init_args, ignore)
     if expected is None:
         return None
     ratios = _ratios(expected, got)
     for tries, (name, value) in enumerate(_candidates(init_args, ratios, got)):
         if tries >= MAX_TRIES:
             break
-        if shapes_of(cls, {**init_args, name: value}) == dict(got):
+        if shapes_of(cls, {**init_args, name: value}, ignore) == dict(got):
             return name, value
     return None
 

@@ -34,7 +34,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -348,12 +348,14 @@ def _load_weights(predictor: Predictor, folder: Path, config: Mapping[str, Any])
 
 
 def _check_fit(predictor: Predictor, weights: Mapping[str, torch.Tensor],
-               config: Mapping[str, Any], source: Any) -> None:
+               config: Mapping[str, Any], source: Any, optional: Collection[str] = ()) -> None:
     """Refuse ``weights`` that do not fit ``predictor`` in one line: the first missing,
-    unexpected or misshapen key, and the option value that would fit them where one does."""
+    unexpected or misshapen key, and the option value that would fit them where one does.
+    ``optional``: keys of the predictor the weights may lack (and that are then not compared)."""
     from predlearn.pretrained_fit import fitting_option
 
-    expected = {key: tuple(value.shape) for key, value in predictor.state_dict().items()}
+    expected = {key: tuple(value.shape) for key, value in predictor.state_dict().items()
+                if key not in optional}
     got = {key: tuple(value.shape) for key, value in weights.items()}
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
@@ -369,7 +371,7 @@ def _check_fit(predictor: Predictor, weights: Mapping[str, torch.Tensor],
     else:
         what = f"unexpected key {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)"
                                                        if len(unexpected) > 1 else "")
-    fit = fitting_option(type(predictor), dict(config.get("init_args") or {}), got)
+    fit = fitting_option(type(predictor), dict(config.get("init_args") or {}), got, optional)
     value = json.dumps(fit[1], separators=(",", ":")) if fit else ""
     hint = (f"; the weights fit --model.predictor.{fit[0]}={value}" if fit
             else "; give the config these weights were saved with")
