@@ -75,3 +75,15 @@ def refuse_overwriting(
                 f"the {what} {output} is also an input ({source}); writing it would destroy "
                 "that input: choose another output name"
             )
+
+
+def sha256_of(*paths: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of the files' bytes, one after the other, read in blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -2,9 +2,7 @@
 
 Each shipped model is a pretrained folder ``predlearn/weights/<name>/`` (config.json,
 model.safetensors, the model card README.md: ``predlearn.pretrained_folder``), which loads
-without running pickled code; a Lightning checkpoint reduced to what prediction needs
-(``predlearn/weights/<name>.ckpt``, its card ``<name>.md`` beside it) is still read where no
-folder of that name exists.
+without running pickled code.
 
     >>> import predlearn
     >>> predlearn.list_pretrained()
@@ -38,47 +36,35 @@ FOLDER_CONFIG = "config.json"
 
 
 def list_pretrained() -> list[str]:
-    """Names of the trained models shipped with predlearn (folders and checkpoints)."""
-    folders = {path.parent.name for path in WEIGHTS_DIR.glob(f"*/{FOLDER_CONFIG}")}
-    return sorted(folders | {path.stem for path in WEIGHTS_DIR.glob("*.ckpt")})
+    """Names of the trained models shipped with predlearn."""
+    return sorted(path.parent.name for path in WEIGHTS_DIR.glob(f"*/{FOLDER_CONFIG}"))
 
 
 def pretrained_path(name: str) -> Path:
-    """The pretrained folder of a shipped model, or its checkpoint file where it has no folder;
-    a clear error names the shipped ones."""
+    """The pretrained folder of a shipped model; a clear error names the shipped ones."""
     folder = WEIGHTS_DIR / name
     if "/" not in name and (folder / FOLDER_CONFIG).is_file():
         return folder
-    path = WEIGHTS_DIR / f"{name}.ckpt"
-    if not path.is_file():
-        known = ", ".join(list_pretrained()) or "none"
-        raise UsageError(f"no shipped model named {name!r}; shipped: {known}")
-    return path
+    known = ", ".join(list_pretrained()) or "none"
+    raise UsageError(f"no shipped model named {name!r}; shipped: {known}")
 
 
 def model_card(name: str) -> str:
     """The model card (Markdown) of a shipped model."""
-    path = pretrained_path(name)
-    card = path / "README.md" if path.is_dir() else path.with_suffix(".md")
-    return card.read_text(encoding="utf-8")
+    return (pretrained_path(name) / "README.md").read_text(encoding="utf-8")
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> Any:
     """A shipped model as a ready ``PredictiveModule`` in eval mode."""
-    from predlearn.module import PredictiveModule
+    from predlearn.pretrained_folder import load_module
 
-    path = pretrained_path(name)
-    if path.is_dir():
-        from predlearn.pretrained_folder import load_module
-
-        return load_module(path, map_location=map_location)
-    module = PredictiveModule.load_from_checkpoint(path, map_location=map_location)
-    return module.eval()
+    return load_module(pretrained_path(name), map_location=map_location)
 
 
 def resolve_checkpoint(value: str) -> str:
-    """``--ckpt_path`` as given: an existing file stays; a pretrained folder, or a shipped
-    model's name, becomes a checkpoint file (a folder's is written once into predlearn's cache,
+    """``--ckpt_path`` as given: an existing file stays; a pretrained folder, a shipped
+    model's name or a Hub model (``hf://owner/name``, downloaded: ``predlearn.pretrained_hub``)
+    becomes a checkpoint file (a folder's is written once into predlearn's cache,
     ``predlearn.pretrained_folder.checkpoint_of``); anything else stays as it is (Lightning then
     reports it, or it is "best"/"last")."""
     if value in ("best", "last", "hpc", "registry") or os.path.isfile(value):
@@ -88,8 +74,12 @@ def resolve_checkpoint(value: str) -> str:
         from predlearn.pretrained_folder import checkpoint_of
 
         return str(checkpoint_of(folder))
-    if not os.path.exists(value) and (WEIGHTS_DIR / f"{value}.ckpt").is_file():
-        return str(WEIGHTS_DIR / f"{value}.ckpt")
+    from predlearn.pretrained_hub import hub_folder, is_hub_id
+
+    if is_hub_id(value, bare=False):  # hf://owner/name: the downloaded folder's checkpoint
+        from predlearn.pretrained_folder import checkpoint_of
+
+        return str(checkpoint_of(hub_folder(value)))
     return value
 
 

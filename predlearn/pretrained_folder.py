@@ -30,7 +30,6 @@ not written again. The file holds tensors and plain values only (read with ``wei
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -45,9 +44,6 @@ from predlearn.errors import CheckpointError, OutputError, PredlearnError
 from predlearn.predictor import Predictor
 
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
-#: the shipped models' folders (``predlearn.pretrained.WEIGHTS_DIR``; not imported from there:
-#: that module imports this one)
-SHIPPED_DIR = Path(__file__).parent / "weights"
 #: the layout of config.json this predlearn writes and reads
 FORMAT = "predlearn-pretrained/1"
 #: module settings a pretrained folder does not keep (the running command's, not the model's)
@@ -67,7 +63,7 @@ def save_pretrained(model: Any, folder: str | os.PathLike, card: str | None = No
     Each file is written atomically; an existing folder's files are replaced."""
     from safetensors.torch import save_file
 
-    from predlearn.files import written_atomically
+    from predlearn.files import sha256_of, written_atomically
 
     predictor, config = _described(model, training)
     folder = Path(folder)
@@ -79,6 +75,7 @@ def save_pretrained(model: Any, folder: str | os.PathLike, card: str | None = No
     with written_atomically(folder / WEIGHTS_FILE) as part:
         save_file(tensors, str(part), metadata={"format": "pt", "predlearn": config["predlearn"]})
         part.chmod(0o644)  # safetensors creates it private; the other files are not
+        config["weights_sha256"] = sha256_of(part)  # checked on every load (_load_weights)
     with written_atomically(folder / CONFIG_FILE) as part:
         part.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     if card is None:
@@ -115,11 +112,16 @@ def pretrained_folder(folder_or_name: str | os.PathLike) -> Path:
     if path.is_dir():
         raise CheckpointError(f"{path}: no {CONFIG_FILE}, so not a pretrained folder; write one "
                               "with predlearn.save_pretrained(model, folder)")
-    shipped = SHIPPED_DIR / str(folder_or_name)
+    from predlearn.pretrained import WEIGHTS_DIR, list_pretrained
+
+    shipped = WEIGHTS_DIR / str(folder_or_name)
     if "/" not in str(folder_or_name) and (shipped / CONFIG_FILE).is_file():
         return shipped
-    known = ", ".join(sorted(path.parent.name for path in SHIPPED_DIR.glob(f"*/{CONFIG_FILE}"))
-                      ) or "none"
+    from predlearn.pretrained_hub import hub_folder, is_hub_id
+
+    if is_hub_id(str(folder_or_name)):
+        return hub_folder(str(folder_or_name))
+    known = ", ".join(list_pretrained()) or "none"
     raise CheckpointError(f"{folder_or_name}: no such pretrained folder, and no shipped model of "
                           f"that name (shipped: {known})")
 
@@ -190,15 +192,11 @@ def checkpoint_contents(folder_or_name: str | os.PathLike) -> dict[str, Any]:
 def checkpoint_of(folder_or_name: str | os.PathLike) -> Path:
     """A checkpoint file of a pretrained folder in predlearn's cache (see the module's
     docstring), for ``--ckpt_path``; written once per content of the folder."""
-    from predlearn.files import written_atomically
+    from predlearn.files import sha256_of, written_atomically
 
     folder = pretrained_folder(folder_or_name)
-    digest = hashlib.sha256()
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        with open(folder / name, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    path = cache_dir() / "pretrained" / f"{folder.resolve().name}-{digest.hexdigest()[:16]}.ckpt"
+    digest = sha256_of(folder / CONFIG_FILE, folder / WEIGHTS_FILE)
+    path = cache_dir() / "pretrained" / f"{folder.resolve().name}-{digest[:16]}.ckpt"
     if not path.is_file():
         with written_atomically(path) as part:
             torch.save(checkpoint_contents(folder), part)
@@ -339,6 +337,16 @@ def _load_weights(predictor: Predictor, folder: Path, config: Mapping[str, Any])
     path = folder / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; a pretrained folder keeps its weights there")
+    expected = config.get("weights_sha256")
+    if expected is not None:
+        from predlearn.errors import ChecksumError
+        from predlearn.files import sha256_of
+
+        found = sha256_of(path)
+        if found != expected:
+            raise ChecksumError(f"{path}: SHA-256 {found[:16]}..., but {CONFIG_FILE} records "
+                                f"{expected[:16]}...: the weights were changed or damaged "
+                                "after they were saved; download or save them again")
     try:
         weights = load_file(str(path))
     except unreadable as error:

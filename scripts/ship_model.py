@@ -1,15 +1,17 @@
-"""Ship a trained model inside predlearn: its reduced checkpoint, model card and training log.
+"""Ship a trained model inside predlearn: its pretrained folder (with the model card) and its
+training log.
 
     python scripts/ship_model.py runs/ship/predrnn-mmnist2 --name predrnn-mmnist2 \\
         --checkpoint runs/ship/checkpoints/best-step019500.ckpt \\
         --config configs/pretrained/predrnn-mmnist2.yaml --wall-time "7 h 40 min" \\
         --machine "2-core AMD EPYC, 1 thread, bf16-mixed"
 
-It writes ``predlearn/weights/<name>.ckpt`` (weights and hyper-parameters, no optimiser state),
-``predlearn/weights/<name>.md`` (the model card: command, seed, steps, wall time, recipe, data,
-test scores per predicted step) and copies the run's training metrics to
+It writes the pretrained folder ``predlearn/weights/<name>/`` (``predlearn.save_pretrained``:
+config.json, model.safetensors and the model card README.md: command, seed, steps, wall time,
+recipe, data, test scores per predicted step) and copies the run's training metrics to
 ``benchmarks/results/pretrained/<name>_metrics.csv``. The test scores are read from the run's
-``test_curves.csv`` (written by ``--test_after_fit``).
+``test_curves.csv`` (written by ``--test_after_fit``); ``--test-command`` records the command
+that measured them.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any
 
 import torch
 
-from predlearn.pretrained import WEIGHTS_DIR, export_checkpoint
+from predlearn.pretrained import WEIGHTS_DIR
+from predlearn.pretrained_folder import save_pretrained
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 METRIC_LABELS = {"mse_per_frame": "MSE / frame", "bce_per_frame": "CE / frame",
@@ -94,8 +97,12 @@ def write_card(name: str, checkpoint: dict[str, Any], curves: dict[str, list[flo
     return f"""# {name}
 
 A PredRNN (ST-LSTM, Wang et al. 2017) trained on Moving MNIST-2 on a CPU, shipped with
-predlearn. `predlearn.load_pretrained("{name}")` returns it as a `PredictiveModule` in eval mode;
+predlearn. `predlearn.load_pretrained("{name}")` returns it as a `PredictiveModule` in eval mode,
+`predlearn.from_pretrained("{name}")` as a Predictor (`predictor(frames, 10)`);
 on the command line `--ckpt_path={name}` works wherever a checkpoint path does.
+
+This folder holds `config.json` (the predictor's class and options, frame counts, recipe,
+training facts), `model.safetensors` (the weights: no pickle, loading runs no code) and this card.
 
 - **Scores** on 2,000 test sequences of 2 digits the model never saw (MNIST test digits
   8,000-9,999), 10 observed -> 10 predicted frames, closed loop: per-frame MSE
@@ -140,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--machine", required=True)
     parser.add_argument("--selection", default="the best validation loss",
                         help="how the checkpoint was chosen, for the card")
+    parser.add_argument("--test-command", default=None,
+                        help="the command that measured the test scores, for the card")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--results-dir", type=Path,
                         default=REPOSITORY / "benchmarks" / "results" / "pretrained")
@@ -149,14 +158,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     curves = read_curves(newest(args.run, "test_curves.csv"))
-    full = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    full = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     scores = {key: sum(values) / len(values) for key, values in curves.items()}
-    target = export_checkpoint(args.checkpoint, args.weights_dir / f"{args.name}.ckpt",
-                               step=full.get("global_step"), test_scores=scores,
-                               test_curves=curves, wall_time=args.wall_time,
-                               machine=args.machine, config=args.config)
-    card = args.weights_dir / f"{args.name}.md"
-    card.write_text(write_card(args.name, full, curves, args))
+    extra = {"test_command": args.test_command} if args.test_command else {}
+    target = save_pretrained(args.checkpoint, args.weights_dir / args.name,
+                             card=write_card(args.name, full, curves, args),
+                             step=full.get("global_step"), test_scores=scores,
+                             test_curves=curves, wall_time=args.wall_time,
+                             machine=args.machine, config=args.config, **extra)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     log = args.results_dir / f"{args.name}_metrics.csv"
     rows = merged_metrics(args.run, earlier_log=log)
@@ -167,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     picture = newest(args.run, "test_predictions.png")
     shutil.copy(picture, args.results_dir / f"{args.name}_test_predictions.png")
-    print(f"ship_model: wrote {target} ({target.stat().st_size / 1e6:.1f} MB), {card}, {log}")
+    size = sum(path.stat().st_size for path in target.iterdir()) / 1e6
+    print(f"ship_model: wrote {target}/ ({size:.1f} MB) and {log}")
     return 0
 
 

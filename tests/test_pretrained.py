@@ -15,6 +15,7 @@ import predlearn
 from predlearn import pretrained
 from predlearn.cli import run_cli
 from predlearn.cli_arguments import resolve_registry_names
+from predlearn.pretrained_folder import checkpoint_of
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +31,12 @@ def trained(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
 
 @pytest.fixture
 def shipped(trained, tmp_path, monkeypatch) -> dict[str, torch.Tensor]:
-    """The tiny model exported as the shipped model "tiny-predrnn" in a temporary weights folder."""
+    """The tiny model as the shipped model "tiny-predrnn" in a temporary weights folder."""
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setenv("PREDLEARN_CACHE", str(tmp_path / "cache"))
     checkpoint, weights = trained
-    pretrained.export_checkpoint(checkpoint, tmp_path / "weights" / "tiny-predrnn.ckpt",
-                                 test_mse=123.4)
-    (tmp_path / "weights" / "tiny-predrnn.md").write_text("# tiny-predrnn\n")
+    predlearn.save_pretrained(checkpoint, tmp_path / "weights" / "tiny-predrnn",
+                              card="# tiny-predrnn\n", test_mse=123.4)
     return weights
 
 
@@ -81,7 +82,7 @@ def test_an_unknown_name_lists_the_shipped_ones(shipped):
 
 @pytest.mark.slow
 def test_ckpt_path_takes_a_shipped_name_and_leaves_paths_alone(shipped, tmp_path):
-    path = str(pretrained.WEIGHTS_DIR / "tiny-predrnn.ckpt")
+    path = str(checkpoint_of(pretrained.WEIGHTS_DIR / "tiny-predrnn"))  # in the cache
     assert resolve_registry_names(["predict", "--ckpt_path=tiny-predrnn"]) == [
         "predict", f"--ckpt_path={path}"]
     assert resolve_registry_names(["predict", "--ckpt_path", "tiny-predrnn"]) == [

@@ -18,7 +18,8 @@ import predlearn
 from predlearn.checkpoint_files import MODULE_CLASS_PATH, read_checkpoint
 from predlearn.cli import run_cli
 from predlearn.cli_arguments import resolve_registry_names
-from predlearn.errors import CheckpointError
+from predlearn.errors import CheckpointError, ChecksumError
+from predlearn.files import sha256_of
 from predlearn.module import PredictiveModule
 from predlearn.pretrained import WEIGHTS_DIR
 from predlearn.pretrained_folder import checkpoint_of, load_module
@@ -111,16 +112,18 @@ def test_a_module_and_its_data_scale_round_trip_through_a_checkpoint(tmp_path):
         assert torch.equal(loaded(frames, K), module.eval()(frames, K))
 
 
-def test_the_shipped_folder_predicts_what_the_shipped_checkpoint_does():
+def test_the_shipped_model_is_a_folder_with_its_checksum_and_scores():
     name = "predrnn-mmnist2"
-    assert (WEIGHTS_DIR / name / "config.json").is_file() and name in predlearn.list_pretrained()
-    checkpoint = PredictiveModule.load_from_checkpoint(WEIGHTS_DIR / f"{name}.ckpt").eval()
+    assert (WEIGHTS_DIR / name / "config.json").is_file() and predlearn.list_pretrained() == [name]
+    assert not list(WEIGHTS_DIR.glob("*.ckpt"))  # one format for shipped models
+    config = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
+    assert config["weights_sha256"] == sha256_of(WEIGHTS_DIR / name / "model.safetensors")
+    module = predlearn.load_pretrained(name)
     predictor = predlearn.from_pretrained(name)
     frames = torch.rand(2, 10, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.equal(predictor(frames, 10), checkpoint(frames, 10))
-    training = json.loads((WEIGHTS_DIR / name / "config.json").read_text())["training"]
-    assert training["test_scores"]["mse_per_frame"] == pytest.approx(77.88223)
+        assert torch.equal(predictor(frames, 10), module(frames, 10))
+    assert config["training"]["test_scores"]["mse_per_frame"] == pytest.approx(77.88223)
     assert "from_pretrained" in predlearn.pretrained.model_card(name)
 
 
@@ -166,6 +169,12 @@ def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path):
         predlearn.from_pretrained(tmp_path / "evil.ckpt")
     folder = predlearn.save_pretrained(tiny(), tmp_path / "swapped")
     (tmp_path / "evil.ckpt").replace(folder / "model.safetensors")  # a pickle in disguise
+    with pytest.raises(ChecksumError, match="model.safetensors: SHA-256 .* but config.json "
+                                            "records .*: the weights were changed or damaged"):
+        predlearn.from_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["weights_sha256"]  # a folder without a checksum: safetensors itself refuses it
+    (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         predlearn.from_pretrained(folder)
     assert not marker.exists() and not (tmp_path / "out").exists()

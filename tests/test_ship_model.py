@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -40,14 +41,15 @@ def test_a_run_becomes_a_shipped_model_with_card_and_log(tmp_path, monkeypatch):
     reference = torch.load(best, weights_only=False)
     for name, value in reference["state_dict"].items():
         torch.testing.assert_close(module.state_dict()[name], value)
-    shipped = torch.load(weights / "tiny.ckpt", weights_only=False)
+    shipped = json.loads((weights / "tiny" / "config.json").read_text())["training"]
     test_curves = next((tmp_path / "run").glob("**/test_curves.csv"))
     with test_curves.open() as handle:
         rows = list(csv.DictReader(handle))
     mse = sum(float(row["mse_per_frame"]) for row in rows) / len(rows)
-    assert abs(shipped["predlearn"]["test_scores"]["mse_per_frame"] - mse) < 1e-9
+    assert abs(shipped["test_scores"]["mse_per_frame"] - mse) < 1e-9
+    assert not list(weights.glob("*.ckpt"))  # a folder only: weights without pickle
 
-    card = (weights / "tiny.md").read_text()
+    card = (weights / "tiny" / "README.md").read_text()
     assert card.startswith("# tiny") and "seed\n  3" in card and "1 min on test machine" in card
     table = [line for line in card.splitlines() if line.startswith("| step ")]
     assert len(table) == 10  # one row per predicted step

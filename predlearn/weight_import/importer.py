@@ -4,7 +4,6 @@ and write a pretrained folder and a predlearn checkpoint."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from predlearn.errors import CheckpointError, PredlearnError
+from predlearn.files import sha256_of
 from predlearn.predictor import Predictor
 from predlearn.weight_import.converters import converter, model_name
 from predlearn.weight_import.openstl_options import AUTHORS_FRAMES
@@ -45,7 +45,7 @@ def import_weights(path: str | os.PathLike, source: str, model: str,
     from predlearn.registry import MODELS
 
     name = model_name(source, model)
-    weights = read_source(path, source)
+    weights = read_source(Path(path), source)
     given = dict(options or {})
     converted = converter(source, name)(weights, given)
     context = context_frames or converted.context_frames or AUTHORS_FRAMES[0]
@@ -66,7 +66,7 @@ def import_weights(path: str | os.PathLike, source: str, model: str,
     config = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
     _check_fit(predictor, converted.state_dict, config, path, optional=filled)
     predictor.load_state_dict(state)
-    facts = {"from": source, "file": Path(path).name, "sha256": _sha256(Path(path)),
+    facts = {"from": source, "file": Path(path).name, "sha256": sha256_of(path),
              "hyper_parameters_in_file": bool(weights.hparams)}
     return Imported(predictor.eval(), name, context, horizon, facts)
 
@@ -78,25 +78,17 @@ def write_outputs(imported: Imported, folder: str | os.PathLike,
     from predlearn.files import written_atomically
     from predlearn.pretrained_folder import checkpoint_contents
 
-    folder = save_pretrained(imported.predictor, folder, context_frames=imported.context_frames,
-                             horizon=imported.horizon, imported=imported.source)
+    written = save_pretrained(imported.predictor, folder,
+                              context_frames=imported.context_frames, horizon=imported.horizon,
+                              imported=imported.source)
     if checkpoint is None:
-        return folder, None
-    checkpoint = Path(checkpoint)
+        return written, None
     with written_atomically(checkpoint) as part:
-        torch.save(checkpoint_contents(folder), part)
-    return folder, checkpoint
+        torch.save(checkpoint_contents(written), part)
+    return written, Path(checkpoint)
 
 
 def _parameters(cls: type) -> tuple[str, ...]:
     import inspect
 
-    return tuple(inspect.signature(cls.__init__).parameters)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return tuple(inspect.signature(cls).parameters)
