@@ -25,6 +25,9 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
+from predlearn.weight_import.openstl_recurrent import e3d_lstm_rule
+from predlearn.weight_import.renaming import Rule, Target, renamed
+from predlearn.weight_import.sources import SourceWeights
 from predlearn.zoo.cells.eidetic_lstm import EideticLSTMCell
 from predlearn.zoo.e3d_lstm import E3DLSTM
 
@@ -32,54 +35,18 @@ FIXTURE = Path(__file__).with_name("e3d_lstm.pt")
 TOLERANCE = 1e-5
 HIDDEN, PATCH, SIZE, CONTEXT, HORIZON, BATCH = [3, 3], 2, 16, 3, 2, 2
 
-# Their stacked convolutions split their outputs in one gate order, ours in another.
-# Each entry: their module -> (our module, for each of our chunks its chunk there).
-CELL_MAP = {
-    "conv_x": ("conv_x", [1, 0, 2, 5, 4, 6, 3]),  # i g r o i' g' f' -> g i r g' i' f' o
-    "conv_h": ("conv_h", [1, 0, 2, 3]),  # i g r o -> g i r o
-    "conv_gm": ("conv_m", [2, 0, 1, 3]),  # i' f' g' W_mm -> g' i' f' W_mm
-    "conv_new_cell": ("conv_co", None),
-    "conv_new_gm": ("conv_mo", None),
-}
-NORMS = {"conv_x": "x", "conv_h": "h", "conv_gm": "m", "conv_new_cell": "co",
-         "conv_new_gm": "mo"}
+def our_cell_name(theirs: str) -> Target | None:
+    """The package's rule for one cell's names (those of OpenSTL's layer 0)."""
+    target = e3d_lstm_rule("cell_list.0." + theirs)
+    return None if target is None else Target(target.name.removeprefix("cells.0."),
+                                              target.order)
 
 
-def our_cell_name(theirs: str) -> tuple[str, list[int] | None]:
-    """Our name for a parameter of their cell, with the chunk order along dim 0."""
-    parts = theirs.split(".")
-    if parts[0] == "_norm_c_t":
-        return f"norm_c.{parts[-1]}", None
-    if parts[0] == "conv_last":  # the cell's 1 x 1 x 1 convolution over [C, M]
-        return "conv_1x1.conv.weight", None
-    ours, order = CELL_MAP[parts[0]]
-    if parts[1] == "1":  # the LayerNorm after the convolution (layer_norm=1)
-        return f"norms.{NORMS[parts[0]]}.{parts[-1]}", order
-    return f"{ours}.conv.weight", order
-
-
-def our_name(theirs: str) -> tuple[str, list[int] | None]:
-    if theirs == "conv_last.weight":  # the model's output convolution
-        return "head.weight", None
-    _, layer, rest = theirs.split(".", 2)
-    name, order = our_cell_name(rest)
-    return f"cells.{layer}.{name}", order
-
-
-def reorder(value: Tensor, order: list[int] | None) -> Tensor:
-    if order is None:
-        return value
-    chunks = torch.chunk(value, len(order), dim=0)
-    return torch.cat([chunks[i] for i in order], dim=0)
-
-
-def translate(named: dict[str, Tensor], rename) -> dict[str, Tensor]:
-    """Their tensors (parameters or gradients) under our names and in our gate order."""
-    out = {}
-    for name, value in named.items():
-        ours, order = rename(name)
-        out[ours] = reorder(value, order).detach().clone()
-    return out
+def translate(named: dict[str, Tensor], rule: Rule) -> dict[str, Tensor]:
+    """Their tensors (parameters or gradients) under our names and in our gate order, by the
+    converter's rule (``predlearn.weight_import.openstl_recurrent``; one frame channel, so no
+    patch channels to reorder)."""
+    return renamed(SourceWeights(Path("openstl"), "openstl", named), rule, "e3d_lstm")
 
 
 def randomise(module: nn.Module) -> None:
@@ -117,7 +84,7 @@ def compare_model() -> dict:
               "kernel_size": 5, "temporal_kernel_size": 2, "window_length": 2,
               "patch_size": PATCH, "layer_norm": False, "variant": "openstl"}
     ours = E3DLSTM(**config)
-    ours.load_state_dict(translate(dict(theirs.named_parameters()), our_name), strict=True)
+    ours.load_state_dict(translate(dict(theirs.named_parameters()), e3d_lstm_rule), strict=True)
 
     frames = torch.rand(BATCH, CONTEXT, 1, SIZE, SIZE)
     # OpenSTL's test path: the J frames and K (unused) targets, patched, mask_true all zeros
@@ -128,7 +95,7 @@ def compare_model() -> dict:
     every = reshape_patch_back(generated, PATCH).permute(0, 1, 4, 2, 3)  # frames 2 .. J + K
     predicted = every[:, -HORIZON:]
     predicted.square().mean().backward()
-    grads = translate({n: p.grad for n, p in theirs.named_parameters()}, our_name)
+    grads = translate({n: p.grad for n, p in theirs.named_parameters()}, e3d_lstm_rule)
 
     rollout = ours.rollout(frames, HORIZON, every_frame=True)
     rollout.outputs[:, -HORIZON:].square().mean().backward()

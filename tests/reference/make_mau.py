@@ -39,34 +39,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from predlearn.weight_import.openstl_recurrent import mau_rule
+from predlearn.weight_import.renaming import patched_input, patched_output, renamed
+from predlearn.weight_import.sources import SourceWeights
 from predlearn.zoo.mau import MAU
 
 FIXTURE = Path(__file__).with_name("mau.pt")
 TOLERANCE = 1e-5
 SIZE, BATCH = 16, 2
-CELL = {"conv_t": "temporal_fusion", "conv_t_next": "motion_gate", "conv_s": "spatial_fusion",
-        "conv_s_next": "spatial_query"}
-UNUSED = ("merge", "conv_last_sr")
 
 
-def patch_order(channels: int, patch: int) -> Tensor:
-    """For each of our patch channels (``pixel_unshuffle``: c * p * p + q, q the position in
-    the patch), its index in OpenSTL's ``reshape_patch`` order (q * C + c)."""
-    return torch.tensor([q * channels + c for c in range(channels) for q in range(patch**2)])
-
-
-def to_ours(theirs: str, value: Tensor, order: Tensor) -> dict[str, Tensor]:
-    """Our parameter (name and value) for one of theirs; empty for the unused ones."""
-    parts = theirs.split(".")
-    if parts[0] in UNUSED:
-        return {}
-    if parts[0] == "cell_list":  # cell_list.i.conv_t.0.weight -> cells.i.temporal_fusion.0...
-        return {f"cells.{parts[1]}.{CELL[parts[2]]}.{'.'.join(parts[3:])}": value}
-    if parts[0] == "srcnn":  # its output channels are the patch's
-        return {f"head.{parts[-1]}": value[order]}
-    if parts[0] == "encoders" and parts[1] == "0" and parts[-1] == "weight":
-        value = value[:, order]  # the first 1x1 convolution reads the patch's channels
-    return {f"{parts[0]}.{parts[1]}.0.{parts[-1]}": value}
+def to_ours(tensors: dict[str, Tensor], config: dict[str, Any]) -> dict[str, Tensor]:
+    """Their tensors (parameters or gradients) under our names, by the converter's rule
+    (``predlearn.weight_import.openstl_recurrent``; the unused ``merge`` and ``conv_last_sr``
+    left out), the encoder's input and the head's output in ``pixel_unshuffle``'s patch
+    channel order."""
+    ours = renamed(SourceWeights(Path("openstl"), "openstl", tensors), mau_rule, "mau")
+    patch, channels = config["patch_size"], config["frame_channels"]
+    ours["encoders.0.0.weight"] = patched_input(ours["encoders.0.0.weight"], patch, channels)
+    for key in ("head.weight", "head.bias"):
+        ours[key] = patched_output(ours[key], patch, channels)
+    return ours
 
 
 def reference_model(root: Path, config: dict[str, Any], context: int, horizon: int) -> Any:
@@ -112,11 +105,7 @@ def compare(root: Path, config: dict[str, Any], context: int, horizon: int,
     theirs = reference_model(root, config, context, horizon)
     randomise(theirs)
     ours = MAU(**config)
-    order = patch_order(config["frame_channels"], config["patch_size"])
-    mapped: dict[str, Tensor] = {}
-    for name, value in theirs.state_dict().items():
-        mapped.update(to_ours(name, value, order))
-    ours.load_state_dict(mapped, strict=True)
+    ours.load_state_dict(to_ours(theirs.state_dict(), config), strict=True)
 
     frames = torch.rand(BATCH, context, config["frame_channels"], SIZE, SIZE)
     reference = run_reference(theirs, frames, horizon, config["patch_size"])
@@ -124,10 +113,8 @@ def compare(root: Path, config: dict[str, Any], context: int, horizon: int,
     outputs = ours.rollout(frames, horizon, every_frame=True).outputs
     outputs.pow(2).mean().backward()
 
-    grads: dict[str, Tensor] = {}
-    for name, parameter in theirs.named_parameters():
-        if parameter.grad is not None:
-            grads.update({k: v.clone() for k, v in to_ours(name, parameter.grad, order).items()})
+    grads = to_ours({name: parameter.grad for name, parameter in theirs.named_parameters()
+                     if parameter.grad is not None}, config)
     ours_grads = dict(ours.named_parameters())
     assert set(grads) == set(ours_grads), set(grads) ^ set(ours_grads)
     out_diff = (outputs - reference).abs().max().item()
@@ -145,6 +132,7 @@ def compare(root: Path, config: dict[str, Any], context: int, horizon: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=FIXTURE)
     args = parser.parse_args()
     base = {"frame_size": [SIZE, SIZE], "kernel_size": 3, "sr_size": 4}
     main_config = {**base, "frame_channels": 1, "hidden_channels": [6, 6, 6], "patch_size": 1,
@@ -153,8 +141,8 @@ def main() -> None:
                      "tau": 2, "cell_mode": "residual", "model_mode": "recall"}
     fixture = compare(args.reference, main_config, context=4, horizon=3, seed=0)
     fixture["recall"] = compare(args.reference, recall_config, context=3, horizon=3, seed=1)
-    torch.save(fixture, FIXTURE)
-    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size // 1024} KB)")
+    torch.save(fixture, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":

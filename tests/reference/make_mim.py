@@ -31,6 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from predlearn.weight_import.openstl_recurrent import mim_rule, split_peepholes
+from predlearn.weight_import.renaming import renamed
+from predlearn.weight_import.sources import SourceWeights
 from predlearn.zoo.mim import MIM
 
 FIXTURE = Path(__file__).with_name("mim.pt")
@@ -38,73 +41,13 @@ TOLERANCE = 1e-5
 RELATIVE = 1e-4  # max |grad diff| / max |grad|
 KERNEL, PATCH, SIZE, CONTEXT, HORIZON, BATCH = 3, 4, 16, 3, 3, 2
 
-# Their stacked convolutions split their outputs in one gate order, ours in another: for each of
-# our chunks (along dim 0) its chunk there.
-ST_LSTM = {  # OpenSTL's SpatioTemporalLSTMCell -> our first layer (predlearn's ST-LSTM)
-    "conv_x": ("conv_x", 0, [2, 0, 1, 5, 3, 4, 6]),  # i f g i' f' g' o -> g i f g' i' f' o
-    "conv_h": ("conv_h", 1, [2, 0, 1, 3]),  # i f g o -> g i f o
-    "conv_m": ("conv_m", 2, [2, 0, 1]),  # i' f' g' -> g' i' f'
-    "conv_o": ("conv_o", 3, [0]),
-}
-BLOCK = {  # OpenSTL's MIMBlock -> our MIMBlock
-    "conv_x_cc": ("conv_x", 0, [1, 0, 2, 3]),  # i g f' o -> g i f' o
-    "conv_t_cc": ("conv_h", 1, [1, 0, 2]),  # i g o -> g i o
-    "conv_s_cc": ("conv_m", 2, [1, 0, 2, 3]),  # i' g' f' o -> g' i' f' o
-    "conv_x_concat": ("stationary.conv_x", 0, [1, 0, 2, 3]),  # MIM-S, i g f o -> g i f o
-    "conv_h_concat": ("stationary.conv_h", 1, [1, 0, 2, 3]),
-}
-MIMN = {  # OpenSTL's MIMN -> our block's MIM-N
-    "conv_x_concat": ("conv_x", 0, [1, 0, 2, 3]),
-    "conv_h_concat": ("conv_h", 1, [1, 0, 2, 3]),
-}
-
-
-def reorder(value: Tensor, order: list[int]) -> Tensor:
-    chunks = torch.chunk(value, len(order), dim=0)
-    return torch.cat([chunks[i] for i in order], dim=0)
-
-
-def peepholes(prefix: str, module: str, value: Tensor) -> dict[str, Tensor]:
-    """OpenSTL's ``ct_weight`` holds W_ci and W_cf stacked; ``oc_weight`` is W_co."""
-    if module == "oc_weight":
-        return {f"{prefix}w_co": value}
-    w_ci, w_cf = torch.chunk(value, 2, dim=0)
-    return {f"{prefix}w_ci": w_ci, f"{prefix}w_cf": w_cf}
-
-
-def convolution(prefix: str, table: dict, parts: list[str], value: Tensor) -> dict[str, Tensor]:
-    """A stacked convolution ``module.0.weight`` or its LayerNorm ``module.1.{weight,bias}``."""
-    ours, norm, order = table[parts[0]]
-    if parts[1] == "1":  # the LayerNorm after the convolution
-        path = ours.rsplit(".", 1)[0] + "." if "." in ours else ""
-        ours = f"{path}norms.{norm}"
-    return {f"{prefix}{ours}.{parts[-1]}": reorder(value, order)}
-
-
-def to_ours(theirs: str, value: Tensor) -> dict[str, Tensor]:
-    """Our parameters (names and values) for one of theirs; empty for OpenSTL's MIMN
-    ``conv_last``, built but never used in its forward."""
-    parts = theirs.split(".")
-    if parts[0] == "conv_last":
-        return {"head.weight": value}
-    layer, module, rest = int(parts[1]), parts[2], parts[2:]
-    if parts[0] == "stlstm_layer_diff":  # the MIM-N of our block ``layer``
-        prefix = f"blocks.{layer}.nonstationary."
-        if module == "conv_last":
-            return {}
-        if module in ("ct_weight", "oc_weight"):
-            return peepholes(prefix, module, value)
-        return convolution(prefix, MIMN, rest, value)
-    if layer == 0:
-        if module == "conv_last":
-            return {"first.conv_1x1.weight": value}
-        return convolution("first.", ST_LSTM, rest, value)
-    prefix = f"blocks.{layer - 1}."
-    if module == "conv_last":
-        return {f"{prefix}conv_1x1.weight": value}
-    if module in ("ct_weight", "oc_weight"):  # MIM-S's peepholes
-        return peepholes(prefix + "stationary.", module, value)
-    return convolution(prefix, BLOCK, rest, value)
+def to_ours(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Their tensors (parameters or gradients) under our names, in our gate order, by the
+    converter's rule (``predlearn.weight_import.openstl_recurrent``: ``ct_weight`` split into
+    W_ci and W_cf; the MIM-N's ``conv_last``, built but never used, left out; one frame channel,
+    so no patch channels to reorder)."""
+    split = split_peepholes(tensors)
+    return renamed(SourceWeights(Path("openstl"), "openstl", split), mim_rule, "mim")
 
 
 def reference_model(root: Path, hidden: list[int], layer_norm: bool) -> Any:
@@ -148,10 +91,7 @@ def compare(root: Path, hidden: list[int], layer_norm: bool, seed: int) -> dict[
     config = {"frame_channels": 1, "frame_size": [SIZE, SIZE], "hidden_channels": hidden,
               "kernel_size": KERNEL, "patch_size": PATCH, "layer_norm": layer_norm}
     ours = MIM(**config)
-    mapped: dict[str, Tensor] = {}
-    for name, value in theirs.state_dict().items():
-        mapped.update(to_ours(name, value))
-    ours.load_state_dict(mapped, strict=True)
+    ours.load_state_dict(to_ours(theirs.state_dict()), strict=True)
 
     frames = torch.rand(BATCH, CONTEXT, 1, SIZE, SIZE)
     reference = run_reference(theirs, frames)
@@ -159,10 +99,8 @@ def compare(root: Path, hidden: list[int], layer_norm: bool, seed: int) -> dict[
     outputs = ours.rollout(frames, HORIZON, every_frame=True).outputs
     outputs.pow(2).mean().backward()
 
-    grads: dict[str, Tensor] = {}
-    for name, parameter in theirs.named_parameters():
-        if parameter.grad is not None:
-            grads.update({k: v.clone() for k, v in to_ours(name, parameter.grad).items()})
+    grads = to_ours({name: parameter.grad for name, parameter in theirs.named_parameters()
+                     if parameter.grad is not None})
     ours_grads = dict(ours.named_parameters())
     assert set(grads) == set(ours_grads), set(grads) ^ set(ours_grads)
     out_diff = (outputs - reference).abs().max().item()
@@ -182,11 +120,12 @@ def compare(root: Path, hidden: list[int], layer_norm: bool, seed: int) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=FIXTURE)
     args = parser.parse_args()
     fixture = compare(args.reference, [4, 4, 4], layer_norm=False, seed=0)
     fixture["layer_norm"] = compare(args.reference, [2, 2, 2], layer_norm=True, seed=1)
-    torch.save(fixture, FIXTURE)
-    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size // 1024} KB)")
+    torch.save(fixture, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":

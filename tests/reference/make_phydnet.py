@@ -41,8 +41,6 @@ CONFIG = {"frame_channels": 1, "frame_size": [SIZE, SIZE], "patch_size": 4,
           "encoder_channels": 4, "latent_channels": 8, "norm_groups": 2,
           "phycell_kernel_size": 5, "convlstm_channels": [4, 8], "convlstm_kernel_size": 3,
           "moment_weight": 1.0}
-# OpenSTL's ConvLSTM stacks its gates as (i, f, o, g); ours as (g, i, f, o)
-GATE_ORDER = (3, 0, 1, 2)
 
 
 @contextlib.contextmanager
@@ -90,47 +88,17 @@ def _build_reference(modules: Any, nf: int, latent: int, k: int) -> nn.Module:
     return encoder
 
 
-def our_name(name: str) -> str:
-    """OpenSTL's parameter name (in PhyD_EncoderRNN) -> ours; ConvLSTM ones are split apart."""
-    parts = name.split(".")
-    blocks = {"encoder_E": "encoder", "encoder_Ep": "physics_encoder",
-              "encoder_Er": "residual_encoder", "decoder_Dp": "physics_decoder",
-              "decoder_Dr": "residual_decoder", "decoder_D": "decoder"}
-    if parts[0] in blocks:  # <block>.c1.main.0.weight -> <ours>.0.0.weight; upc3 -> decoder.2
-        index = int(parts[1][-1]) - 1
-        if parts[1] == "upc3":
-            return f"decoder.{index}.{parts[2]}"
-        return f"{blocks[parts[0]]}.{index}.{parts[3]}.{parts[4]}"
-    if parts[0] == "phycell":  # phycell.cell_list.0.F.conv1.weight / .convgate.weight
-        inner = {"conv1": "derivatives", "bn1": "norm", "conv2": "combine"}
-        if parts[3] == "F":
-            return f"phycell.{inner[parts[4]]}.{parts[5]}"
-        return f"phycell.gate.{parts[4]}"
-    raise KeyError(name)
-
-
-def gates(tensor: Tensor) -> Tensor:
-    """Reorder stacked gates (i, f, o, g) -> (g, i, f, o) along dimension 0."""
-    chunks = tensor.chunk(4, dim=0)
-    return torch.cat([chunks[i] for i in GATE_ORDER])
-
-
 def to_ours(reference: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Tensors by OpenSTL's parameter names (weights or their gradients) -> by ours."""
-    ours: dict[str, Tensor] = {}
-    inputs = [CONFIG["latent_channels"], *CONFIG["convlstm_channels"][:-1]]
-    for name, value in tensors.items():
-        parts = name.split(".")
-        if parts[0] == "convcell":  # convcell.cell_list.<l>.conv.{weight,bias}
-            layer, kind = int(parts[2]), parts[4]
-            if kind == "bias":
-                ours[f"convlstm.{layer}.conv_x.bias"] = gates(value)
-            else:
-                ours[f"convlstm.{layer}.conv_x.weight"] = gates(value[:, :inputs[layer]])
-                ours[f"convlstm.{layer}.conv_h.weight"] = gates(value[:, inputs[layer]:])
-        else:
-            ours[our_name(name)] = value
-    return ours
+    """Tensors by OpenSTL's parameter names in PhyD_EncoderRNN (weights or their gradients) ->
+    by ours, by the converter's rule (``predlearn.weight_import.openstl_direct``, which reads
+    them under PhyDNet_Model's ``encoder.``; the ConvLSTM's convolutions split into their input
+    and hidden parts, gates reordered)."""
+    from predlearn.weight_import.openstl_direct import phydnet_rule, split_convlstm
+    from predlearn.weight_import.renaming import renamed
+    from predlearn.weight_import.sources import SourceWeights
+
+    split = split_convlstm({f"encoder.{name}": value for name, value in tensors.items()})
+    return renamed(SourceWeights(Path("openstl"), "openstl", split), phydnet_rule, "phydnet")
 
 
 def reference_rollout(encoder: nn.Module, frames: Tensor, horizon: int) -> Tensor:
@@ -169,6 +137,7 @@ def openstl_loss(model_class, encoder: nn.Module, k2m: nn.Module, frames: Tensor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     sys.path.insert(0, str(args.reference))
     sys.path.insert(0, str(REPO))
@@ -250,8 +219,8 @@ def main() -> None:
         "kernels7": kernels, "moments7": reference_moments,
         "moment_loss7": reference_moment_loss.detach(),
     }
-    torch.save(fixture, OUT)
-    print(f"wrote {OUT} ({OUT.stat().st_size / 1024:.0f} KB)")
+    torch.save(fixture, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor, nn
 
+from predlearn.weight_import.openstl_recurrent import predrnn_pp_rule
+from predlearn.weight_import.renaming import Rule, Target, renamed
+from predlearn.weight_import.sources import SourceWeights
 from predlearn.zoo.cells.causal_lstm import CausalLSTMCell
 from predlearn.zoo.predrnn_pp import PredRNNpp
 
@@ -33,57 +36,18 @@ FIXTURE = Path(__file__).with_name("predrnn_pp.pt")
 TOLERANCE = 1e-5
 HIDDEN, KERNEL, PATCH, SIZE, CONTEXT, HORIZON, BATCH = [4, 4, 4], 3, 2, 16, 3, 2, 2
 
-# Their stacked convolutions split their outputs in this gate order; ours (the cell's ``convs``)
-# in the other. Each entry: their module -> (our module, for each of our chunks its chunk there).
-CELL_MAP = {
-    "conv_x": ("convs.x", [2, 0, 1, 5, 3, 4, 6]),  # i f g i' f' g' o -> g i f g' i' f' o
-    "conv_h": ("convs.h", [2, 0, 1, 3]),  # i f g o -> g i f o
-    "conv_c": ("convs.c", [2, 0, 1]),  # i f g -> g i f
-    "conv_m": ("convs.m", [2, 0, 1]),  # i' f' W3 -> W3 i' f'
-    "conv_c2m": ("convs.cc", [1, 0, 2, 3]),  # i' g' f' o -> g' i' f' o
-    "conv_om": ("convs.mo", [0]),
-}
+def our_cell_name(theirs: str) -> Target | None:
+    """The package's rule for one Causal LSTM cell's names (those of OpenSTL's layer 0)."""
+    target = predrnn_pp_rule("cell_list.0." + theirs)
+    return None if target is None else Target(target.name.removeprefix("cells.0."),
+                                              target.order)
 
 
-def our_name(theirs: str) -> tuple[str, list[int] | None] | None:
-    """Our parameter's name for theirs, with the chunk order along dim 0 (None: as it is); None
-    for OpenSTL's ``conv_o``, built but never used in its forward."""
-    parts = theirs.split(".")
-    if parts[0] == "conv_last":
-        return "head." + parts[-1], None
-    if parts[0] == "gradient_highway":  # z_concat.0.weight, x_concat.0.weight
-        return f"highway.conv_{parts[1][0]}.{parts[-1]}", None
-    layer, module = parts[1], parts[2]
-    if module == "conv_o":
-        return None
-    if module == "conv_last":
-        return f"cells.{layer}.conv_1x1.{parts[-1]}", None
-    ours, order = CELL_MAP[module]
-    if parts[3] == "1":  # the LayerNorm after the convolution
-        ours = ours.replace("convs.", "norms.")
-    return f"cells.{layer}.{ours}.{parts[-1]}", order
-
-
-def our_cell_name(theirs: str) -> tuple[str, list[int] | None] | None:
-    mapped = our_name("cell_list.0." + theirs)
-    return None if mapped is None else (mapped[0].removeprefix("cells.0."), mapped[1])
-
-
-def reorder(value: Tensor, order: list[int] | None) -> Tensor:
-    if order is None:
-        return value
-    chunks = torch.chunk(value, len(order), dim=0)
-    return torch.cat([chunks[i] for i in order], dim=0)
-
-
-def translate(named: dict[str, Tensor], rename) -> dict[str, Tensor]:
-    """Their tensors (parameters or gradients) under our names and in our gate order."""
-    out = {}
-    for name, value in named.items():
-        mapped = rename(name)
-        if mapped is not None:
-            out[mapped[0]] = reorder(value, mapped[1]).detach().clone()
-    return out
+def translate(named: dict[str, Tensor], rule: Rule) -> dict[str, Tensor]:
+    """Their tensors (parameters or gradients) under our names and in our gate order, by the
+    converter's rule (``predlearn.weight_import.openstl_recurrent``; one frame channel, so no
+    patch channels to reorder)."""
+    return renamed(SourceWeights(Path("openstl"), "openstl", named), rule, "predrnn_pp")
 
 
 def randomise(module: nn.Module) -> None:
@@ -121,7 +85,7 @@ def compare_model(reference: Path) -> dict:
     config = {"frame_channels": 1, "frame_size": [SIZE, SIZE], "hidden_channels": HIDDEN,
               "kernel_size": KERNEL, "patch_size": PATCH}
     ours = PredRNNpp(**config)
-    state = translate(dict(theirs.named_parameters()), our_name)
+    state = translate(dict(theirs.named_parameters()), predrnn_pp_rule)
     ours.load_state_dict(state, strict=True)
 
     frames = torch.rand(BATCH, CONTEXT, 1, SIZE, SIZE)
@@ -136,7 +100,7 @@ def compare_model(reference: Path) -> dict:
     unused = [n for n, p in theirs.named_parameters() if p.grad is None]
     assert all(".conv_o." in n for n in unused), unused
     grads = translate({n: p.grad for n, p in theirs.named_parameters() if p.grad is not None},
-                      our_name)
+                      predrnn_pp_rule)
 
     rollout = ours.rollout(frames, HORIZON, every_frame=True)
     rollout.outputs[:, -HORIZON:].square().sum().backward()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 from pathlib import Path
 
@@ -40,47 +39,16 @@ VARIANTS = {  # fixture: (their model_type, our class, our extra kwargs)
     "tau": ("tau", "TAU", {"mlp_ratio": 2.0, "drop_path": 0.3, "alpha": 0.1}),
 }
 
-# their parameter and buffer names -> ours (regular expressions, applied in order)
-RENAMES = [
-    (r"^enc\.enc\.(\d+)\.conv\.conv\.(weight|bias)$", r"encoder.layers.\1.conv.\2"),
-    (r"^enc\.enc\.(\d+)\.conv\.norm\.", r"encoder.layers.\1.norm."),
-    (r"^dec\.dec\.(\d+)\.conv\.conv\.(?:0\.)?(weight|bias)$", r"decoder.layers.\1.conv.\2"),
-    (r"^dec\.dec\.(\d+)\.conv\.norm\.", r"decoder.layers.\1.norm."),
-    (r"^dec\.readout\.", "decoder.readout."),
-    # IncepU: hid.enc / hid.dec are the U-Net's down and up halves
-    (r"^hid\.enc\.(\d+)\.conv1\.", r"translator.down.\1.reduce."),
-    (r"^hid\.dec\.(\d+)\.conv1\.", r"translator.up.\1.reduce."),
-    (r"^hid\.enc\.(\d+)\.layers\.(\d+)\.", r"translator.down.\1.branches.\2."),
-    (r"^hid\.dec\.(\d+)\.layers\.(\d+)\.", r"translator.up.\1.branches.\2."),
-    # gSTA / TAU: hid.enc.i is MetaBlock i
-    (r"^hid\.enc\.(\d+)\.block\.norm1\.", r"translator.blocks.\1.attention_norm."),
-    (r"^hid\.enc\.(\d+)\.block\.norm2\.", r"translator.blocks.\1.mlp_norm."),
-    (r"^hid\.enc\.(\d+)\.block\.layer_scale_1$", r"translator.blocks.\1.attention_scale"),
-    (r"^hid\.enc\.(\d+)\.block\.layer_scale_2$", r"translator.blocks.\1.mlp_scale"),
-    (r"^hid\.enc\.(\d+)\.block\.attn\.proj_1\.", r"translator.blocks.\1.attention.proj_in."),
-    (r"^hid\.enc\.(\d+)\.block\.attn\.proj_2\.", r"translator.blocks.\1.attention.proj_out."),
-    (r"^hid\.enc\.(\d+)\.block\.attn\.spatial_gating_unit\.conv0\.",
-     r"translator.blocks.\1.attention.mixer.convs.local."),
-    (r"^hid\.enc\.(\d+)\.block\.attn\.spatial_gating_unit\.conv_spatial\.",
-     r"translator.blocks.\1.attention.mixer.convs.dilated."),
-    (r"^hid\.enc\.(\d+)\.block\.attn\.spatial_gating_unit\.conv1\.",
-     r"translator.blocks.\1.attention.mixer.convs.pointwise."),
-    (r"^hid\.enc\.(\d+)\.block\.attn\.spatial_gating_unit\.fc\.0\.",
-     r"translator.blocks.\1.attention.mixer.squeeze."),
-    (r"^hid\.enc\.(\d+)\.block\.attn\.spatial_gating_unit\.fc\.2\.",
-     r"translator.blocks.\1.attention.mixer.excite."),
-    (r"^hid\.enc\.(\d+)\.block\.mlp\.fc1\.", r"translator.blocks.\1.mlp.expand."),
-    (r"^hid\.enc\.(\d+)\.block\.mlp\.dwconv\.dwconv\.", r"translator.blocks.\1.mlp.depthwise."),
-    (r"^hid\.enc\.(\d+)\.block\.mlp\.fc2\.", r"translator.blocks.\1.mlp.project."),
-    (r"^hid\.enc\.(\d+)\.reduction\.", r"translator.blocks.\1.project."),
-]
-
-
 def our_name(name: str) -> str:
-    for pattern, replacement in RENAMES:
-        if re.search(pattern, name):
-            return re.sub(pattern, replacement, name)
-    raise KeyError(f"no mapping for the reference's {name}")
+    """Our name for one of the reference's parameters and buffers, by the converter's rule
+    (``predlearn.weight_import.openstl_direct``)."""
+    from predlearn.weight_import.openstl_direct import simvp_rule
+    from predlearn.weight_import.renaming import unknown
+
+    target = simvp_rule(name)
+    if target is None or target is unknown():
+        raise KeyError(f"no mapping for the reference's {name}")
+    return target.name
 
 
 def perturb(model: torch.nn.Module, generator: torch.Generator) -> None:
