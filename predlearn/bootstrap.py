@@ -31,7 +31,7 @@ def window_blocks(series: Sequence[int], starts: Sequence[int], window: int) -> 
                          f"{len(starts)}")
     order = sorted(range(len(starts)), key=lambda i: (series[i], starts[i]))
     blocks = torch.empty(len(starts), dtype=torch.int64)
-    block, first, previous = -1, None, None
+    block, first, previous = -1, 0, None
     for index in order:
         if previous is None or series[index] != previous or starts[index] - first >= window:
             block, first = block + 1, starts[index]
