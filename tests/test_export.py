@@ -287,8 +287,8 @@ def test_a_checkpoint_is_read_with_its_frame_counts(tmp_path):
 def test_the_snippets_of_docs_deploy_run_as_written(tmp_path, monkeypatch):
     text = DOCS.read_text(encoding="utf-8")
     assert text.startswith("# Deploy")
-    assert "## Import weights from the authors' code or OpenSTL\n\n(written with the import " \
-           "command)" in text
+    assert "## Import weights from the authors' code or OpenSTL\n\n`predlearn import-weights`" \
+           in text
     run_section = text.split("## Run it with onnxruntime")[1].split("\n## ")[0]
     snippets = re.findall(r"```python\n(.*?)```", run_section, flags=re.DOTALL)
     assert len(snippets) == 2 and len(snippets[0].strip().splitlines()) <= 10
