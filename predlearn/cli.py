@@ -34,7 +34,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 PREPARERS = {"radar": "predlearn.datamodules.radar_prepare"}
 #: subcommands whose module has ``main(argv)``
 MODULE_COMMANDS = {"import-weights": "predlearn.weight_import.command",
-                   "export": "predlearn.export"}
+                   "export": "predlearn.export_command"}
 
 USAGE = """\
 usage: predlearn COMMAND [options]

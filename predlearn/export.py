@@ -179,13 +179,6 @@ def write(exported: Exported) -> Path:
     return exported.path
 
 
-def main(argv: list[str]) -> None:
-    """Entry point of ``predlearn export`` (``predlearn.export_command``)."""
-    from predlearn.export_command import main as run
-
-    run(argv)
-
-
 # -- the pieces --------------------------------------------------------------------------------
 
 
@@ -265,5 +258,5 @@ def _exported(path: str | os.PathLike, built: Built, check: Check, graph: str,
 
 
 __all__ = ["DESCRIPTION_FORMAT", "GRAPHS", "REFUSALS", "ExportRefused", "Exported", "export_forecast",
-           "export_step", "forecast_graph", "main", "model_frame", "model_name", "refusal", "step_graph",
+           "export_step", "forecast_graph", "model_frame", "model_name", "refusal", "step_graph",
            "step_path", "write"]

@@ -23,26 +23,29 @@ from typing import Any
 
 import torch
 
+import predlearn.pretrained_folder as folders
 from predlearn.errors import CheckpointError, UsageError
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: the shipped models' folder (tests point ``predlearn.pretrained_folder.SHIPPED_DIR``
+#: elsewhere; everything here reads that)
+WEIGHTS_DIR = folders.SHIPPED_DIR
 #: checkpoint entries a shipped model keeps; everything else (optimiser, loops, callbacks) goes
 KEPT_KEYS = ("state_dict", "hyper_parameters", "hparams_name", "_instantiator",
              "pytorch-lightning_version", "predlearn")
 
 
 #: the file of a pretrained folder that makes it one
-FOLDER_CONFIG = "config.json"
+FOLDER_CONFIG = folders.CONFIG_FILE
 
 
 def list_pretrained() -> list[str]:
     """Names of the trained models shipped with predlearn."""
-    return sorted(path.parent.name for path in WEIGHTS_DIR.glob(f"*/{FOLDER_CONFIG}"))
+    return folders.shipped_names()
 
 
 def pretrained_path(name: str) -> Path:
     """The pretrained folder of a shipped model; a clear error names the shipped ones."""
-    folder = WEIGHTS_DIR / name
+    folder = folders.SHIPPED_DIR / name
     if "/" not in name and (folder / FOLDER_CONFIG).is_file():
         return folder
     known = ", ".join(list_pretrained()) or "none"
@@ -56,9 +59,7 @@ def model_card(name: str) -> str:
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu") -> Any:
     """A shipped model as a ready ``PredictiveModule`` in eval mode."""
-    from predlearn.pretrained_folder import load_module
-
-    return load_module(pretrained_path(name), map_location=map_location)
+    return folders.load_module(pretrained_path(name), map_location=map_location)
 
 
 def resolve_checkpoint(value: str) -> str:
@@ -69,17 +70,13 @@ def resolve_checkpoint(value: str) -> str:
     reports it, or it is "best"/"last")."""
     if value in ("best", "last", "hpc", "registry") or os.path.isfile(value):
         return value
-    folder = Path(value) if os.path.isdir(value) else WEIGHTS_DIR / value
+    folder = Path(value) if os.path.isdir(value) else folders.SHIPPED_DIR / value
     if (folder / FOLDER_CONFIG).is_file() and (os.path.isdir(value) or "/" not in value):
-        from predlearn.pretrained_folder import checkpoint_of
-
-        return str(checkpoint_of(folder))
+        return str(folders.checkpoint_of(folder))
     from predlearn.pretrained_hub import hub_folder, is_hub_id
 
     if is_hub_id(value, bare=False):  # hf://owner/name: the downloaded folder's checkpoint
-        from predlearn.pretrained_folder import checkpoint_of
-
-        return str(checkpoint_of(hub_folder(value)))
+        return str(folders.checkpoint_of(hub_folder(value)))
     return value
 
 

@@ -44,6 +44,8 @@ from predlearn.errors import CheckpointError, OutputError, PredlearnError
 from predlearn.predictor import Predictor
 
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
+#: the folder of the models shipped inside the package (``predlearn.pretrained``)
+SHIPPED_DIR = Path(__file__).parent / "weights"
 #: the layout of config.json this predlearn writes and reads
 FORMAT = "predlearn-pretrained/1"
 #: module settings a pretrained folder does not keep (the running command's, not the model's)
@@ -112,18 +114,21 @@ def pretrained_folder(folder_or_name: str | os.PathLike) -> Path:
     if path.is_dir():
         raise CheckpointError(f"{path}: no {CONFIG_FILE}, so not a pretrained folder; write one "
                               "with predlearn.save_pretrained(model, folder)")
-    from predlearn.pretrained import WEIGHTS_DIR, list_pretrained
-
-    shipped = WEIGHTS_DIR / str(folder_or_name)
+    shipped = SHIPPED_DIR / str(folder_or_name)
     if "/" not in str(folder_or_name) and (shipped / CONFIG_FILE).is_file():
         return shipped
     from predlearn.pretrained_hub import hub_folder, is_hub_id
 
     if is_hub_id(str(folder_or_name)):
         return hub_folder(str(folder_or_name))
-    known = ", ".join(list_pretrained()) or "none"
+    known = ", ".join(shipped_names()) or "none"
     raise CheckpointError(f"{folder_or_name}: no such pretrained folder, and no shipped model of "
                           f"that name (shipped: {known})")
+
+
+def shipped_names() -> list[str]:
+    """The names of the pretrained folders shipped inside the package."""
+    return sorted(path.parent.name for path in SHIPPED_DIR.glob(f"*/{CONFIG_FILE}"))
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from mnist_fixtures import write_fake_mnist
 from support import tiny_run
 
 import predlearn
-from predlearn import pretrained
+from predlearn import pretrained, pretrained_folder
 from predlearn.cli import run_cli
 from predlearn.cli_arguments import resolve_registry_names
 from predlearn.pretrained_folder import checkpoint_of
@@ -32,7 +32,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
 @pytest.fixture
 def shipped(trained, tmp_path, monkeypatch) -> dict[str, torch.Tensor]:
     """The tiny model as the shipped model "tiny-predrnn" in a temporary weights folder."""
-    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(pretrained_folder, "SHIPPED_DIR", tmp_path / "weights")
     monkeypatch.setenv("PREDLEARN_CACHE", str(tmp_path / "cache"))
     checkpoint, weights = trained
     predlearn.save_pretrained(checkpoint, tmp_path / "weights" / "tiny-predrnn",
@@ -82,7 +82,7 @@ def test_an_unknown_name_lists_the_shipped_ones(shipped):
 
 @pytest.mark.slow
 def test_ckpt_path_takes_a_shipped_name_and_leaves_paths_alone(shipped, tmp_path):
-    path = str(checkpoint_of(pretrained.WEIGHTS_DIR / "tiny-predrnn"))  # in the cache
+    path = str(checkpoint_of(pretrained_folder.SHIPPED_DIR / "tiny-predrnn"))  # in the cache
     assert resolve_registry_names(["predict", "--ckpt_path=tiny-predrnn"]) == [
         "predict", f"--ckpt_path={path}"]
     assert resolve_registry_names(["predict", "--ckpt_path", "tiny-predrnn"]) == [

@@ -12,7 +12,7 @@ from mnist_fixtures import write_fake_mnist
 from support import load_module_from, tiny_run
 
 import predlearn
-from predlearn import pretrained
+from predlearn import pretrained_folder
 from predlearn.cli import run_cli
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ship_model.py"
@@ -36,7 +36,7 @@ def test_a_run_becomes_a_shipped_model_with_card_and_log(tmp_path, monkeypatch):
                         "--machine", "test machine", "--weights-dir", str(weights),
                         "--results-dir", str(results)])
 
-    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(pretrained_folder, "SHIPPED_DIR", weights)
     module = predlearn.load_pretrained("tiny")
     reference = torch.load(best, weights_only=False)
     for name, value in reference["state_dict"].items():
