@@ -40,15 +40,6 @@ GRAPHS = ("forecast", "step", "both")
 DESCRIPTION_FORMAT = "predlearn-export/1"
 #: the frame (C, H, W) of a model built for any size (the baselines)
 DEFAULT_FRAME = (1, 64, 64)
-#: models that cannot be exported, by class path, and why (a predictor may also say so itself
-#: with a class attribute ``export_refusal``)
-REFUSALS = {
-    "predlearn.zoo.nowcast_baselines.OpticalFlowExtrapolation":
-        "it estimates the motion with pysteps (OpenCV) in NumPy, outside PyTorch, so no graph "
-        "holds it",
-}
-
-
 class ExportRefused(UsageError):
     """A model, or one of its graphs, that cannot be exported: ``reason`` says why."""
 
@@ -77,10 +68,7 @@ def model_name(predictor: Predictor) -> str:
 def refusal(predictor: Predictor, graph: str = "forecast") -> str | None:
     """Why ``predictor`` has no ``graph`` ("forecast" or "step") to export, known before any
     export is tried; None where it may have one."""
-    from predlearn.class_paths import class_path
-
-    reason = getattr(type(predictor), "export_refusal", None) or REFUSALS.get(
-        class_path(type(predictor)))
+    reason = type(predictor).export_refusal  # a predictor says so itself (docs/plugins.md)
     if reason:
         return str(reason)
     if graph == "step" and not predictor.uses_shared_rollout():
@@ -257,6 +245,6 @@ def _exported(path: str | os.PathLike, built: Built, check: Check, graph: str,
     return Exported(path, description, built.save(description), check.largest)
 
 
-__all__ = ["DESCRIPTION_FORMAT", "GRAPHS", "REFUSALS", "ExportRefused", "Exported", "export_forecast",
+__all__ = ["DESCRIPTION_FORMAT", "GRAPHS", "ExportRefused", "Exported", "export_forecast",
            "export_step", "forecast_graph", "model_frame", "model_name", "refusal", "step_graph",
            "step_path", "write"]

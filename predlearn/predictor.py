@@ -61,6 +61,9 @@ class Predictor(nn.Module):
     #: whether it feeds its predictions back one frame at a time, so that teacher forcing can
     #: replace them by the truth (False: ``DirectPredictor``s, which predict a block at once)
     feeds_back_frames: bool = True
+    #: why ``predlearn export`` cannot write this model as a graph (e.g. it computes in NumPy),
+    #: said in one line before anything is tried; None: it may be exported (docs/deploy.md)
+    export_refusal: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Make every subclass record the arguments it was built with (``config``), and name

@@ -149,6 +149,9 @@ class OpticalFlowExtrapolation(Baseline):
             {"quality_level": 0.05}}`` for "LK").
     """
 
+    export_refusal = ("it estimates the motion with pysteps (OpenCV) in NumPy, outside "
+                      "PyTorch, so no graph holds it")
+
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
         """The defaults: the method has no size to shrink."""
