@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,29 @@ def upgrade_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
     return hparams
 
 
+def load_plain_values(path: str | os.PathLike | io.IOBase, pickled_hint: str,
+                      allowed: Sequence[Any] = ()) -> Any:
+    """``torch.load`` with ``weights_only``: tensors, containers and numbers only, and the
+    globals of ``allowed`` (``torch.serialization.safe_globals`` entries). One line naming the
+    file when it is missing, damaged or truncated, or holds pickled objects (which could run
+    code; ``pickled_hint`` says what to give instead)."""
+    if not isinstance(path, io.IOBase) and not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[arg-type]
+    except pickle.UnpicklingError as error:
+        if "weights only" not in str(error).lower():
+            raise CheckpointError(f"{path}: not a checkpoint, or damaged ({error})") from error
+        raise CheckpointError(
+            f"{path}: holds pickled Python objects, which predlearn does not load (they could "
+            f"run code); {pickled_hint}") from error
+    except Exception as error:  # torch.load fails on damaged files in many ways
+        reason = str(error).split("\n")[0].split(". ")[0] or type(error).__name__
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint, damaged or truncated ({reason})") from error
+
+
 def read_checkpoint(path: str | os.PathLike, needs_predictor: bool = True) -> dict[str, Any]:
     """The contents of a predlearn checkpoint file, loaded without running pickled code
     (``weights_only``), checked to be a Lightning checkpoint of a ``PredictiveModule`` (with
@@ -51,21 +74,8 @@ def read_checkpoint(path: str | os.PathLike, needs_predictor: bool = True) -> di
     Raises ``CheckpointError`` naming the file when it is missing, damaged or truncated, holds
     pickled objects, or is not a checkpoint of a predlearn model.
     """
-    if not isinstance(path, io.IOBase) and not Path(path).is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" not in str(error).lower():
-            raise CheckpointError(f"{path}: not a checkpoint, or damaged ({error})") from error
-        raise CheckpointError(
-            f"{path}: holds pickled Python objects, which predlearn does not load (they could "
-            "run code); predlearn's own checkpoints hold only tensors and plain values"
-        ) from error
-    except Exception as error:  # torch.load fails on damaged files in many ways
-        reason = str(error).split("\n")[0].split(". ")[0] or type(error).__name__
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint, damaged or truncated ({reason})") from error
+    checkpoint = load_plain_values(
+        path, "predlearn's own checkpoints hold only tensors and plain values")
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (it has no state_dict)")
     hparams = checkpoint.get("hyper_parameters")

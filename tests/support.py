@@ -184,3 +184,13 @@ def scores_on_two_processes(metric_args: tuple, preds: torch.Tensor,
         mp.spawn(_score_shard, args=(2, free_port(), metric_args, preds, target, out), nprocs=2,
                  join=True)
         return dict(out)
+
+
+class RunsCode:
+    """Unpickling this creates the file ``marker``: it would run code on load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))

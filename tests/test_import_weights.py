@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support import RunsCode
 
 import predlearn
 from predlearn.cli import main, run_cli
@@ -144,16 +145,6 @@ def test_models_a_source_does_not_have_are_refused_with_those_it_has():
     with pytest.raises(OptionValueError, match="predrnn-pytorch weights convert to predrnn, "
                                                "predrnn_v2"):
         import_weights(FIXTURES / "openstl" / "predrnn.ckpt", "predrnn-pytorch", "simvp")
-
-
-class RunsCode:
-    """Unpickling this creates the file ``marker``: it would run code on load."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 def test_a_file_that_would_run_code_is_refused_without_running(tmp_path):

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from support import tiny_options
+from support import RunsCode, tiny_options
 
 import predlearn
 from predlearn.checkpoint_files import MODULE_CLASS_PATH, read_checkpoint
@@ -147,16 +147,6 @@ def test_ckpt_path_takes_a_folder_as_a_checkpoint_written_once(tmp_path, cache):
     with torch.no_grad():
         expected = predlearn.from_pretrained(folder)(torch.from_numpy(clip), 10).clamp(0, 1)
     np.testing.assert_allclose(predictions, expected.numpy(), atol=1e-6)
-
-
-class RunsCode:
-    """Unpickling this creates the file ``marker``: it would run code on load."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path):

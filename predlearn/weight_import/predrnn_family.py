@@ -39,16 +39,22 @@ CONV_LSTM_ORDER = {"conv_x": [2, 0, 1, 3], "conv_h": [2, 0, 1, 3]}
 ZERO_FILLED = (r"cells\.\d+\.conv_x\.bias", r"head\.bias")
 
 
+def _cell_parts(name: str) -> tuple[int, str, list[str]] | None:
+    """``cell_list.<l>.<conv>.<rest>`` -> (l, conv, rest); None for any other name."""
+    if not name.startswith("cell_list."):
+        return None
+    _, layer, conv, *rest = name.split(".")
+    return int(layer), conv, rest
+
+
 def st_lstm_rule(name: str) -> Target | None:
     """The authors' (and OpenSTL's) PredRNN / PredRNN v2 names -> ours."""
-    if name == "conv_last.weight":
-        return Target("head.weight")
-    if name == "adapter.weight":
-        return Target("adapter.weight")
-    if not name.startswith("cell_list."):
+    if name in ("conv_last.weight", "adapter.weight"):
+        return Target("head.weight" if name == "conv_last.weight" else name)
+    parts = _cell_parts(name)
+    if parts is None:
         return unknown()
-    layer = layer_index(name, "cell_list.")
-    _, _, conv, *rest = name.split(".")
+    layer, conv, rest = parts
     if conv == "conv_last" and rest == ["weight"]:
         return Target(f"cells.{layer}.conv_1x1.weight")
     order = ST_LSTM_ORDER[conv]
@@ -63,10 +69,10 @@ def conv_lstm_rule(name: str) -> Target | None:
     """OpenSTL's ConvLSTM names -> ours (its unused ``conv_o`` and cell ``conv_last``: None)."""
     if name == "conv_last.weight":
         return Target("head.weight")
-    if not name.startswith("cell_list."):
+    parts = _cell_parts(name)
+    if parts is None:
         return unknown()
-    layer = layer_index(name, "cell_list.")
-    _, _, conv, *rest = name.split(".")
+    layer, conv, rest = parts
     if conv in ("conv_o", "conv_last"):
         return None
     if rest == ["0", "weight"]:

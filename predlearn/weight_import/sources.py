@@ -12,13 +12,11 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from predlearn.errors import CheckpointError
@@ -47,24 +45,13 @@ _PLAIN_DICTS = [(dict, name) for name in (
 
 
 def load_plain(path: Path) -> Any:
-    """``torch.load`` with ``weights_only`` (tensors, containers and numbers only), Lightning's
-    AttributeDict read as a dict; one line naming the file when it is missing, damaged or holds
-    pickled objects (which could run code)."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        with torch.serialization.safe_globals(_PLAIN_DICTS):  # type: ignore[arg-type]
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" not in str(error).lower():
-            raise CheckpointError(f"{path}: not a checkpoint, or damaged ({error})") from error
-        raise CheckpointError(
-            f"{path}: holds pickled Python objects, which predlearn does not load (they could "
-            "run code); save the network's state_dict alone (torch.save(model.state_dict(), "
-            "PATH)) and import that") from error
-    except Exception as error:  # torch.load fails on damaged files in many ways
-        reason = str(error).split("\n")[0].split(". ")[0] or type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from error
+    """``path`` loaded with ``weights_only``, Lightning's AttributeDict read as a dict
+    (``predlearn.checkpoint_files.load_plain_values``: one line when it cannot be)."""
+    from predlearn.checkpoint_files import load_plain_values
+
+    return load_plain_values(path, "save the network's state_dict alone "
+                             "(torch.save(model.state_dict(), PATH)) and import that",
+                             allowed=_PLAIN_DICTS)
 
 
 def read_source(path: str | Path, source: str) -> SourceWeights:
