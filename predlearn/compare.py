@@ -10,7 +10,12 @@ of a W&B project through the W&B API. The command writes into ``--out``:
   Figures 3 and 5); with ``--paper`` the paper's Table 1 mean of each model it lists is drawn as a
   dashed horizontal line ("paper") on the MSE and cross-entropy plots;
 - ``table.md`` and ``table.csv``: one row per run, its data set and the mean of each metric over
-  the predicted steps and its value at the last step.
+  the predicted steps and its value at the last step;
+- with the runs' confidence intervals (``<stage>_intervals.csv``, written by ``predlearn test``):
+  a band around each curve, the interval of each mean in the tables (``27.4 [25.1, 29.8]``;
+  CSV columns ``<metric>_low``, ``<metric>_high``, ``sequences``, ``<metric>_events``), and
+  ``distinguishable.md``, which runs of one data set the intervals tell apart
+  (``predlearn.compare_intervals``); the runs that are not are said, one line per metric.
 
 Runs on different data are never one row: the rows of one data set (``predlearn_run.json``'s
 ``data_source``: ``mmnist``, ``frames:sst.h5``) stand together, the plots name each line's data
@@ -19,11 +24,18 @@ set, and a line says that the runs are on several.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from predlearn.compare_intervals import (
+    distinguishability,
+    finite,
+    level_words,
+    write_note,
+)
 from predlearn.compare_runs import Run, load_runs
 from predlearn.errors import OutputError
 from predlearn.paper import TABLE1
@@ -75,8 +87,15 @@ def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
     several = len(data_sets(runs)) > 1
     with_curve = [run for run in runs if run.curves.get(key)]
     names = {run.label: legend_name(run, several) for run in with_curve}
+    found = {run.label: step_band(run, key) for run in with_curve}
+    bands = {label: band for label, band in found.items() if band is not None}
+    levels = dict.fromkeys(run.intervals[key].level for run in with_curve if run.label in bands)
+    shaded = f", bands: {' / '.join(map(level_words, levels))} interval" if levels else ""
     drawn = plot_per_step(ax, {names[run.label]: run.curves[key] for run in with_curve}, key,
-                          title=f"{curve_label(key)}, {stage} set")
+                          title=f"{curve_label(key)}, {stage} set{shaded}")
+    for label, (low, high) in bands.items():
+        ax.fill_between(range(1, len(low) + 1), low, high, color=drawn[names[label]].get_color(),
+                        alpha=0.2, linewidth=0)
     for run in with_curve:
         reference = TABLE1.get(run.model)
         if paper and reference is not None and key in PAPER_COLUMNS:
@@ -87,22 +106,65 @@ def plot_metric(runs: Sequence[Run], key: str, out: Path, stage: str = "test",
     return save_figure(fig, out / f"compare_{key.replace('[', '_').replace(']', '')}.png")
 
 
+def step_band(run: Run, key: str) -> tuple[list[float], list[float]] | None:
+    """A run's per-step interval of ``key`` as (lows, highs) at steps 1..K (NaN where a step
+    has none); None when no step has both bounds."""
+    found = run.intervals.get(key)
+    if found is None:
+        return None
+    steps = [found.steps.get(step) for step in range(1, run.horizon + 1)]
+    low = [math.nan if s is None or not s.defined else s.low for s in steps]
+    high = [math.nan if s is None or not s.defined else s.high for s in steps]
+    return (low, high) if finite(low) else None
+
+
+def _mean_cell(run: Run, key: str) -> str:
+    """``27.4 [25.1, 29.8] \\| 30.1``: the mean (and its interval), then the last value."""
+    interval = run.interval(key)
+    mean = cell(run.mean(key))
+    if interval is not None:
+        mean += f" [{cell(interval.low)}, {cell(interval.high)}]"
+    events = run.intervals[key].events if key in run.intervals else None
+    return f"{mean} \\| {cell(run.last(key))}" + ("" if events is None else f" ({events} events)")
+
+
 def write_tables(runs: Sequence[Run], out: Path) -> tuple[Path, Path]:
     """``table.csv`` and ``table.md``: per run (grouped by data set), its data and each metric's
-    mean over the steps and last value."""
+    mean over the steps and last value; with intervals, those of the means, the number of test
+    sequences and (event scores) the events observed."""
     keys = metric_keys(runs)
     horizon = runs[0].horizon
     rows = by_data_set(runs)
-    header = ["label", "model", "data",
-              *(f"{k}_{s}" for k in keys for s in ("mean", f"step_{horizon:02d}"))]
+    bounded = {k for k in keys if any(k in run.intervals for run in runs)}
+    counted = {k for k in bounded if any(run.intervals[k].events is not None
+                                         for run in runs if k in run.intervals)}
+    sequences = any(run.sequences is not None for run in runs)
+    header = ["label", "model", "data", *(["sequences"] if sequences else []),
+              *(f"{k}_{s}" for k in keys for s in (
+                  "mean", *(("low", "high") if k in bounded else ()), f"step_{horizon:02d}",
+                  *(("events",) if k in counted else ())))]
+
+    def csv_values(run: Run, key: str) -> list[Any]:
+        found = run.intervals.get(key)
+        interval = run.interval(key)
+        bounds = [None, None] if interval is None else [interval.low, interval.high]
+        return [run.mean(key), *(bounds if key in bounded else ()), run.last(key),
+                *([found.events if found else None] if key in counted else ())]
+
     table_csv = write_csv(out / "table.csv", header, [
-        [run.label, run.model, run.data or None,
-         *(v for k in keys for v in (run.mean(k), run.last(k)))] for run in rows])
+        [run.label, run.model, run.data or None, *([run.sequences] if sequences else []),
+         *(v for k in keys for v in csv_values(run, k))] for run in rows])
+    levels = dict.fromkeys(m.level for run in runs for m in run.intervals.values())
+    within = (f" [its {' / '.join(map(level_words, levels))} bootstrap interval]"
+              if levels else "")
     table_md = write_markdown(
-        out / "table.md", f"Mean over the {horizon} predicted steps \\| value at the last step.",
-        ["Run", "Model", "Data", *(f"{k} mean \\| step {horizon}" for k in keys)],
+        out / "table.md",
+        f"Mean over the {horizon} predicted steps{within} \\| value at the last step.",
+        ["Run", "Model", "Data", *(["Sequences"] if sequences else []),
+         *(f"{k} mean{' [interval]' if k in bounded else ''} \\| step {horizon}" for k in keys)],
         [[cell(run.label), cell(run.model), cell(run.data or None),
-          *(f"{cell(run.mean(k))} \\| {cell(run.last(k))}" for k in keys)] for run in rows])
+          *([cell(run.sequences)] if sequences else []), *(_mean_cell(run, k) for k in keys)]
+         for run in rows])
     return table_md, table_csv
 
 
@@ -121,7 +183,11 @@ def compare(paths: Iterable[str | Path], out: str | Path, stage: str = "test",
     if note:
         print(note, flush=True)
     plots = [plot_metric(runs, key, out, stage, paper) for key in metric_keys(runs)]
-    return [*plots, *write_tables(runs, out)]
+    written = [*plots, *write_tables(runs, out)]
+    intervals = distinguishability(runs, metric_keys(runs), stage)
+    for line in intervals.said:
+        print(line, flush=True)
+    return [*written, write_note(intervals, out)] if intervals.any_intervals else written
 
 
 def main(argv: list[str]) -> None:

@@ -3,6 +3,10 @@ W&B project, each with its model, data, label and per-step curves.
 
 A run folder is one with ``<stage>_curves.csv``, which ``PredictionFigures`` writes into every
 run folder, whatever the logger, beside ``predlearn_run.json``, which names its model and data.
+``predlearn test`` may also leave ``<stage>_intervals.csv`` there, the bootstrap confidence
+intervals of the scores (``metric, step, value, low, high, level, sequences, blocks, events``:
+``step`` is ``all``, the mean over the predicted steps, or 1..K); ``read_intervals_csv`` reads
+it, and a run without one has no intervals.
 """
 
 from __future__ import annotations
@@ -26,6 +30,34 @@ class CompareError(DataError, ValueError):
     """A RUN_DIR that cannot be compared; the message says which and why, in one line."""
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A score and the bounds of its confidence interval (NaN: undefined)."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def defined(self) -> bool:
+        """Whether both bounds are numbers (a NaN bound: no interval)."""
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+
+@dataclass
+class MetricIntervals:
+    """One metric's rows of ``<stage>_intervals.csv``: the interval of its mean over the
+    predicted steps (the ``all`` row) and of each step, with the confidence level, the test
+    sequences, the resampled blocks and the observed events (event scores; None otherwise)."""
+
+    level: float
+    mean: Interval | None = None
+    steps: dict[int, Interval] = field(default_factory=dict)
+    sequences: int | None = None
+    blocks: int | None = None
+    events: int | None = None
+
+
 @dataclass
 class Run:
     """The per-step curves of one run: metric key -> values at predicted steps 1..K."""
@@ -37,6 +69,23 @@ class Run:
     source: str = ""
     #: the data it ran on (``mmnist``, ``frames:sst.h5``); "" when unknown
     data: str = ""
+    #: metric key -> its intervals, from ``<stage>_intervals.csv``; empty without that file
+    intervals: dict[str, MetricIntervals] = field(default_factory=dict)
+    #: the intervals file read; "" when the run has none
+    intervals_file: str = ""
+
+    def interval(self, key: str) -> Interval | None:
+        """The interval of the metric's mean over the steps; None without one (no file, no
+        row, or a NaN bound)."""
+        found = self.intervals.get(key)
+        mean = found.mean if found is not None else None
+        return mean if mean is not None and mean.defined else None
+
+    @property
+    def sequences(self) -> int | None:
+        """The number of test sequences the intervals name; None without intervals."""
+        return next((m.sequences for m in self.intervals.values() if m.sequences is not None),
+                    None)
 
     @property
     def horizon(self) -> int:
@@ -102,6 +151,50 @@ def read_curves(folder: Path, stage: str = "test") -> tuple[dict[str, list[float
     return read_curves_csv(path), path
 
 
+INTERVAL_COLUMNS = ("metric", "step", "value", "low", "high", "level", "sequences", "blocks",
+                    "events")
+
+
+def _number(text: str | None) -> float:
+    """A field as a number: NaN when empty (or missing at the end of a row)."""
+    return float(text) if text and text.strip() else math.nan
+
+
+def _count(text: str | None) -> int | None:
+    """A field as a count: None when empty or NaN."""
+    number = _number(text)
+    return int(number) if math.isfinite(number) else None
+
+
+def read_intervals_csv(path: Path) -> dict[str, MetricIntervals]:
+    """``<stage>_intervals.csv`` -> metric key -> its intervals (``nan`` or empty bounds stay
+    NaN: no interval). Raises ``CompareError`` for a file without those columns or with a
+    field that is not a number."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in INTERVAL_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise CompareError(f"{path} has no column {', '.join(missing)}: not an intervals "
+                               f"file ({','.join(INTERVAL_COLUMNS)})")
+        rows = list(reader)
+    found: dict[str, MetricIntervals] = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            interval = Interval(_number(row["value"]), _number(row["low"]), _number(row["high"]))
+            metric = found.setdefault(row["metric"], MetricIntervals(_number(row["level"])))
+            step = (row["step"] or "").strip()
+            if step == "all":
+                metric.mean = interval
+                metric.sequences = _count(row["sequences"])
+                metric.blocks = _count(row["blocks"])
+                metric.events = _count(row["events"])
+            else:
+                metric.steps[int(step)] = interval
+        except (TypeError, ValueError) as error:
+            raise CompareError(f"{path}, line {line}: {error}") from None
+    return found
+
+
 def model_name(predictor: type | str) -> str:
     """The registry name of a predictor class or class path (its lowercased class name if
     unregistered)."""
@@ -157,8 +250,10 @@ def load_run(folder: Path, stage: str = "test", label: str | None = None) -> Run
     (<name>)``)."""
     curves, source = read_curves(folder, stage)
     model = find_model(folder)
+    intervals = folder / f"{stage}_intervals.csv"
+    found = read_intervals_csv(intervals) if intervals.is_file() else {}
     return Run(folder, model, label or f"{model} ({run_name(folder)})", curves, str(source),
-               find_data(folder))
+               find_data(folder), found, str(intervals) if intervals.is_file() else "")
 
 
 def load_wandb_runs(project: str, stage: str = "test", group: str | None = None,

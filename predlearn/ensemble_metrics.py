@@ -34,6 +34,12 @@ from predlearn.units import ScoringSettings
 class EnsembleScores(EventMetric):
     """Fair CRPS, spread-skill ratio, Brier scores and rank histograms of an M-member ensemble."""
 
+    #: built as ``cls(horizon, settings, members)`` and updated with the members
+    needs_members = True
+    #: on any data: in the data's physical unit where it has one (radar: dBZ, with Brier scores
+    #: at its thresholds), else on the frames' own scale (CRPS and spread only)
+    physical_units = False
+
     crps_sum: Tensor
     spread_sum: Tensor
     error_sum: Tensor
@@ -41,7 +47,7 @@ class EnsembleScores(EventMetric):
     ranks: Tensor
     pixels: Tensor
 
-    def __init__(self, horizon: int, settings: ScoringSettings, members: int,
+    def __init__(self, horizon: int, settings: ScoringSettings | None, members: int,
                  seed: int = 0, **kwargs: Any) -> None:
         super().__init__(horizon, settings, **kwargs)
         if members < 2:
@@ -69,9 +75,9 @@ class EnsembleScores(EventMetric):
         self._checked(members[0].float(), observed.float())  # horizon and frame checks
         mask = torch.ones_like(observed, dtype=torch.bool) if valid is None else valid.bool()
         weight = mask.double()
-        mapping = self.settings.mapping
-        physical = mapping.to_physical(members)
-        truth = mapping.to_physical(observed)
+        mapping = self.settings.mapping if self.settings is not None else None
+        physical = members if mapping is None else mapping.to_physical(members)
+        truth = observed if mapping is None else mapping.to_physical(observed)
         reduce = (0, 2, 3, 4)  # over sequences and pixels, per lead time
         self.crps_sum += (crps_ensemble(physical, truth) * weight).sum(dim=reduce)
         variance, error = spread_and_error(physical, truth)

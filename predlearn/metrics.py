@@ -292,13 +292,15 @@ class SequenceMetrics(nn.Module):
     ``bounds``: the range predictions are clamped to (None: no clamp; then metrics that read
     values as in [0, 1], ``bce``, are refused). ``channel_names``: with more than one, each
     metric not in physical units is also scored on each channel alone, logged as
-    ``<key>[<name>]``.
+    ``<key>[<name>]``. ``members``: the ensemble members M of the predictions; with M > 1
+    ``update`` takes (B, M, K, C, H, W), the metrics with ``needs_members`` (``ensemble``)
+    score the members and every other metric scores their mean (docs/nowcasting.md).
     """
 
     def __init__(self, horizon: int, names: Iterable[str] = DEFAULT_METRICS,
                  prefix: str = "test", settings: ScoringSettings | None = None, *,
                  bounds: Bounds = UNIT_BOUNDS,
-                 channel_names: Sequence[str] | None = None) -> None:
+                 channel_names: Sequence[str] | None = None, members: int = 1) -> None:
         from predlearn.registry import METRICS
 
         super().__init__()
@@ -312,6 +314,13 @@ class SequenceMetrics(nn.Module):
                 f"metrics {physical} score events in physical units (e.g. dBZ); the data has no "
                 "value mapping (radar data has one): leave them out for this data")
         check_unit_range(names, bounds)
+        self.members = members
+        #: the metrics that score ensemble members (the others score the members' mean)
+        self.member_names = [name for name in names
+                             if getattr(METRICS.get(name), "needs_members", False)]
+        if self.member_names and members < 2:
+            raise ValueError(f"metrics {self.member_names} score ensemble members; these "
+                             f"predictions have {members}")
         self.prefix = prefix
         self.horizon = horizon
         self.settings = settings
@@ -321,7 +330,8 @@ class SequenceMetrics(nn.Module):
         self.metrics = nn.ModuleDict({name: self._build(name) for name in names})
         # per channel: the metrics not in physical units, each scoring that channel alone
         self.channel_metrics = nn.ModuleList([
-            nn.ModuleDict({name: self._build(name) for name in names if name not in physical})
+            nn.ModuleDict({name: self._build(name) for name in names
+                           if name not in physical and name not in self.member_names})
             for _ in self.channel_names])
         self.updated = False
 
@@ -330,6 +340,8 @@ class SequenceMetrics(nn.Module):
         from predlearn.registry import METRICS
 
         cls = METRICS.get(name)
+        if getattr(cls, "needs_members", False):
+            return cls(self.horizon, self.settings, self.members)
         if getattr(cls, "physical_units", False):
             return cls(self.horizon, self.settings)
         metric = cls(self.horizon)
@@ -351,15 +363,24 @@ class SequenceMetrics(nn.Module):
         return channel_key(key, None if index is None else self.channel_names[index])
 
     def update(self, preds: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
-        """Score (B, K, C, H, W) predictions against targets; ``valid``: a boolean mask of the
-        observed pixels (None: all; only those are scored)."""
+        """Score (B, K, C, H, W) predictions, or (B, M, K, C, H, W) members, against targets;
+        ``valid``: a boolean mask of the observed pixels (None: all; only those are scored)."""
+        members = None
+        if self.members > 1:
+            if preds.ndim != 6 or preds.shape[1] != self.members:
+                raise ValueError(f"{self.members} ensemble members (B, {self.members}, K, C, H, W) "
+                                 f"expected; got shape {tuple(preds.shape)}")
+            members, preds = preds, preds.mean(dim=1)
         valid = checked_valid(valid, preds, type(self).__name__)
         if self.channel_names and preds.shape[2] != len(self.channel_names):
             raise ValueError(
                 f"{len(self.channel_names)} channel names {list(self.channel_names)} for frames "
                 f"of {preds.shape[2]} channels (shape {tuple(preds.shape)})")
         for index, metric in self._scored():
-            if index is None:
+            if members is not None and index is None and \
+                    getattr(metric, "needs_members", False):
+                metric.update(members, target, valid)
+            elif index is None:
                 update_masked(metric, preds, target, valid)
             else:  # that channel alone, with its mask
                 update_masked(metric, channel(preds, index), channel(target, index),
@@ -374,6 +395,20 @@ class SequenceMetrics(nn.Module):
     def curves(self) -> dict[str, Tensor]:
         return {self._key(key, index): curve for index, metric in self._scored()
                 for key, curve in metric.curves().items()}
+
+    def tables(self) -> dict[str, Tensor]:
+        """The ensemble metrics' tables that are not curves: ``rank_histogram`` (K, M + 1)
+        frequencies and ``reliability`` (T, bins, 3) counts (``EnsembleScores``); empty
+        without ensemble metrics. Synced across DDP ranks like the curves."""
+        tables: dict[str, Tensor] = {}
+        for name in self.member_names:
+            metric = cast(Metric, self.metrics[name])
+            with metric.sync_context():  # the sums of every rank, as compute() sees them
+                tables["rank_histogram"] = metric.histograms().clone()  # type: ignore[operator]
+                reliability = getattr(metric, "reliability", None)
+                if reliability is not None and getattr(metric, "tags", None):
+                    tables["reliability"] = reliability().clone()
+        return tables
 
     def directions(self) -> dict[str, bool]:
         """Each logged key -> whether higher is better (PSNR, SSIM) or lower (MSE, CE)."""

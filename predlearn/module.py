@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -13,17 +12,20 @@ from torch import Tensor
 from predlearn import masked
 from predlearn.class_paths import from_config
 from predlearn.denormals import set_flush_denormal
+from predlearn.ensemble import MemberNoise, check_ensemble, expand_members
 from predlearn.errors import BadFileError, OptionValueError, names_options_under
-from predlearn.losses import LossName, sequence_loss
+from predlearn.losses import LossName, members_loss, sequence_loss
 from predlearn.masked import Bounds, valid_of
 from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics, flatten_curves
+from predlearn.module_checkpoints import CheckpointHooks
 from predlearn.optimizers import configure_optimizers
 from predlearn.paper import CONTEXT_FRAMES, HORIZON
 from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.recipes import check_options, check_recipe
 from predlearn.registry import METRICS
 from predlearn.sampling import SamplingSchedule
-from predlearn.units import ScoringSettings, ValueMapping
+from predlearn.stage_metrics import stage_metric_names
+from predlearn.units import ValueMapping
 
 if TYPE_CHECKING:
     from predlearn.power_spectrum import PowerSpectrum
@@ -36,7 +38,7 @@ def frames_of(batch: Tensor | Sequence[Tensor]) -> Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch  # type: ignore[return-value]
 
 
-class PredictiveModule(L.LightningModule):
+class PredictiveModule(CheckpointHooks):
     """Wraps a predictor with the paper's training set-up and per-step metrics.
 
     Batches are (B, J + K, C, H, W) float tensors in [0, 1]: the first ``context_frames`` are
@@ -91,6 +93,15 @@ class PredictiveModule(L.LightningModule):
             thread that computes, set in ``setup`` before any step runs: on some CPUs arithmetic
             on them is many times slower (``predlearn.denormals``). False keeps IEEE denormals.
             Not in the paper (an implementation detail); no effect on CUDA kernels.
+        ensemble_members: extension (issue 32, docs/nowcasting.md). Members M of each forecast
+            in training and validation: predictions become (B, M, K, C, H, W), drawn with learnt
+            input noise (``predlearn.ensemble``) or by the predictor itself (STEPS). 1: one
+            deterministic forecast (the paper). Train with ``loss: crps`` so the members spread.
+        test_ensemble_members: members at test and predict time; None means
+            ``ensemble_members`` (a model trained with 2 can be tested with 20).
+        ensemble_noise: the learnt noise's starting standard deviation, on the [0, 1] scale.
+        ensemble_noise_cells: the noise is drawn on a grid this many times coarser than the
+            frame and upsampled (1: independent per pixel).
     """
 
     def __init__(
@@ -110,6 +121,10 @@ class PredictiveModule(L.LightningModule):
         compile: bool = False,
         compile_backend: str = "inductor",
         flush_denormal: bool = True,
+        ensemble_members: int = 1,
+        test_ensemble_members: int | None = None,
+        ensemble_noise: float = 0.1,
+        ensemble_noise_cells: int = 4,
     ) -> None:
         super().__init__()
         if predictor is None:
@@ -128,6 +143,7 @@ class PredictiveModule(L.LightningModule):
         if isinstance(sampling, Mapping):  # a schedule's config, as checkpoints store it
             sampling = from_config(sampling, SamplingSchedule)
         check_recipe(predictor, sampling, loss_frames)
+        check_ensemble(predictor, ensemble_members, test_ensemble_members, loss)
         # The predictor and the schedule are saved as their configs (class path and constructor
         # arguments), so a checkpoint rebuilds them however they were made; a predictor without
         # a config (a plain nn.Module) is passed again to load_from_checkpoint.
@@ -147,6 +163,13 @@ class PredictiveModule(L.LightningModule):
         self.loss_frames = loss_frames
         self.reverse_input = reverse_input
         self.optimizer_config = optimizer
+        self.members = ensemble_members
+        self.test_members = test_ensemble_members or ensemble_members
+        #: the learnt input noise of an ensemble (None: one forecast, or members drawn by the
+        #: predictor itself)
+        self.member_noise = (MemberNoise(ensemble_noise, ensemble_noise_cells)
+                             if max(self.members, self.test_members) > 1
+                             and not getattr(predictor, "native_ensemble", False) else None)
         self.lr_scheduler_config = lr_scheduler
         # torch.compile's forward and rollout, in a tuple: out of the module tree and state dict
         self.compiled = ((torch.compile(predictor, backend=compile_backend),
@@ -160,7 +183,8 @@ class PredictiveModule(L.LightningModule):
         # provisional until the data is known (``prepare_metrics``): the names given, or the
         # defaults of data without physical units
         names = [n for n in self.metric_names or DEFAULT_METRICS
-                 if not getattr(METRICS.get(n), "physical_units", False)]
+                 if not getattr(METRICS.get(n), "physical_units", False)
+                 and not getattr(METRICS.get(n), "needs_members", False)]
         self.val_metrics = SequenceMetrics(horizon, names, prefix="val")
         self.test_metrics = SequenceMetrics(self.test_horizon, names, prefix="test")
         self.test_spectrum: PowerSpectrum | None = None
@@ -168,6 +192,9 @@ class PredictiveModule(L.LightningModule):
         self.spectra: dict[str, Tensor] = {}
         #: the last computed per-step curves, by stage ("val", "test") and metric key
         self.curves: dict[str, dict[str, Tensor]] = {}
+        #: the last computed tables of an ensemble, by stage (``SequenceMetrics.tables``: rank
+        #: histograms, reliability counts); empty for a single forecast
+        self.tables: dict[str, dict[str, Tensor]] = {}
         #: the global step at which each stage's curves were computed
         self.curve_steps: dict[str, int] = {}
         #: the training step of the weights loaded from a checkpoint (``on_load_checkpoint``)
@@ -194,23 +221,17 @@ class PredictiveModule(L.LightningModule):
         (``power_spectrum``). Idempotent."""
         bounds = masked.as_bounds(getattr(datamodule, "value_bounds", masked.UNIT_BOUNDS))
         channels = masked.curve_channels(getattr(datamodule, "channel_names", None))
-        names = masked.metric_names(self.metric_names, getattr(datamodule, "default_metrics", None)
-                             or DEFAULT_METRICS, bounds)
-        settings: ScoringSettings | None = getattr(datamodule, "scoring", None)
-        physical = [n for n in names if getattr(METRICS.get(n), "physical_units", False)]
-        if physical and settings is None:
-            name = type(datamodule).__name__ if datamodule is not None else "the data"
-            raise OptionValueError(
-                "metrics", f"{', '.join(map(repr, physical))} score events at thresholds in "
-                f"physical units (e.g. dBZ); {name} has no value mapping (radar data has one): "
-                "leave them out", names, owner="model")
+        names, settings = stage_metric_names(self.metric_names, datamodule, bounds,
+                                             min(self.members, self.test_members))
         test = self.test_metrics
         if (names, settings, bounds, channels) != (
                 test.names, test.settings, test.bounds, test.channel_names):
             self.val_metrics = SequenceMetrics(self.horizon, names, "val", settings,
-                                               bounds=bounds, channel_names=channels)
+                                               bounds=bounds, channel_names=channels,
+                                               members=self.members)
             self.test_metrics = SequenceMetrics(self.test_horizon, names, "test", settings,
-                                                bounds=bounds, channel_names=channels)
+                                                bounds=bounds, channel_names=channels,
+                                                members=self.test_members)
         self.value_mapping = None if settings is None else settings.mapping
         self.value_bounds = bounds
         if getattr(datamodule, "power_spectrum", False) and self.test_spectrum is None:
@@ -228,9 +249,19 @@ class PredictiveModule(L.LightningModule):
         return (self.predictor.rollout if self.compiled is None else self.compiled[1])(
             *args, **kwargs)
 
-    def forward(self, frames: Tensor, horizon: int | None = None) -> Tensor:
-        """Closed-loop prediction of ``horizon`` frames after the observed ``frames``."""
-        return self.run_predictor(frames, horizon or self.horizon)
+    def forward(self, frames: Tensor, horizon: int | None = None,
+                members: int | None = None) -> Tensor:
+        """Closed-loop prediction of ``horizon`` frames after the observed ``frames``: (B, K, C,
+        H, W), or (B, M, K, C, H, W) for ``members`` M > 1 (default: ``test_ensemble_members``
+        in eval mode, ``ensemble_members`` in training mode)."""
+        horizon = horizon or self.horizon
+        count = members or (self.members if self.training else self.test_members)
+        if count == 1:
+            return self.run_predictor(frames, horizon)
+        if getattr(self.predictor, "native_ensemble", False):
+            return self.predictor.predict_members(frames, horizon, count)
+        return self.run_rollout(expand_members(frames, count), horizon,
+                                perturb=self.member_noise).outputs.unflatten(0, (-1, count))
 
     def split(self, batch: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
         """(B, J + K, ...) -> observed (B, J, ...) and targets (B, K, ...), with a shape check."""
@@ -255,7 +286,10 @@ class PredictiveModule(L.LightningModule):
 
     def compute_loss(self, predictions: Tensor, targets: Tensor,
                      valid: Tensor | None = None) -> Tensor:
-        """``sequence_loss`` with this module's loss; ``valid``: the targets' mask, if any."""
+        """``sequence_loss`` with this module's loss, or ``members_loss`` for (B, M, ...)
+        ensemble members; ``valid``: the targets' mask, if any."""
+        if predictions.ndim == targets.ndim + 1:
+            return members_loss(predictions, targets, self.loss_name, valid=valid)
         return sequence_loss(predictions, targets, self.loss_name, valid=valid)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
@@ -275,24 +309,34 @@ class PredictiveModule(L.LightningModule):
             batch = torch.cat([batch, batch.flip(1)])
             valid = None if valid is None else torch.cat([valid, valid.flip(1)])
         frames, targets = self.split(batch, self.horizon)
+        members = self.members  # an ensemble: each sequence M times in a row, perturbed
         teacher_mask = context_mask = None
         logs: dict[str, Any] = {}
         if self.sampling is not None:
             context_mask, teacher_mask = self.sampling.masks(
-                step, frames.shape[0], self.context_frames, self.horizon, device=frames.device)
+                step, frames.shape[0] * members, self.context_frames, self.horizon,
+                device=frames.device)
             logs.update(self.sampling.probabilities(step))
         every_frame = self.loss_frames == "all"
-        rollout = self.run_rollout(frames, self.horizon, targets=targets,
-                                   teacher_mask=teacher_mask, context_mask=context_mask,
-                                   every_frame=every_frame)
+        rollout = self.run_rollout(
+            expand_members(frames, members), self.horizon,
+            targets=expand_members(targets, members), teacher_mask=teacher_mask,
+            context_mask=context_mask, every_frame=every_frame,
+            perturb=self.member_noise if members > 1 else None)
         reference = batch[:, 1:] if every_frame else targets  # frames 2 .. J + K, or J+1 .. J+K
         if valid is not None:
             valid = valid[:, 1:] if every_frame else valid[:, self.context_frames:]
-        # float32 under bf16 autocast
-        loss = self.compute_loss(rollout.outputs.float(), reference, valid)
+        outputs = rollout.outputs.float()  # float32 under bf16 autocast
+        if members > 1:
+            logs["train/ensemble_noise"] = self.member_noise.log_std.detach().exp() \
+                if self.member_noise is not None else None
+            outputs = outputs.unflatten(0, (frames.shape[0], members))
+        loss = self.compute_loss(outputs, reference, valid)
+        logs = {key: value for key, value in logs.items() if value is not None}
         terms: dict[str, Tensor] = {}
         extra = getattr(self.predictor, "prediction_loss", None)
-        term = extra(rollout.outputs.float(), reference) if extra is not None else None
+        term = extra(rollout.outputs.float(), expand_members(reference, members)) \
+            if extra is not None else None
         if term is not None:  # e.g. TAU's differential divergence regularisation
             terms["train/prediction_loss"] = term
         if rollout.auxiliary_loss is not None:  # e.g. PredRNN v2's decoupling loss
@@ -307,7 +351,7 @@ class PredictiveModule(L.LightningModule):
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         frames, targets = self.split(batch, self.horizon)
         valid = self.target_valid(batch)
-        predictions = self(frames, self.horizon)
+        predictions = self(frames, self.horizon, self.members)
         # the epoch's mean weighs each batch by its sequences, or by its valid pixels (a mask)
         weight = frames.shape[0] if valid is None else int(valid.sum())
         self.log("val/loss", self.compute_loss(predictions, targets, valid), prog_bar=True,
@@ -319,12 +363,16 @@ class PredictiveModule(L.LightningModule):
         valid = self.target_valid(batch)
         predictions = self(frames, self.test_horizon)
         self.test_metrics.update(predictions, targets, valid=valid)
-        if self.test_spectrum is not None:
-            self.test_spectrum.update(predictions, targets, valid=valid)
+        if self.test_spectrum is not None:  # members: the spectrum of each, not of their mean
+            count = self.test_members
+            flat = predictions.flatten(0, 1) if count > 1 else predictions
+            self.test_spectrum.update(flat, expand_members(targets, count),
+                                      valid=expand_members(valid, count))
 
     def predict_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """Predictions clamped to the data's ``value_bounds`` ([0, 1]; None: not clamped);
-        batches hold the observed frames alone or whole sequences."""
+        """Predictions clamped to the data's ``value_bounds`` ([0, 1]; None: not clamped), (B, K,
+        C, H, W) or (B, M, K, C, H, W) members; batches hold the observed frames alone or whole
+        sequences."""
         batch = frames_of(batch)
         if batch.ndim == 5 and batch.shape[1] == self.context_frames:
             frames = batch
@@ -346,41 +394,14 @@ class PredictiveModule(L.LightningModule):
             return  # no batch ran
         # compute() syncs the torchmetrics state across ranks: every rank logs the same values.
         curves = metrics.curves()
+        tables = metrics.tables()  # every rank: the sync is collective
         if not self.trainer.sanity_checking:  # not the untrained weights' few sanity batches
             self.curves[metrics.prefix] = {k: v.cpu() for k, v in curves.items()}
+            self.tables[metrics.prefix] = {k: v.cpu() for k, v in tables.items()}
             self.curve_steps[metrics.prefix] = self.global_step
         self.log_dict({k: v.float() for k, v in flatten_curves(curves, metrics.prefix).items()},
                       sync_dist=True, reduce_fx="max")  # equal on all ranks: max is each exactly
         metrics.reset()
-
-    @classmethod
-    def load_from_checkpoint(  # type: ignore[override]  # Lightning's is a restricted classmethod
-            cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
-            strict: bool | None = None, **kwargs: Any) -> Any:
-        """Lightning's, for the checkpoints of every predlearn version: the file is read safely
-        and its settings upgraded first (``predlearn.checkpoint_files.read_checkpoint``)."""
-        from predlearn.checkpoint_files import read_checkpoint
-
-        checkpoint = read_checkpoint(checkpoint_path, needs_predictor="predictor" not in kwargs)
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        buffer.seek(0)
-        return super().load_from_checkpoint(buffer, map_location, hparams_file, strict, **kwargs)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Remember the training step of the loaded weights (``trained_steps``): a test or
-        predict run starts at step 0, but its pictures name the step its weights come from."""
-        self.trained_steps = int(checkpoint.get("global_step", 0))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the latest validation's per-step curves in the checkpoint (``predlearn`` ->
-        ``validation``: its step and curves), so that a run reports the curves of its best
-        checkpoint, also after a resume (``predlearn.best_validation.best_validation``)."""
-        curves = self.curves.get("val")
-        if curves:
-            checkpoint.setdefault("predlearn", {})["validation"] = {
-                "step": self.curve_steps["val"],
-                "curves": {key: [float(v) for v in curve] for key, curve in curves.items()}}
 
     def configure_optimizers(self) -> Any:
         """Adam at ``learning_rate`` (paper §4), or the ``optimizer`` config; with an

@@ -66,14 +66,15 @@ class EventMetric(Metric):
     physical_units = True
     count: Tensor
 
-    def __init__(self, horizon: int, settings: ScoringSettings, **kwargs: Any) -> None:
+    def __init__(self, horizon: int, settings: ScoringSettings | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if horizon < 1:
             raise ValueError(f"a horizon is at least 1 predicted step; got {horizon}")
         self.horizon = horizon
         self.settings = settings
-        self.tags = settings.threshold_tags()
-        self.thresholds = settings.unit_thresholds()
+        # no settings (data without physical units, for the ensemble scores): no thresholds
+        self.tags = settings.threshold_tags() if settings is not None else []
+        self.thresholds = settings.unit_thresholds() if settings is not None else []
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def _checked(self, preds: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from predlearn.best_validation import best_validation, weights_of
+from predlearn.ensemble_figures import save_ensemble_figure, write_ensemble_tables
 from predlearn.errors import OptionValueError, names_options_under
 from predlearn.module import as_predictive, frames_of
 from predlearn.registry import DATAMODULES, MODELS
@@ -113,6 +114,14 @@ class PredictionFigures(L.Callback):
         folder = Path(self.output_dir) if self.output_dir else run_directory(trainer)
         table = write_curves_csv(curves, folder / f"{stage}_curves.csv")
         write_run_info(trainer, pl_module, folder)
+        settings = getattr(pl_module.test_metrics, "settings", None)
+        tags = settings.threshold_tags() if settings is not None else []
+        ensemble_files = write_ensemble_tables(
+            pl_module.tables.get(stage, {}), tags, folder, stage, title,
+            getattr(getattr(trainer, "datamodule", None), "frame_minutes", None),
+            draw=self.enabled)
+        if ensemble_files:
+            rank_zero_info(f"predlearn: wrote {', '.join(map(str, ensemble_files))}")
         if not self.enabled or example is None:
             rank_zero_info(f"predlearn: wrote {table}")
             return
@@ -123,6 +132,14 @@ class PredictionFigures(L.Callback):
             predictions = pl_module(frames.to(pl_module.device), horizon).cpu()
         pl_module.train(was_training)
         names = channel_names_of(trainer)
+        if predictions.ndim == 6:  # ensemble members: their mean in the usual pictures
+            members, predictions = predictions, predictions.mean(dim=1)
+            threshold = settings.unit_thresholds()[0] if settings is not None else None
+            drawn = save_ensemble_figure(
+                frames, targets, members, folder / f"{stage}_ensemble.png",
+                title=f"{title}, {members.shape[1]} members", threshold=threshold,
+                threshold_label=tags[0] if tags else "", channel_names=names)
+            rank_zero_info(f"predlearn: wrote {drawn}")
         picture = save_prediction_figure(frames, targets, predictions,
                                          folder / f"{stage}_predictions.png", title=title,
                                          channel_names=names)

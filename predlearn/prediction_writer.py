@@ -22,7 +22,9 @@ class PredictionWriter(BasePredictionWriter):
     """``predlearn predict`` writes its predictions: an HDF5 array, PNG frames and GIFs.
 
     ``predictions.h5`` holds ``predictions``, float32 (N, K, C, H, W) in [0, 1], in the order of
-    the predict loader (gzip-compressed). For the first ``image_sequences`` sequences it also
+    the predict loader (gzip-compressed); an ensemble's are (N, M, K, C, H, W), with the
+    attribute ``members`` = M, and the pictures and the forecast in the data's units show their
+    mean. For the first ``image_sequences`` sequences it also
     writes ``predictions/seq_NNNN/step_KK.png`` and an animated ``predictions/seq_NNNN.gif``.
 
     Args:
@@ -93,20 +95,29 @@ class PredictionWriter(BasePredictionWriter):
 
         # closed, then renamed: never a half-written predictions file
         with written_atomically(path) as partial, h5py.File(partial, "w") as handle:
-            handle.create_dataset("predictions", data=stacked, compression="gzip",
-                                  chunks=(1, *stacked.shape[1:]))
+            dataset = handle.create_dataset("predictions", data=stacked, compression="gzip",
+                                            chunks=(1, *stacked.shape[1:]))
+            if stacked.ndim == 6:
+                dataset.attrs["members"] = stacked.shape[1]
+                dataset.attrs["dims"] = "sequence, member, step, channel, y, x"
+        members = stacked.shape[1] if stacked.ndim == 6 else 0
+        if members:  # the pictures and the forecast file: the ensemble mean
+            stacked = stacked.mean(axis=1)
         datamodule = getattr(trainer, "datamodule", None)
         images = write_prediction_images(stacked[: self.image_sequences],
                                          path.parent / "predictions",
                                          getattr(datamodule, "channel_names", None),
                                          getattr(datamodule, "value_bounds", (0.0, 1.0)))
         where = f" and {images} sequences as PNG frames and GIFs in {path.parent / 'predictions'}"
-        rank_zero_info(f"predlearn: wrote {len(stacked)} predicted sequences to {path}"
+        what = f" of {members} members each (the pictures: their mean)" if members else ""
+        rank_zero_info(f"predlearn: wrote {len(stacked)} predicted sequences{what} to {path}"
                        + (where if images else ""))
         write_forecast = getattr(datamodule, "write_forecast", None)
         if write_forecast is not None and trainer.world_size == 1:
             forecast = write_forecast(stacked, self.forecast_path, path.parent)
-            rank_zero_info(f"predlearn: wrote the forecast in the data's units to {forecast}")
+            mean = ", the ensemble mean" if members else ""
+            rank_zero_info(f"predlearn: wrote the forecast in the data's units{mean} to "
+                           f"{forecast}")
 
 
 def input_paths(datamodule: Any) -> list[Path]:

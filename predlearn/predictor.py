@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -64,6 +64,10 @@ class Predictor(nn.Module):
     #: why ``predlearn export`` cannot write this model as a graph (e.g. it computes in NumPy),
     #: said in one line before anything is tried; None: it may be exported (docs/deploy.md)
     export_refusal: str | None = None
+    #: whether the predictor draws ensemble members itself (``predict_members``, e.g. STEPS);
+    #: False: ``--model.ensemble_members=M`` perturbs its inputs with learnt noise instead
+    #: (``predlearn.ensemble``, docs/nowcasting.md)
+    native_ensemble: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Make every subclass record the arguments it was built with (``config``), and name
@@ -137,6 +141,14 @@ class Predictor(nn.Module):
         """A training term from the final state of a rollout (None: no such term)."""
         return None
 
+    def predict_members(self, frames: Tensor, horizon: int, members: int) -> Tensor:
+        """``members`` forecasts of ``horizon`` frames, (B, M, K, C, H, W), drawn by the
+        predictor itself; only for predictors with ``native_ensemble`` (STEPS). Random draws
+        come from torch's global generator, so ``seed_everything`` makes them reproducible."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not draw ensemble members itself (native_ensemble is "
+            "False): the module perturbs its inputs instead")
+
     def prediction_loss(self, predictions: Tensor, targets: Tensor) -> Tensor | None:
         """A training term on a rollout's predictions and their targets (e.g. TAU's
         differential divergence regularisation), added to the loss (None: no such term)."""
@@ -161,6 +173,7 @@ class Predictor(nn.Module):
         teacher_mask: Tensor | None = None,
         context_mask: Tensor | None = None,
         every_frame: bool = False,
+        perturb: Callable[[Tensor], Tensor] | None = None,
     ) -> Rollout:
         """Read the J observed frames, then predict ``horizon`` frames, feeding back predictions.
 
@@ -169,7 +182,10 @@ class Predictor(nn.Module):
         prediction of observed frame t + 2 instead of the frame itself (reverse scheduled
         sampling, PredRNN v2); None feeds every observed frame. ``every_frame``: also return the
         predictions made while reading the observed frames (``Rollout.outputs`` is then
-        (B, J - 1 + K, ...), the next-frame predictions of frames 2 .. J + K).
+        (B, J - 1 + K, ...), the next-frame predictions of frames 2 .. J + K). ``perturb``: a
+        function applied to every input frame before it is encoded, observed or fed back (the
+        learnt noise of an ensemble, ``predlearn.ensemble.MemberNoise``); a predictor with its
+        own ``forward`` gets it on its observed frames.
         """
         if not self.uses_shared_rollout():
             if context_mask is not None or every_frame:
@@ -178,7 +194,8 @@ class Predictor(nn.Module):
                     "return its predictions of observed frames (loss_frames='all') or be fed "
                     "them (reverse scheduled sampling)"
                 )
-            return Rollout(self(frames, horizon, targets, teacher_mask))
+            return Rollout(self(frames if perturb is None else perturb(frames), horizon,
+                                targets, teacher_mask))
         self.check_inputs(frames, horizon, targets, teacher_mask)
         batch, context = frames.shape[:2]
         if (context_mask is not None or every_frame) and not self.predicts_every_frame:
@@ -193,7 +210,8 @@ class Predictor(nn.Module):
                 f"got {tuple(context_mask.shape)}"
             )
         # The observed frames go through the encoder together (one batch, not J small ones).
-        encoded = self.encode(frames.flatten(0, 1)).unflatten(0, (batch, context))
+        keep: Callable[[Tensor], Tensor] = perturb or _unchanged
+        encoded = self.encode(keep(frames.flatten(0, 1))).unflatten(0, (batch, context))
         state = self.initial_state(frames)
         inputs = encoded[:, 0]
         outputs: list[Tensor] = []
@@ -220,8 +238,12 @@ class Predictor(nn.Module):
                 truth, mask, index = frames[:, 1:], context_mask, t
             else:  # closed loop (paper §1.2): our prediction, unless teacher-forced here
                 truth, mask, index = targets, teacher_mask, t + 1 - context
-            inputs = self.encode(select_next_input(prediction, index, truth, mask))
+            inputs = self.encode(keep(select_next_input(prediction, index, truth, mask)))
         return Rollout(torch.stack(outputs, dim=1), self.auxiliary_loss(state))
+
+
+def _unchanged(frames: Tensor) -> Tensor:
+    return frames
 
 
 def _recording_init(init: Any) -> Any:

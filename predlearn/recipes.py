@@ -22,7 +22,7 @@ def check_options(options: Mapping[str, Any]) -> None:
     check_frame_counts(options["context_frames"], options["horizon"], options["test_horizon"])
     rate = options["learning_rate"]
     require(0 < rate < float("inf"), "learning_rate", f"must be positive; got {rate}", rate)
-    for name, choices in (("loss", ("l1+l2", "l2", "l1")), ("loss_frames", ("predicted", "all"))):
+    for name, choices in (("loss", ("l1+l2", "l2", "l1", "crps", "afcrps")), ("loss_frames", ("predicted", "all"))):
         require(options[name] in choices, name, f"must be one of {', '.join(map(repr, choices))}; "
                 f"got {options[name]!r}", options[name])
     metrics = options["metrics"]

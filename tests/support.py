@@ -186,6 +186,39 @@ def scores_on_two_processes(metric_args: tuple, preds: torch.Tensor,
         return dict(out)
 
 
+def _score_members_shard(rank: int, world: int, port: int, metric_args: tuple, kwargs: dict,
+                         preds, target, out) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from predlearn.metrics import SequenceMetrics
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        metrics = SequenceMetrics(*metric_args, **kwargs)
+        shard = slice(0, 3) if rank == 0 else slice(3, None)
+        metrics.update(preds[shard], target[shard])
+        out[rank] = {"scores": {key: value.item() for key, value in metrics.compute().items()},
+                     "tables": metrics.tables()}
+    finally:
+        dist.destroy_process_group()
+
+
+def members_scores_on_two_processes(metric_args: tuple, kwargs: dict, preds: torch.Tensor,
+                                    target: torch.Tensor) -> dict[int, dict]:
+    """As ``scores_on_two_processes``, with keyword arguments of ``SequenceMetrics`` (e.g.
+    ``members``): rank -> {"scores": key -> value, "tables": ``SequenceMetrics.tables()``}."""
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_score_members_shard, args=(2, free_port(), metric_args, kwargs, preds, target,
+                                             out), nprocs=2, join=True)
+        return dict(out)
+
+
 class RunsCode:
     """Unpickling this creates the file ``marker``: it would run code on load."""
 
