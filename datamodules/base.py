@@ -77,6 +77,15 @@ class SequenceDataModule(L.LightningDataModule):
         ``frame_size``). None: not known; the command line then asks for it."""
         return None
 
+    def test_windows(self) -> tuple[list[int], list[int], int] | None:
+        """Where the test sequences were cut from, for the block bootstrap of the test scores'
+        intervals (``predlearn.score_intervals.blocks_from_windows``): for each test item in
+        dataset order, its series id and its first frame, and the window length (the test
+        split's J + K frames). None here: the test sequences are independent (each its own
+        block); data modules whose test sequences are overlapping windows of series say
+        where."""
+        return None
+
     @property
     def sequence_length(self) -> int:
         """Frames per training and validation sequence."""

@@ -305,6 +305,16 @@ class FramesDataModule(SequenceDataModule):
         if state:
             self.load_state_dict(state)
 
+    def test_windows(self) -> tuple[list[int], list[int], int]:
+        """Each test window's sequence (0 for one series) and first frame, in dataset order,
+        and the test windows' length (``SequenceDataModule.test_windows``): windows of one
+        sequence overlap, those of different sequences do not."""
+        if self._splits is None:
+            self._splits = self._split()  # not setup(): that would set the stage
+        length = self.test_sequence_length
+        windows = self._splits.require("test", length)
+        return ([int(n) for n in windows.sequence], [int(s) for s in windows.start], length)
+
     # --- loaders ---------------------------------------------------------------------------------
 
     def _dataset(self, name: str, length: int) -> OwnWindows:

@@ -378,6 +378,15 @@ class RadarDataModule(SequenceDataModule):
         length = self.test_sequence_length if split == "test" else self.sequence_length
         return RadarWindows(self._frames, getattr(self.splits, split), length)
 
+    def test_windows(self) -> tuple[list[int], list[int], int]:
+        """The test windows as one series (0) at their first frames in the file (windows on
+        either side of a gap share none), and their length (``test_windows`` of the base)."""
+        if self.splits is None:
+            self.setup()
+        assert self.splits is not None
+        starts = self.splits.test.tolist()
+        return [0] * len(starts), starts, self.test_sequence_length
+
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._windows("train"), shuffle=True)
 

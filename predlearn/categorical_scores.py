@@ -107,6 +107,7 @@ class CategoricalScores(EventMetric):
     threshold tags of the settings, e.g. ``csi_20dBZ``, ``far_1mmh``."""
 
     counts: Tensor
+    sum_states = ("counts", "count")
 
     def __init__(self, horizon: int, settings: ScoringSettings, **kwargs: Any) -> None:
         super().__init__(horizon, settings, **kwargs)
@@ -117,13 +118,18 @@ class CategoricalScores(EventMetric):
         """Add the contingency counts of (B, K, C, H, W) frames; ``valid``: a boolean mask of the
         observed pixels (masked pixels are in no cell)."""
         preds, target = self._checked(preds, target)
-        self.counts += contingency_counts(preds, target, self.thresholds, valid).sum(dim=0)
-        self.count += preds.shape[0]
+        counts = contingency_counts(preds, target, self.thresholds, valid)  # (B, K, T, 4)
+        self._accumulate({"counts": counts, "count": self._sequences(preds.shape[0], counts)})
 
-    def compute(self) -> dict[str, Tensor]:
-        self._need_updates()
-        scores = categorical_scores(self.counts)  # each (K, T)
+    def _curves_of(self, sums: dict[str, Tensor]) -> dict[str, Tensor]:
+        scores = categorical_scores(sums["counts"])  # each (K, T)
         return {f"{name}_{tag}": scores[name][:, t]
+                for name in CATEGORICAL_SCORES for t, tag in enumerate(self.tags)}
+
+    def _cases_of(self, sums: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every key at a threshold rests on the events observed there: hits + misses."""
+        observed = sums["counts"][..., HITS] + sums["counts"][..., MISSES]  # (K, T)
+        return {f"{name}_{tag}": observed[:, t]
                 for name in CATEGORICAL_SCORES for t, tag in enumerate(self.tags)}
 
     def directions(self) -> dict[str, bool]:

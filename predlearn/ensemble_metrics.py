@@ -10,7 +10,10 @@ count nowhere.
 
 Keys (each a (K,) curve): ``crps`` (fair), ``spread_skill``, ``brier_<tag>`` (e.g.
 ``brier_20dBZ``), and the rank histogram ``rank_histogram`` as a (K, M + 1) table of
-frequencies, which ``histograms()`` returns (it is not a curve).
+frequencies, which ``histograms()`` returns (it is not a curve); ``reliability()`` gives the
+reliability diagram's (T, 10, 3) counts per threshold, over every lead time. Each sequence's
+contributions to the sums can be kept for the intervals (``predlearn.score_intervals``); the
+Brier scores' ``cases_of`` are the observed event pixels per lead time.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ from torch import Tensor
 from predlearn.ensemble_scores import (
     brier_score,
     crps_ensemble,
+    exceedance_probability,
     observation_rank,
+    reliability_counts,
     spread_and_error,
     spread_skill_ratio,
 )
-from predlearn.nowcast_scoring import EventMetric, ratio_or_nan
+from predlearn.nowcast_scoring import EventMetric, events_at, ratio_or_nan
 from predlearn.units import ScoringSettings
+
+#: the bins of the exceedance probability in the reliability diagram's counts
+RELIABILITY_BINS = 10
 
 
 class EnsembleScores(EventMetric):
@@ -46,20 +54,31 @@ class EnsembleScores(EventMetric):
     brier_sum: Tensor
     ranks: Tensor
     pixels: Tensor
+    observed_events: Tensor
+    reliability_sums: Tensor
+    sum_states = ("crps_sum", "spread_sum", "error_sum", "pixels", "brier_sum",
+                  "observed_events", "ranks", "reliability_sums", "count")
 
     def __init__(self, horizon: int, settings: ScoringSettings | None, members: int,
                  seed: int = 0, **kwargs: Any) -> None:
         super().__init__(horizon, settings, **kwargs)
-        if members < 2:
-            raise ValueError(f"ensemble scores need at least 2 members; got {members}")
+        if members < 1:
+            raise ValueError(f"ensemble scores need at least 1 member; got {members}")
         self.members = members
         self.generator = torch.Generator().manual_seed(seed)  # tie-breaking of the ranks
-        double = torch.float64
+        double, thresholds = torch.float64, len(self.thresholds)
         for name in ("crps_sum", "spread_sum", "error_sum", "pixels"):
             self.add_state(name, torch.zeros(horizon, dtype=double), dist_reduce_fx="sum")
-        self.add_state("brier_sum", torch.zeros(horizon, len(self.thresholds), dtype=double),
-                       dist_reduce_fx="sum")
+        # per lead time and threshold: the Brier scores and the observed events summed
+        for name in ("brier_sum", "observed_events"):
+            self.add_state(name, torch.zeros(horizon, thresholds, dtype=double),
+                           dist_reduce_fx="sum")
         self.add_state("ranks", torch.zeros(horizon, members + 1, dtype=double),
+                       dist_reduce_fx="sum")
+        # per threshold and bin of the exceedance probability, over every lead time: the sum
+        # of the probabilities, the observed events and the forecasts (``reliability()``)
+        self.add_state("reliability_sums",
+                       torch.zeros(thresholds, RELIABILITY_BINS, 3, dtype=double),
                        dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
@@ -78,29 +97,67 @@ class EnsembleScores(EventMetric):
         mapping = self.settings.mapping if self.settings is not None else None
         physical = members if mapping is None else mapping.to_physical(members)
         truth = observed if mapping is None else mapping.to_physical(observed)
-        reduce = (0, 2, 3, 4)  # over sequences and pixels, per lead time
-        self.crps_sum += (crps_ensemble(physical, truth) * weight).sum(dim=reduce)
-        variance, error = spread_and_error(physical, truth)
-        self.spread_sum += (variance * weight).sum(dim=reduce)
-        self.error_sum += (error * weight).sum(dim=reduce)
-        self.pixels += weight.sum(dim=reduce)
-        for index, threshold in enumerate(self.thresholds):
-            self.brier_sum[:, index] += (brier_score(members, observed, threshold)
-                                         * weight).sum(dim=reduce)
+        pixels = (2, 3, 4)  # per sequence and lead time, over the pixels
+        if self.members > 1:
+            variance, error = spread_and_error(physical, truth)
+        else:  # one forecast: no spread; CRPS is its absolute error, Brier its 0/1 misses
+            variance, error = torch.zeros_like(truth), (physical[0] - truth) ** 2
+        batch = observed.shape[0]
+        brier, events = [], []
+        for threshold in self.thresholds:
+            brier.append((brier_score(members, observed, threshold) * weight).sum(dim=pixels))
+            events.append((events_at(observed, threshold) * weight).sum(dim=pixels))
+        none = observed.new_zeros(batch, self.horizon, 0)  # no thresholds: empty columns
         ranks = observation_rank(members, observed, self.generator)  # (B, K, C, H, W)
-        for step in range(self.horizon):
-            chosen = ranks[:, step][mask[:, step]]
-            self.ranks[step] += torch.bincount(chosen, minlength=self.members + 1).double()
-        self.count += preds.shape[0]
+        rank_counts = weight.new_zeros(batch, self.horizon, self.members + 1).scatter_add_(
+            2, ranks.flatten(2), weight.flatten(2))
+        self._accumulate({
+            "crps_sum": (crps_ensemble(physical, truth) * weight).sum(dim=pixels),
+            "spread_sum": (variance * weight).sum(dim=pixels),
+            "error_sum": (error * weight).sum(dim=pixels),
+            "pixels": weight.sum(dim=pixels),
+            "brier_sum": torch.stack(brier, dim=-1) if brier else none,
+            "observed_events": torch.stack(events, dim=-1) if events else none,
+            "ranks": rank_counts,
+            "reliability_sums": self._reliability(members, observed, mask),
+            "count": self._sequences(batch, observed)})
 
-    def compute(self) -> dict[str, Tensor]:
-        self._need_updates()
-        scores = {"crps": ratio_or_nan(self.crps_sum, self.pixels),
-                  "spread_skill": spread_skill_ratio(self.spread_sum, self.error_sum,
+    def _reliability(self, members: Tensor, observed: Tensor, mask: Tensor) -> Tensor:
+        """(B, T, bins, 3) per sequence: ``reliability_counts`` of the exceedance
+        probabilities and observed events at each threshold, masked pixels left out."""
+        rows = []
+        for sequence in range(observed.shape[0]):
+            kept = mask[sequence]
+            per_threshold = []
+            for threshold in self.thresholds:
+                probability = exceedance_probability(members[:, sequence], threshold)[kept]
+                event = events_at(observed[sequence], threshold)[kept]
+                per_threshold.append(torch.stack(
+                    reliability_counts(probability, event, RELIABILITY_BINS), dim=-1))
+            rows.append(torch.stack(per_threshold) if per_threshold else
+                        observed.new_zeros(0, RELIABILITY_BINS, 3))
+        return torch.stack(rows)
+
+    def _curves_of(self, sums: dict[str, Tensor]) -> dict[str, Tensor]:
+        pixels = sums["pixels"]
+        scores = {"crps": ratio_or_nan(sums["crps_sum"], pixels),
+                  "spread_skill": spread_skill_ratio(sums["spread_sum"], sums["error_sum"],
                                                      self.members)}
         for index, tag in enumerate(self.tags):
-            scores[f"brier_{tag}"] = ratio_or_nan(self.brier_sum[:, index], self.pixels)
+            scores[f"brier_{tag}"] = ratio_or_nan(sums["brier_sum"][:, index], pixels)
         return scores
+
+    def _cases_of(self, sums: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The Brier scores rest on the events observed at their threshold."""
+        return {f"brier_{tag}": sums["observed_events"][:, index]
+                for index, tag in enumerate(self.tags)}
+
+    def reliability(self) -> Tensor:
+        """(T, bins, 3): per threshold and bin of the exceedance probability (``bins`` equal
+        bins of [0, 1], 1 in the last), over every lead time and sequence, the sum of the
+        forecast probabilities, the observed events and the forecasts (masked pixels left
+        out): a reliability diagram's counts."""
+        return self.reliability_sums
 
     def histograms(self) -> Tensor:
         """(K, M + 1): per lead time, the frequency of each rank of the observation."""

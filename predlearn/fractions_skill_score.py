@@ -72,6 +72,35 @@ def masked_neighbourhood_fractions(binary: Tensor, valid: Tensor, size: int) -> 
     return torch.where(valid, fractions, torch.zeros_like(fractions))
 
 
+def fss_sequence_sums(preds: Tensor, target: Tensor, thresholds: Sequence[float],
+                      scales: Sequence[int], valid: Tensor | None = None
+                      ) -> tuple[Tensor, Tensor]:
+    """``fss_sums`` of each sequence: two (B, K, T, S) float64 sums over its channels and
+    pixels (their sum over sequences is ``fss_sums``)."""
+    check_frame_pair(preds, target, "fss_sums")
+    valid = checked_valid(valid, preds, "fss_sums")
+    b, k = preds.shape[:2]
+    differences = torch.zeros(b, k, len(thresholds), len(scales), dtype=torch.float64,
+                              device=preds.device)
+    references = torch.zeros_like(differences)
+    for t, threshold in enumerate(thresholds):
+        forecast, observed = events_at(preds, threshold), events_at(target, threshold)
+        for s, size in enumerate(scales):
+            if valid is None:
+                pf = neighbourhood_fractions(forecast.float(), size)
+                po = neighbourhood_fractions(observed.float(), size)
+            else:
+                pf = masked_neighbourhood_fractions(forecast, valid, size)
+                po = masked_neighbourhood_fractions(observed, valid, size)
+            # fractions in float32 (the size of the frames), summed in float64 over C, H, W
+            # (dims 2..4): a (B, K) column
+            pixels = (2, 3, 4)
+            differences[:, :, t, s] = (pf - po).square().sum(dim=pixels, dtype=torch.float64)
+            references[:, :, t, s] = (pf.square() + po.square()).sum(dim=pixels,
+                                                                     dtype=torch.float64)
+    return differences, references
+
+
 def fss_sums(preds: Tensor, target: Tensor, thresholds: Sequence[float],
              scales: Sequence[int], valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The two sums of the fractions skill score per lead time, threshold and neighbourhood
@@ -87,27 +116,8 @@ def fss_sums(preds: Tensor, target: Tensor, thresholds: Sequence[float],
     fields, the fractions are over the valid pixels of each window
     (``masked_neighbourhood_fractions``), and the sums are over the valid pixels only.
     """
-    check_frame_pair(preds, target, "fss_sums")
-    valid = checked_valid(valid, preds, "fss_sums")
-    k = preds.shape[1]
-    differences = torch.zeros(k, len(thresholds), len(scales), dtype=torch.float64,
-                              device=preds.device)
-    references = torch.zeros_like(differences)
-    for t, threshold in enumerate(thresholds):
-        forecast, observed = events_at(preds, threshold), events_at(target, threshold)
-        for s, size in enumerate(scales):
-            if valid is None:
-                pf = neighbourhood_fractions(forecast.float(), size)
-                po = neighbourhood_fractions(observed.float(), size)
-            else:
-                pf = masked_neighbourhood_fractions(forecast, valid, size)
-                po = masked_neighbourhood_fractions(observed, valid, size)
-            # fractions in float32 (the size of the frames), summed in float64 over B (dim 0)
-            # and C, H, W (dims 2..4): a (K,) column
-            pixels = (0, 2, 3, 4)
-            differences[:, t, s] = (pf - po).square().sum(dim=pixels, dtype=torch.float64)
-            references[:, t, s] = (pf.square() + po.square()).sum(dim=pixels, dtype=torch.float64)
-    return differences, references
+    differences, references = fss_sequence_sums(preds, target, thresholds, scales, valid)
+    return differences.sum(dim=0), references.sum(dim=0)
 
 
 class FractionsSkillScore(EventMetric):
@@ -119,6 +129,7 @@ class FractionsSkillScore(EventMetric):
     higher_is_better = True
     differences: Tensor
     references: Tensor
+    sum_states = ("differences", "references", "count")
 
     def __init__(self, horizon: int, settings: ScoringSettings, **kwargs: Any) -> None:
         super().__init__(horizon, settings, **kwargs)
@@ -137,14 +148,13 @@ class FractionsSkillScore(EventMetric):
         """Add the FSS sums of (B, K, C, H, W) frames; ``valid``: a boolean mask of the observed
         pixels (``fss_sums``)."""
         preds, target = self._checked(preds, target)
-        differences, references = fss_sums(preds, target, self.thresholds, self.scales, valid)
-        self.differences += differences
-        self.references += references
-        self.count += preds.shape[0]
+        differences, references = fss_sequence_sums(preds, target, self.thresholds,
+                                                    self.scales, valid)
+        self._accumulate({"differences": differences, "references": references,
+                          "count": self._sequences(preds.shape[0], differences)})
 
-    def compute(self) -> dict[str, Tensor]:
-        self._need_updates()
-        fss = 1.0 - ratio_or_nan(self.differences, self.references)  # NaN stays NaN
+    def _curves_of(self, sums: dict[str, Tensor]) -> dict[str, Tensor]:
+        fss = 1.0 - ratio_or_nan(sums["differences"], sums["references"])  # NaN stays NaN
         return {f"fss_{tag}_{size}px": fss[:, t, s]
                 for t, tag in enumerate(self.tags) for s, size in enumerate(self.scales)}
 

@@ -24,7 +24,7 @@ from predlearn.predictor import Predictor, Rollout, build_predictor
 from predlearn.recipes import check_options, check_recipe
 from predlearn.registry import METRICS
 from predlearn.sampling import SamplingSchedule
-from predlearn.stage_metrics import stage_metric_names
+from predlearn.stage_metrics import prepare_stage_metrics
 from predlearn.units import ValueMapping
 
 if TYPE_CHECKING:
@@ -93,15 +93,12 @@ class PredictiveModule(CheckpointHooks):
             thread that computes, set in ``setup`` before any step runs: on some CPUs arithmetic
             on them is many times slower (``predlearn.denormals``). False keeps IEEE denormals.
             Not in the paper (an implementation detail); no effect on CUDA kernels.
-        ensemble_members: extension (issue 32, docs/nowcasting.md). Members M of each forecast
-            in training and validation: predictions become (B, M, K, C, H, W), drawn with learnt
-            input noise (``predlearn.ensemble``) or by the predictor itself (STEPS). 1: one
-            deterministic forecast (the paper). Train with ``loss: crps`` so the members spread.
-        test_ensemble_members: members at test and predict time; None means
-            ``ensemble_members`` (a model trained with 2 can be tested with 20).
-        ensemble_noise: the learnt noise's starting standard deviation, on the [0, 1] scale.
-        ensemble_noise_cells: the noise is drawn on a grid this many times coarser than the
-            frame and upsampled (1: independent per pixel).
+        ensemble_members, test_ensemble_members, ensemble_noise, ensemble_noise_cells:
+            extension (docs/nowcasting.md#ensembles): M members per forecast in training and
+            validation, (B, M, K, C, H, W), and at test (None: the same); the learnt input
+            noise's starting std and coarseness (``predlearn.ensemble``). 1: the paper.
+        test_intervals: bootstrap replicates of the 95 % interval of every test score
+            (``predlearn.test_intervals``); 0: none.
     """
 
     def __init__(
@@ -125,6 +122,7 @@ class PredictiveModule(CheckpointHooks):
         test_ensemble_members: int | None = None,
         ensemble_noise: float = 0.1,
         ensemble_noise_cells: int = 4,
+        test_intervals: int = 1000,
     ) -> None:
         super().__init__()
         if predictor is None:
@@ -195,6 +193,10 @@ class PredictiveModule(CheckpointHooks):
         #: the last computed tables of an ensemble, by stage (``SequenceMetrics.tables``: rank
         #: histograms, reliability counts); empty for a single forecast
         self.tables: dict[str, dict[str, Tensor]] = {}
+        #: the last test's intervals (rows of ``test_intervals.csv``), by stage
+        self.intervals: dict[str, list[Any]] = {}
+        self.test_intervals = test_intervals
+        self._intervals: Any = None  # the running test's ``TestIntervals``
         #: the global step at which each stage's curves were computed
         self.curve_steps: dict[str, int] = {}
         #: the training step of the weights loaded from a checkpoint (``on_load_checkpoint``)
@@ -219,26 +221,7 @@ class PredictiveModule(CheckpointHooks):
         its ``value_bounds`` (default [0, 1]; None: no clamp, and no ``bce``) and
         ``channel_names`` (curves per channel), the test's power spectrum where it asks
         (``power_spectrum``). Idempotent."""
-        bounds = masked.as_bounds(getattr(datamodule, "value_bounds", masked.UNIT_BOUNDS))
-        channels = masked.curve_channels(getattr(datamodule, "channel_names", None))
-        names, settings = stage_metric_names(self.metric_names, datamodule, bounds,
-                                             min(self.members, self.test_members))
-        test = self.test_metrics
-        if (names, settings, bounds, channels) != (
-                test.names, test.settings, test.bounds, test.channel_names):
-            self.val_metrics = SequenceMetrics(self.horizon, names, "val", settings,
-                                               bounds=bounds, channel_names=channels,
-                                               members=self.members)
-            self.test_metrics = SequenceMetrics(self.test_horizon, names, "test", settings,
-                                                bounds=bounds, channel_names=channels,
-                                                members=self.test_members)
-        self.value_mapping = None if settings is None else settings.mapping
-        self.value_bounds = bounds
-        if getattr(datamodule, "power_spectrum", False) and self.test_spectrum is None:
-            from predlearn.power_spectrum import PowerSpectrum
-
-            _, height, width = datamodule.frame_shape()
-            self.test_spectrum = PowerSpectrum(self.test_horizon, (height, width), bounds=bounds)
+        prepare_stage_metrics(self, datamodule)
 
     def run_predictor(self, *args, **kwargs) -> Tensor:
         """The predictor, compiled when ``compile`` is set."""
@@ -328,11 +311,9 @@ class PredictiveModule(CheckpointHooks):
             valid = valid[:, 1:] if every_frame else valid[:, self.context_frames:]
         outputs = rollout.outputs.float()  # float32 under bf16 autocast
         if members > 1:
-            logs["train/ensemble_noise"] = self.member_noise.log_std.detach().exp() \
-                if self.member_noise is not None else None
+            logs["train/ensemble_noise"] = self.member_noise.log_std.detach().exp()  # type: ignore[union-attr]
             outputs = outputs.unflatten(0, (frames.shape[0], members))
         loss = self.compute_loss(outputs, reference, valid)
-        logs = {key: value for key, value in logs.items() if value is not None}
         terms: dict[str, Tensor] = {}
         extra = getattr(self.predictor, "prediction_loss", None)
         term = extra(rollout.outputs.float(), expand_members(reference, members)) \
@@ -358,8 +339,17 @@ class PredictiveModule(CheckpointHooks):
                  batch_size=weight, sync_dist=True)
         self.val_metrics.update(predictions, targets, valid=valid)
 
+    def on_test_epoch_start(self) -> None:
+        if self.test_intervals:
+            from predlearn.test_intervals import TestIntervals
+
+            self._intervals = TestIntervals(self.test_intervals)
+            self._intervals.start(self.test_metrics, self.device)
+
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
         frames, targets = self.split(batch, self.test_horizon)
+        if self._intervals is not None:
+            self._intervals.record(frames.shape[0], self.global_rank, self.trainer.world_size)
         valid = self.target_valid(batch)
         predictions = self(frames, self.test_horizon)
         self.test_metrics.update(predictions, targets, valid=valid)
@@ -384,6 +374,11 @@ class PredictiveModule(CheckpointHooks):
         self._log_metrics(self.val_metrics)
 
     def on_test_epoch_end(self) -> None:
+        recorder = self._intervals
+        if recorder is not None and (self.test_metrics.updated or self.trainer.world_size > 1):
+            self.intervals["test"] = recorder.finish(
+                self.test_metrics, getattr(self.trainer, "datamodule", None))
+        self._intervals = None
         self._log_metrics(self.test_metrics)
         if self.test_spectrum is not None and self.test_spectrum.update_count:
             self.spectra = {k: v.cpu() for k, v in self.test_spectrum.compute().items()}

@@ -6,8 +6,9 @@ Frames are (B, K, C, H, W) tensors in [0, 1] (K predicted lead times). An *event
 with the increasing value map, so this is exactly ``dBZ >= threshold`` on the stored values).
 
 A score whose denominator is 0 (e.g. CSI when no event is observed nor forecast) is undefined:
-NaN, never 0 and never a division warning. Every state is a float64 sum reduced by ``sum``
-across DDP ranks, so a score is the same on one process or on several.
+NaN, never 0 and never a division warning. Every state a score reads is a float64 sum reduced by
+``sum`` across DDP ranks, so a score is the same on one process or on several (the sequences'
+own statistics, kept for the intervals, are concatenated: ``predlearn.score_intervals``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
+from predlearn.sequence_sums import SequenceSums
 from predlearn.units import THRESHOLD_UNITS, ScoringSettings, unit_tag
 
 # unit tags as they appear in keys (``mmh``) -> the unit in words (``mm/h``)
@@ -55,16 +56,19 @@ def threshold_words(value: str, unit: str) -> str:
     return f"event >= {value} {_UNITS[unit]}"
 
 
-class EventMetric(Metric):
+class EventMetric(SequenceSums):
     """The base of the registered nowcasting metrics (events at thresholds in physical units):
     the shape checks of ``update``, a count of sequences (to refuse scores before any update,
-    after the DDP sum) and ``curves()``."""
+    after the DDP sum) and ``curves()``. A subclass adds its sum states to ``sum_states`` (with
+    ``count``), gives each sequence's contributions to ``_accumulate`` and its scores as a pure
+    function of the sums, ``_curves_of`` (``SequenceSums``)."""
 
     full_state_update = False
     higher_is_better: bool | None = None  # per key: ``directions()``
     #: built as ``cls(horizon, settings)`` with the data's ``ScoringSettings``
     physical_units = True
     count: Tensor
+    sequences_state = "count"
 
     def __init__(self, horizon: int, settings: ScoringSettings | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -90,7 +94,19 @@ class EventMetric(Metric):
         if self.count == 0:
             raise RuntimeError(f"{type(self).__name__}: scores asked for before any update")
 
+    def _sequences(self, batch: int, like: Tensor) -> Tensor:
+        """Each of ``batch`` sequences' contribution to ``count``: 1 (float64)."""
+        return torch.ones(batch, dtype=torch.float64, device=like.device)
+
+    def compute(self) -> dict[str, Tensor]:
+        self._need_updates()
+        return self._curves_of(self.state_sums())
+
     def curves(self) -> dict[str, Tensor]:
         """Logged key -> (K,) float64 curve per lead time (synced across DDP ranks)."""
         # torchmetrics squeezes one-element results; a curve keeps its (K,) shape
         return {key: value.reshape(self.horizon) for key, value in self.compute().items()}
+
+    def scores_of(self, totals: Tensor) -> dict[str, Tensor]:
+        return {key: value.reshape(self.horizon)
+                for key, value in super().scores_of(totals).items()}

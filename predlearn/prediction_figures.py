@@ -122,6 +122,13 @@ class PredictionFigures(L.Callback):
             draw=self.enabled)
         if ensemble_files:
             rank_zero_info(f"predlearn: wrote {', '.join(map(str, ensemble_files))}")
+        rows = pl_module.intervals.get(stage)
+        if rows:
+            from predlearn.score_intervals import write_intervals_csv
+
+            path = write_intervals_csv(rows, folder / f"{stage}_intervals.csv")
+            rank_zero_info(f"predlearn: wrote {path}: 95 % intervals over {rows[0].sequences} "
+                           f"sequences in {rows[0].blocks} blocks")
         if not self.enabled or example is None:
             rank_zero_info(f"predlearn: wrote {table}")
             return

@@ -10,11 +10,11 @@ from typing import Any
 from predlearn import masked
 from predlearn.errors import OptionValueError
 from predlearn.masked import Bounds
-from predlearn.metrics import DEFAULT_METRICS
+from predlearn.metrics import DEFAULT_METRICS, SequenceMetrics
 from predlearn.registry import METRICS
 from predlearn.units import ScoringSettings
 
-__all__ = ["ensemble_metric_names", "stage_metric_names"]
+__all__ = ["ensemble_metric_names", "prepare_stage_metrics", "stage_metric_names"]
 
 
 def stage_metric_names(named: Sequence[str] | None, datamodule: Any, bounds: Bounds,
@@ -37,13 +37,40 @@ def stage_metric_names(named: Sequence[str] | None, datamodule: Any, bounds: Bou
 
 
 def ensemble_metric_names(names: list[str], defaults: bool, members: int) -> list[str]:
-    """``names`` with the ensemble scores added to the defaults when every stage forecasts
-    members (``members`` >= 2); refused when named for a single forecast."""
+    """``names`` with the ensemble scores added to the defaults when a stage forecasts members
+    (``members`` >= 2). Named for a single forecast, they score it as one member: CRPS is
+    then its absolute error (in the data's unit), the spread 0."""
     ensemble = [n for n in names if getattr(METRICS.get(n), "needs_members", False)]
-    if ensemble and members < 2:
-        raise OptionValueError("metrics", f"{', '.join(map(repr, ensemble))} score ensemble "
-                               "members: set --model.ensemble_members=2 or more, or leave them "
-                               "out", names, owner="model")
     if defaults and members > 1 and not ensemble:
         return [*names, "ensemble"]
     return names
+
+
+def prepare_stage_metrics(module: Any, datamodule: Any) -> None:
+    """``PredictiveModule.prepare_metrics``: its ``val_metrics`` and ``test_metrics`` (a stage
+    of one forecast scores no ensemble: STEPS validates one), ``value_mapping``,
+    ``value_bounds`` and ``test_spectrum`` for ``datamodule``; rebuilt only when the choice
+    changes."""
+    bounds = masked.as_bounds(getattr(datamodule, "value_bounds", masked.UNIT_BOUNDS))
+    channels = masked.curve_channels(getattr(datamodule, "channel_names", None))
+    named = module.metric_names
+    names, settings = stage_metric_names(named, datamodule, bounds,
+                                         max(module.members, module.test_members))
+    # a stage of one forecast scores no ensemble unless asked (STEPS validates one forecast)
+    single = names if named is not None else [
+        n for n in names if not getattr(METRICS.get(n), "needs_members", False)]
+    chosen = (names, settings, bounds, channels)
+    if chosen != getattr(module, "_metrics_chosen", None):
+        module._metrics_chosen = chosen
+        module.val_metrics, module.test_metrics = (
+            SequenceMetrics(horizon, names if count > 1 else single, prefix, settings,
+                            bounds=bounds, channel_names=channels, members=count)
+            for horizon, prefix, count in ((module.horizon, "val", module.members),
+                                           (module.test_horizon, "test", module.test_members)))
+    module.value_mapping = None if settings is None else settings.mapping
+    module.value_bounds = bounds
+    if getattr(datamodule, "power_spectrum", False) and module.test_spectrum is None:
+        from predlearn.power_spectrum import PowerSpectrum
+
+        _, height, width = datamodule.frame_shape()
+        module.test_spectrum = PowerSpectrum(module.test_horizon, (height, width), bounds=bounds)

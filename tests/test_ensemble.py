@@ -137,9 +137,22 @@ def test_ensemble_set_ups_that_cannot_work_are_refused_in_one_line():
         PredictiveModule(convlstm, test_ensemble_members=10)
     with pytest.raises(OptionValueError, match="at least 1"):
         PredictiveModule(convlstm, ensemble_members=0)
-    single = PredictiveModule(convlstm, metrics=["mse", "ensemble"])
-    with pytest.raises(OptionValueError, match="'ensemble' score ensemble members"):
-        single.prepare_metrics(None)
+
+
+def test_a_single_forecast_scores_as_one_member_crps_is_its_absolute_error():
+    generator = torch.Generator().manual_seed(2)
+    preds = torch.rand(3, 2, 1, 8, 8, generator=generator)
+    target = torch.rand(3, 2, 1, 8, 8, generator=generator)
+    metrics = SequenceMetrics(2, ["ensemble"], "test", SETTINGS)
+    metrics.update(preds, target)
+    curves = metrics.curves()
+    mae_dbz = ((preds - target).abs() * 70).double().mean(dim=(0, 2, 3, 4))
+    torch.testing.assert_close(curves["crps"], mae_dbz, rtol=1e-6, atol=0)
+    assert (curves["spread_skill"] == 0).all()  # no spread
+    event = (target >= 20 / 70).double()
+    forecast = (preds >= 20 / 70).double()
+    torch.testing.assert_close(curves["brier_20dBZ"],
+                               (forecast - event).square().mean(dim=(0, 2, 3, 4)))
 
 
 SETTINGS = ScoringSettings(ValueMapping(), (20.0, 40.0), "dBZ", (1, 3))
@@ -188,10 +201,17 @@ def test_an_ensemble_fits_tests_and_predicts_on_radar(radar_file, tmp_path):  # 
     for picture in ("test_ensemble.png", "test_rank_histogram.png", "test_reliability.png",
                     "test_predictions.png"):
         assert (folder / picture).read_bytes()[:4] == b"\x89PNG", picture
+    intervals = {(row["metric"], row["step"]): row
+                 for row in csv.DictReader((folder / "test_intervals.csv").open())}
+    crps = intervals[("crps", "all")]
+    assert float(crps["low"]) <= float(crps["value"]) <= float(crps["high"])
+    assert float(crps["value"]) == pytest.approx(float(logged["test/crps"]), rel=1e-5)
+    assert int(crps["sequences"]) == 24 and int(crps["blocks"]) == 4  # 7-frame windows
+    assert int(intervals[("csi_20dBZ", "all")]["events"]) > 0
     checkpoint = next((tmp_path / "fit").rglob("last.ckpt"))
     output = tmp_path / "predict" / "predictions.h5"
     run_cli(["predict", f"--ckpt_path={checkpoint}", *radar_args(radar_file, tmp_path / "predict"),
-             f"--prediction.output_path={output}", "--prediction.image_sequences=1"])
+             f"--predictions.output_path={output}", "--predictions.image_sequences=1"])
     with h5py.File(output) as handle:
         predictions = handle["predictions"]
         assert predictions.shape[1:3] == (4, 3) and predictions.attrs["members"] == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,9 +81,37 @@ def test_a_perfect_ensemble_scores_zero_crps_and_brier():
     assert math.isnan(scores["spread_skill"][0])  # no error: the ratio is undefined
 
 
-def test_wrong_shapes_and_too_few_members_are_refused():
+def test_wrong_shapes_and_no_members_are_refused():
     preds, target = batch()
     with pytest.raises(ValueError, match=r"needs members \(B, 4, K, C, H, W\)"):
         EnsembleScores(K, SETTINGS, members=M).update(preds[:, :3], target)
-    with pytest.raises(ValueError, match="at least 2 members"):
-        EnsembleScores(K, SETTINGS, members=1)
+    with pytest.raises(ValueError, match="at least 1 member"):
+        EnsembleScores(K, SETTINGS, members=0)
+
+
+def test_reliability_counts_equal_pysteps_reliability_diagram_with_a_mask():
+    """Per threshold, over every lead time: the sum of the exceedance probabilities, the
+    observed events and the forecasts per bin, masked pixels left out, as pysteps' diagram
+    accumulates them in dBZ. Three members: probabilities k / 3, none on a bin edge (pysteps'
+    edges are shifted by 1e-6 and closed on the right, ours closed on the left)."""
+    probscores = pytest.importorskip("pysteps.verification.probscores")
+    generator = torch.Generator().manual_seed(5)
+    members = 3
+    preds = torch.rand(B, members, K, C, H, W, generator=generator)
+    target = torch.rand(B, K, C, H, W, generator=generator)
+    valid = torch.rand(B, K, C, H, W, generator=generator) < 0.7
+    metric = EnsembleScores(K, SETTINGS, members=members)
+    metric.update(preds, target, valid)
+    table = metric.reliability()
+    assert table.shape == (2, 10, 3) and table.dtype == torch.float64
+    dbz, observed = 70 * preds.double(), 70 * target.double()
+    observed[~valid] = math.nan  # pysteps leaves out the pairs that are not finite
+    for index, threshold in enumerate((20.0, 40.0)):
+        diagram = probscores.reldiag_init(threshold, n_bins=10, min_count=1)
+        for step in range(K):
+            probability = (dbz[:, :, step] >= threshold).double().mean(dim=1)
+            probscores.reldiag_accum(diagram, probability.numpy(), observed[:, step].numpy())
+        np.testing.assert_allclose(table[index, :, 0].numpy(), diagram["X_sum"], rtol=1e-12)
+        np.testing.assert_array_equal(table[index, :, 1].numpy(), diagram["Y_sum"])
+        np.testing.assert_array_equal(table[index, :, 2].numpy(), diagram["num_idx"])
+    assert table[0, :, 2].sum() == valid.sum()

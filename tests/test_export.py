@@ -181,7 +181,7 @@ def test_a_one_call_model_exports_its_forecast_and_has_no_step(tmp_path):
 
 def test_the_models_that_cannot_be_exported_say_why_in_one_line(tmp_path, capsys):
     refused = {name: export.refusal(tiny(name)) for name in MODELS.names()}
-    assert {name for name, reason in refused.items() if reason} == {"extrapolation"}
+    assert {name for name, reason in refused.items() if reason} == {"extrapolation", "steps"}
     with pytest.raises(UsageError) as error:
         export.export_forecast(tiny("extrapolation"), tmp_path / "e.onnx", "onnx", 2, 3)
     assert str(error.value) == ("extrapolation: cannot export its forecast: it estimates the "

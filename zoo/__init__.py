@@ -21,6 +21,7 @@ from predlearn.zoo.predrnn import ConvLSTM, PredRNN, PredRNNM, PredRNNv2, decoup
 from predlearn.zoo.predrnn_pp import GradientHighwayUnit, PredRNNpp
 from predlearn.zoo.recurrent_stack import RecurrentStack
 from predlearn.zoo.simvp import SimVP
+from predlearn.zoo.steps import Steps
 from predlearn.zoo.tau import TAU
 from predlearn.zoo.vpn_baseline import (
     MultiplicativeUnit,
@@ -55,6 +56,7 @@ __all__ = [
     "SpatiotemporalLSTMCell",
     "SpatiotemporalLSTMv2Cell",
     "SpatiotemporalMemoryCell",
+    "Steps",
     "VPNBaseline",
     "apply_cdna",
     "apply_dynamic_filters",

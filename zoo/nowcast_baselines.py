@@ -46,29 +46,33 @@ class NowcastDependencyMissingError(PredlearnError, ModuleNotFoundError):
     to install it."""
 
 
-def _require_pysteps(method: str) -> None:
-    """Raise ``NowcastDependencyMissingError`` unless pysteps (and OpenCV for "LK") is there."""
+def _require_pysteps(method: str, user: str = "the optical-flow extrapolation baseline") -> None:
+    """Raise ``NowcastDependencyMissingError`` unless pysteps (and OpenCV for "LK") is there;
+    ``user`` names what needs it in the message."""
     install = ("pip install 'predlearn[nowcast]' (or pip install 'pysteps>=1.10' "
                "'opencv-python-headless>=4.5')")
     if not PYSTEPS:
         raise NowcastDependencyMissingError(
-            "the optical-flow extrapolation baseline needs pysteps (motion fields and "
-            f"semi-Lagrangian extrapolation): {install}; {PYSTEPS.message}")
+            f"{user} needs pysteps (motion fields and semi-Lagrangian extrapolation): "
+            f"{install}; {PYSTEPS.message}")
     if method == "LK" and not OPENCV:
         raise NowcastDependencyMissingError(
-            "the optical-flow extrapolation baseline's Lucas-Kanade method (method='LK') needs "
-            f"OpenCV: {install}; {OPENCV.message}")
+            f"{user}'s Lucas-Kanade method (method='LK') needs OpenCV: {install}; "
+            f"{OPENCV.message}")
+
+
+def pysteps_module(name: str, method: str = "LK") -> ModuleType:
+    """``pysteps.<name>`` (e.g. "nowcasts"), imported quietly once ``_require_pysteps(method)``
+    passes: pysteps prints where it found its configuration file on first import, and importing
+    must not change the process's warning filters."""
+    _require_pysteps(method)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        return importlib.import_module(f"pysteps.{name}")
 
 
 def _pysteps_modules(method: str) -> tuple[ModuleType, ModuleType]:
-    """``(pysteps.motion, pysteps.extrapolation)``, imported quietly: pysteps prints where it
-    found its configuration file on first import, and importing must not change the process's
-    warning filters."""
-    _require_pysteps(method)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        motion = importlib.import_module("pysteps.motion")
-        extrapolation = importlib.import_module("pysteps.extrapolation")
-    return motion, extrapolation
+    """``(pysteps.motion, pysteps.extrapolation)``, imported quietly (``pysteps_module``)."""
+    return pysteps_module("motion", method), pysteps_module("extrapolation", method)
 
 
 class Baseline(Predictor):
@@ -263,4 +267,4 @@ class OpticalFlowExtrapolation(Baseline):
 
 
 __all__ = ["MOTION_METHODS", "NowcastDependencyMissingError", "OpticalFlowExtrapolation",
-           "Persistence"]
+           "Persistence", "pysteps_module"]
