@@ -33,7 +33,7 @@ from torch import Tensor
 from predlearn.bootstrap import bootstrap_interval, window_blocks
 from predlearn.sequence_sums import SequenceSums
 
-__all__ = ["INTERVAL_COLUMNS", "IntervalRow", "SequenceSums", "blocks_from_windows",
+__all__ = ["INTERVAL_COLUMNS", "MIN_BLOCKS", "IntervalRow", "SequenceSums", "blocks_from_windows",
            "read_intervals_csv", "score_intervals", "write_intervals_csv"]
 
 INTERVAL_COLUMNS = ("metric", "step", "value", "low", "high", "level", "sequences", "blocks",
@@ -89,6 +89,22 @@ def _metric_rows(key: str, curve: Tensor, low: Tensor, high: Tensor, cases: Tens
     return rows
 
 
+#: the fewest independent blocks an interval is drawn from: with fewer, a bootstrap resample
+#: repeats a handful of blocks and its quantiles bound nothing (the bounds are left NaN)
+MIN_BLOCKS = 10
+
+
+def _few_blocks(blocks_of: Callable[[Tensor], Tensor] | None, indices: Tensor) -> str | None:
+    """The warning for a test set of fewer than ``MIN_BLOCKS`` blocks, or None."""
+    count = indices.numel() if blocks_of is None else int(
+        torch.unique(torch.as_tensor(blocks_of(indices))).numel())
+    if count >= MIN_BLOCKS:
+        return None
+    return (f"predlearn: the test set holds {count} independent block(s) of sequences (fewer "
+            f"than {MIN_BLOCKS}: overlapping windows of a short series); its scores get no "
+            "interval (NaN bounds). Test on a longer series for error bars.")
+
+
 def score_intervals(metrics: Any, indices: Tensor,
                     blocks_of: Callable[[Tensor], Tensor] | None = None, level: float = 0.95,
                     replicates: int = 1000, seed: int = 0) -> list[IntervalRow]:
@@ -105,6 +121,9 @@ def score_intervals(metrics: Any, indices: Tensor,
     all (``record_sequences`` set too late), a ``RuntimeError``. Every DDP rank must call it.
     """
     indices = torch.as_tensor(indices).reshape(-1).to("cpu", torch.int64)
+    few = _few_blocks(blocks_of, indices)
+    if few:
+        warnings.warn(few, stacklevel=2)
     blocks = None if blocks_of is None else torch.as_tensor(blocks_of(indices)).reshape(-1)
     if blocks is not None and blocks.shape != indices.shape:
         raise ValueError(f"blocks_of gave {tuple(blocks.shape)} blocks for "
@@ -136,6 +155,8 @@ def score_intervals(metrics: Any, indices: Tensor,
             return torch.cat([table.mean(dim=1, keepdim=True), table], dim=1)
 
         _, low, high = bootstrap_interval(statistics, score, blocks, replicates, level, seed)
+        if n_blocks < MIN_BLOCKS:  # a resample of a few blocks is no sample: no interval
+            low, high = torch.full_like(low, math.nan), torch.full_like(high, math.nan)
         cases = metric.cases_of(statistics.sum(dim=0))
         for row, key in enumerate(keys):
             rows += _metric_rows(metrics._key(key, index), curves[key],
