@@ -25,6 +25,7 @@ from predlearn.recipes import check_options, check_recipe
 from predlearn.registry import METRICS
 from predlearn.sampling import SamplingSchedule
 from predlearn.stage_metrics import prepare_stage_metrics
+from predlearn.test_intervals import TestIntervals
 from predlearn.units import ValueMapping
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class PredictiveModule(CheckpointHooks):
         #: the last test's intervals (rows of ``test_intervals.csv``), by stage
         self.intervals: dict[str, list[Any]] = {}
         self.test_intervals = test_intervals
-        self._intervals: Any = None  # the running test's ``TestIntervals``
+        self._intervals = TestIntervals(test_intervals)  # records each test's sequences
         #: the global step at which each stage's curves were computed
         self.curve_steps: dict[str, int] = {}
         #: the training step of the weights loaded from a checkpoint (``on_load_checkpoint``)
@@ -340,16 +341,11 @@ class PredictiveModule(CheckpointHooks):
         self.val_metrics.update(predictions, targets, valid=valid)
 
     def on_test_epoch_start(self) -> None:
-        if self.test_intervals:
-            from predlearn.test_intervals import TestIntervals
-
-            self._intervals = TestIntervals(self.test_intervals)
-            self._intervals.start(self.test_metrics, self.device)
+        self._intervals.start(self.test_metrics, self.device)
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
         frames, targets = self.split(batch, self.test_horizon)
-        if self._intervals is not None:
-            self._intervals.record(frames.shape[0], self.global_rank, self.trainer.world_size)
+        self._intervals.record(frames.shape[0], self.global_rank, self.trainer.world_size)
         valid = self.target_valid(batch)
         predictions = self(frames, self.test_horizon)
         self.test_metrics.update(predictions, targets, valid=valid)
@@ -374,11 +370,9 @@ class PredictiveModule(CheckpointHooks):
         self._log_metrics(self.val_metrics)
 
     def on_test_epoch_end(self) -> None:
-        recorder = self._intervals
-        if recorder is not None and (self.test_metrics.updated or self.trainer.world_size > 1):
-            self.intervals["test"] = recorder.finish(
+        if self.test_metrics.updated or self.trainer.world_size > 1:
+            self.intervals["test"] = self._intervals.finish(
                 self.test_metrics, getattr(self.trainer, "datamodule", None))
-        self._intervals = None
         self._log_metrics(self.test_metrics)
         if self.test_spectrum is not None and self.test_spectrum.update_count:
             self.spectra = {k: v.cpu() for k, v in self.test_spectrum.compute().items()}

@@ -26,7 +26,10 @@ class TestIntervals:
         self.seen = 0
 
     def start(self, metrics: SequenceMetrics, device: torch.device) -> None:
-        """Before the first test batch: record every sequence's statistics from now on."""
+        """Before the first test batch: record every sequence's statistics from now on (with
+        no replicates: nothing)."""
+        if not self.replicates:
+            return
         metrics.record_sequences = True
         self.order = CatMetric(nan_strategy="disable").to(device)
         self.order.set_dtype(torch.float64)

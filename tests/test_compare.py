@@ -243,13 +243,19 @@ def bands(fig) -> list:
     return [c for c in fig.axes[0].collections if isinstance(c, PolyCollection)]
 
 
-def test_intervals_are_bands_and_table_cells(tmp_path, figures, capsys):
+def compare_two_overlapping_runs(tmp_path) -> Path:
+    """predrnn (a) and convlstm (b), MSE intervals that overlap, compared into tmp_path/out."""
     write_scored_run(tmp_path / "runs" / "a", "predrnn", {"mse_per_frame": [20.0, 28.4]},
                      {"mse_per_frame": (21.0, 27.9)})
     write_scored_run(tmp_path / "runs" / "b", "convlstm", {"mse_per_frame": [25.0, 29.6]},
                      {"mse_per_frame": (23.9, 30.6)})
     out = tmp_path / "out"
     main([str(tmp_path / "runs"), f"--out={out}"])
+    return out
+
+
+def test_intervals_are_bands_and_table_cells(tmp_path, figures, capsys):
+    out = compare_two_overlapping_runs(tmp_path)
     fig = figures["compare_mse_per_frame.png"]
     drawn, lines = bands(fig), fig.axes[0].get_lines()
     assert len(drawn) == 2 and "95 % interval" in fig.axes[0].get_title()
@@ -270,12 +276,7 @@ def test_intervals_are_bands_and_table_cells(tmp_path, figures, capsys):
 
 
 def test_overlapping_intervals_are_not_distinguishable(tmp_path, capsys):
-    write_scored_run(tmp_path / "runs" / "a", "predrnn", {"mse_per_frame": [20.0, 28.4]},
-                     {"mse_per_frame": (21.0, 27.9)})
-    write_scored_run(tmp_path / "runs" / "b", "convlstm", {"mse_per_frame": [25.0, 29.6]},
-                     {"mse_per_frame": (23.9, 30.6)})
-    out = tmp_path / "out"
-    main([str(tmp_path / "runs"), f"--out={out}"])
+    out = compare_two_overlapping_runs(tmp_path)
     line = ("mse_per_frame: predrnn (a) and convlstm (b) are not distinguishable at 95 % "
             "(intervals overlap: 24.2 [21, 27.9], 27.3 [23.9, 30.6])")
     printed = capsys.readouterr().out
